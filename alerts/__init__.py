@@ -1,0 +1,1 @@
+"""Scaling-health alert rules, evaluation and notification."""

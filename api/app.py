@@ -1,0 +1,94 @@
+"""The application factory."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from api import __version__
+from api.errors import ApiError
+from api.routes import auth, events, health, properties
+from api.services import Services, build_services
+from api.settings import Settings
+
+log = logging.getLogger("dynoscope")
+
+_STATUS_CODES = {
+    400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    409: "conflict",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+    422: "validation_error",
+    429: "too_many_requests",
+}
+
+
+def create_app(settings: Settings, *, services: Services | None = None) -> FastAPI:
+    """Build the API for ``settings``; resources open and close with the app's lifespan."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        built = services or build_services(settings)
+        app.state.services = built
+        log.info("dynoscope %s: %s", __version__, settings.describe())
+        try:
+            yield
+        finally:
+            await built.close()
+
+    app = FastAPI(title="dynoscope property API", version=__version__, lifespan=lifespan)
+    app.state.settings = settings
+    app.include_router(health.router)
+    app.include_router(auth.router)
+    app.include_router(events.router)  # before /properties/{id}, which would shadow it
+    app.include_router(properties.router)
+    _install_error_handlers(app)
+    return app
+
+
+def _error(status_code: int, detail: str, **extra: Any) -> JSONResponse:
+    code = _STATUS_CODES.get(status_code, "error")
+    return JSONResponse({"error": code, "detail": detail, **extra}, status_code=status_code)
+
+
+def _install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(ApiError)
+    async def api_error(_: Request, exc: ApiError) -> JSONResponse:
+        body = {"error": exc.code, "detail": exc.detail}
+        headers = {"WWW-Authenticate": "Bearer"} if exc.status_code == 401 else None
+        return JSONResponse(body, status_code=exc.status_code, headers=headers)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        return _error(exc.status_code, str(exc.detail))
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
+        # The submitted values are left out on purpose: they may be passwords or tokens.
+        errors = []
+        for error in exc.errors():
+            location = [str(part) for part in error.get("loc", ())]
+            message = str(error.get("msg", "invalid")).removeprefix("Value error, ")
+            if error.get("type") == "json_invalid":
+                location, message = ["body"], "malformed JSON body"
+            errors.append(
+                {"field": ".".join(location), "message": message, "type": error.get("type")}
+            )
+        summary = "; ".join(f"{e['field']}: {e['message']}" for e in errors)
+        return _error(422, summary, errors=errors)
+
+    @app.exception_handler(Exception)
+    async def unexpected(_: Request, exc: Exception) -> JSONResponse:
+        log.error("unhandled %s", type(exc).__name__, exc_info=False)
+        return _error(500, "internal error")

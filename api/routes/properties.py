@@ -1,0 +1,134 @@
+"""Property listings: cached reads, owner-only writes, change events."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Path, Query, Response, status
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from api.deps import ClaimsDep, ServicesDep, SessionDep
+from api.errors import Forbidden, NotFound
+from api.events import Event
+from api.models import Property
+from api.schemas import (
+    PropertyCreate,
+    PropertyFilters,
+    PropertyOut,
+    PropertyPage,
+    PropertyUpdate,
+)
+from api.services import Services
+
+router = APIRouter(prefix="/properties", tags=["properties"])
+
+NAMESPACE = "properties"
+PropertyId = Annotated[int, Path(ge=1, le=2**31 - 1, description="The property's id")]
+
+
+async def _list(session: AsyncSession, filters: PropertyFilters) -> list[dict[str, Any]]:
+    query = select(Property)
+    if filters.city is not None:
+        query = query.where(func.lower(Property.city) == filters.city.casefold())
+    if filters.min_price is not None:
+        query = query.where(Property.price >= filters.min_price)
+    if filters.max_price is not None:
+        query = query.where(Property.price <= filters.max_price)
+    if filters.bedrooms is not None:
+        query = query.where(Property.bedrooms == filters.bedrooms)
+    if filters.status is not None:
+        query = query.where(Property.status == filters.status)
+    query = query.order_by(Property.id).limit(filters.limit).offset(filters.offset)
+    rows = (await session.scalars(query)).all()
+    return [PropertyOut.model_validate(row).model_dump(mode="json") for row in rows]
+
+
+@router.get("", response_model=PropertyPage)
+async def list_properties(
+    filters: Annotated[PropertyFilters, Query()],
+    services: ServicesDep,
+    session: SessionDep,
+) -> dict[str, Any]:
+    items = await services.cache.cache_with_ttl(
+        f"list:{filters.cache_key()}",
+        services.settings.cache_ttl_seconds,
+        lambda: _list(session, filters),
+        namespace=NAMESPACE,
+    )
+    return {"items": items, "limit": filters.limit, "offset": filters.offset}
+
+
+async def _get(session: AsyncSession, property_id: int) -> Property:
+    found = await session.get(Property, property_id)
+    if found is None:
+        raise NotFound(f"property {property_id} not found")
+    return found
+
+
+async def _get_owned(session: AsyncSession, property_id: int, user_id: int) -> Property:
+    found = await _get(session, property_id)
+    if found.owner_id != user_id:
+        raise Forbidden(f"property {property_id} belongs to another user")
+    return found
+
+
+async def _changed(services: Services, kind: str, prop: Property | None, prop_id: int) -> None:
+    await services.cache.invalidate(NAMESPACE)
+    data = PropertyOut.model_validate(prop).model_dump(mode="json") if prop is not None else None
+    await services.broadcaster.publish(Event(type=f"property.{kind}", id=prop_id, data=data))
+
+
+@router.get("/{property_id}", response_model=PropertyOut)
+async def get_property(property_id: PropertyId, services: ServicesDep, session: SessionDep) -> Any:
+    async def load() -> dict[str, Any]:
+        return PropertyOut.model_validate(await _get(session, property_id)).model_dump(mode="json")
+
+    return await services.cache.cache_with_ttl(
+        f"item:{property_id}", services.settings.cache_ttl_seconds, load, namespace=NAMESPACE
+    )
+
+
+@router.post("", status_code=status.HTTP_201_CREATED, response_model=PropertyOut)
+async def create_property(
+    body: PropertyCreate,
+    claims: ClaimsDep,
+    services: ServicesDep,
+    session: SessionDep,
+    response: Response,
+) -> Property:
+    prop = Property(owner_id=claims.user_id, **body.model_dump())
+    session.add(prop)
+    await session.commit()
+    await session.refresh(prop)
+    await _changed(services, "created", prop, prop.id)
+    response.headers["Location"] = f"/properties/{prop.id}"
+    return prop
+
+
+@router.patch("/{property_id}", response_model=PropertyOut)
+async def update_property(
+    property_id: PropertyId,
+    body: PropertyUpdate,
+    claims: ClaimsDep,
+    services: ServicesDep,
+    session: SessionDep,
+) -> Property:
+    prop = await _get_owned(session, property_id, claims.user_id)
+    for name, value in body.model_dump(exclude_unset=True).items():
+        setattr(prop, name, value)
+    await session.commit()
+    await session.refresh(prop)
+    await _changed(services, "updated", prop, prop.id)
+    return prop
+
+
+@router.delete("/{property_id}", status_code=status.HTTP_204_NO_CONTENT)
+async def delete_property(
+    property_id: PropertyId, claims: ClaimsDep, services: ServicesDep, session: SessionDep
+) -> Response:
+    prop = await _get_owned(session, property_id, claims.user_id)
+    await session.delete(prop)
+    await session.commit()
+    await _changed(services, "deleted", None, property_id)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)

@@ -1,0 +1,1 @@
+"""Where telemetry leaves a process."""

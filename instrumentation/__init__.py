@@ -1,0 +1,1 @@
+"""Reusable FastAPI / SQLAlchemy / Redis instrumentation."""

@@ -1,0 +1,69 @@
+"""Start the API in-process on a chosen stack and talk to it over ASGI or a real socket."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass
+
+import httpx
+import uvicorn
+from fastapi import FastAPI
+
+from api.app import create_app
+from api.migrate import upgrade
+from api.services import Services
+from api.settings import Settings
+
+
+@dataclass
+class Running:
+    app: FastAPI
+    client: httpx.AsyncClient
+
+    @property
+    def services(self) -> Services:
+        services: Services = self.app.state.services
+        return services
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@contextlib.asynccontextmanager
+async def running_app(environ: Mapping[str, str]) -> AsyncIterator[Running]:
+    """The app with its lifespan, migrations applied, and an ASGI client."""
+    app = create_app(Settings.from_env(environ))
+    async with app.router.lifespan_context(app):
+        await upgrade(app.state.services.engine)
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://api") as client:
+            yield Running(app=app, client=client)
+
+
+@contextlib.asynccontextmanager
+async def served_app(environ: Mapping[str, str]) -> AsyncIterator[Running]:
+    """The app behind a real uvicorn server on a loopback port (for streaming responses)."""
+    app = create_app(Settings.from_env(environ))
+    port = free_port()
+    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
+    server = uvicorn.Server(config)
+    task = asyncio.create_task(server.serve())
+    try:
+        async with asyncio.timeout(10):
+            while not server.started:
+                if task.done():
+                    task.result()
+                await asyncio.sleep(0.01)
+        await upgrade(app.state.services.engine)
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as client:
+            yield Running(app=app, client=client)
+    finally:
+        server.should_exit = True
+        await task
