@@ -40,7 +40,7 @@ format: install
 	$(BIN)/ruff check --fix .
 
 bench: install services
-	$(BIN)/python -m bench.cache
+	$(BIN)/python -m bench $(BENCH)
 
 clean:
 	rm -rf $(VENV) dynoscope.db dynoscope.db-* .mypy_cache .ruff_cache

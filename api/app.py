@@ -12,11 +12,13 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from alerts.app import attach_alerts
 from api import __version__
 from api.errors import ApiError
 from api.routes import auth, events, health, properties
 from api.services import Services, build_services
 from api.settings import Settings
+from instrumentation.app import instrument_app
 
 log = logging.getLogger("dynoscope")
 
@@ -54,6 +56,9 @@ def create_app(settings: Settings, *, services: Services | None = None) -> FastA
     app.include_router(events.router)  # before /properties/{id}, which would shadow it
     app.include_router(properties.router)
     _install_error_handlers(app)
+    # Package hooks: each package adds its own routes, middleware and start-up work.
+    instrument_app(app, settings)
+    attach_alerts(app, settings)
     return app
 
 

@@ -54,11 +54,7 @@ async def _seed(settings: Settings, args: argparse.Namespace) -> int:
     from api.seed import DEMO_EMAIL, seed
 
     engine = create_engine(settings)
-    password = (
-        "demo-password"
-        if settings.mode is Mode.DEVELOPMENT
-        else secrets.token_urlsafe(18)
-    )
+    password = "demo-password" if settings.mode is Mode.DEVELOPMENT else secrets.token_urlsafe(18)
     try:
         added = await seed(
             create_sessionmaker(engine),
@@ -95,6 +91,13 @@ def build_parser() -> argparse.ArgumentParser:
     seed.add_argument("--properties", type=int, default=200)
     seed.add_argument("--if-empty", action="store_true", help="only when no property exists")
     seed.set_defaults(run=lambda s, a: asyncio.run(_seed(s, a)))
+
+    # Package hooks: each package registers its own subcommands.
+    from alerts.cli import register as register_alerts
+    from instrumentation.cli import register as register_instrumentation
+
+    register_instrumentation(commands)
+    register_alerts(commands)
     return parser
 
 

@@ -73,6 +73,36 @@ class Settings(BaseSettings):
     log_level: str = Field(default="INFO", validation_alias="LOG_LEVEL")
     host: str = Field(default="127.0.0.1", validation_alias="HOST")
     port: int = Field(default=8000, gt=0, lt=65536, validation_alias="PORT")
+    admin_token: SecretStr | None = Field(default=None, validation_alias="ADMIN_TOKEN")
+
+    # --- telemetry (instrumentation/, exporters/) ---
+    instance_id: str | None = Field(default=None, validation_alias="INSTANCE_ID")
+    metrics_enabled: bool = Field(default=True, validation_alias="DYNOSCOPE_METRICS_ENABLED")
+    metrics_token: SecretStr | None = Field(default=None, validation_alias="METRICS_TOKEN")
+    metrics_port: int | None = Field(default=None, gt=0, lt=65536, validation_alias="METRICS_PORT")
+    prometheus_multiproc_dir: str | None = Field(
+        default=None, validation_alias="PROMETHEUS_MULTIPROC_DIR"
+    )
+    db_slow_query_seconds: float = Field(
+        default=1.0, gt=0, validation_alias="DB_SLOW_QUERY_SECONDS"
+    )
+    otel_sdk_disabled: bool = Field(default=False, validation_alias="OTEL_SDK_DISABLED")
+    otel_service_name: str = Field(default="dynoscope-api", validation_alias="OTEL_SERVICE_NAME")
+    otel_exporter_otlp_endpoint: str | None = Field(
+        default=None, validation_alias="OTEL_EXPORTER_OTLP_ENDPOINT"
+    )
+    otel_traces_sampler: str = Field(
+        default="parentbased_traceidratio", validation_alias="OTEL_TRACES_SAMPLER"
+    )
+    otel_traces_sampler_arg: float = Field(
+        default=0.1, ge=0, le=1, validation_alias="OTEL_TRACES_SAMPLER_ARG"
+    )
+    traces_file: str = Field(default="./var/traces.jsonl", validation_alias="DYNOSCOPE_TRACES_FILE")
+
+    # --- alerts (alerts/) ---
+    alert_rules_path: str | None = Field(default=None, validation_alias="ALERT_RULES_PATH")
+    alert_webhook_url: SecretStr | None = Field(default=None, validation_alias="ALERT_WEBHOOK_URL")
+    prometheus_url: str | None = Field(default=None, validation_alias="PROMETHEUS_URL")
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:

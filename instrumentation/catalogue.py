@@ -1,0 +1,139 @@
+"""The metric catalogue: every metric dynoscope emits, declared once.
+
+Names, types, labels and buckets are a contract with dashboards, alert rules and outside
+checks (see DESIGN.md, "Metric catalogue"). Every metric is registered on the registry passed
+in, so tests and benchmarks use a fresh one:
+
+    >>> from prometheus_client import CollectorRegistry
+    >>> metrics = Catalogue(CollectorRegistry())
+    >>> metrics.cache_requests.labels(cache="properties", result="hit").inc()
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+HTTP_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 2.5, 5.0, 10.0)
+DB_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+CACHE_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5)
+RULE_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+
+UNMATCHED_ROUTE = "<unmatched>"
+OTHER_METHOD = "_OTHER"
+
+
+class Catalogue:
+    """All metrics of the catalogue, registered on one registry."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.registry = registry
+        # HTTP server
+        self.http_request_duration = Histogram(
+            "http_server_request_duration_seconds",
+            "Duration of HTTP server requests, by route template.",
+            ["method", "route", "status_code"],
+            buckets=HTTP_BUCKETS,
+            registry=registry,
+        )
+        self.http_active_requests = Gauge(
+            "http_server_active_requests",
+            "HTTP server requests in flight.",
+            ["method", "route"],
+            multiprocess_mode="livesum",
+            registry=registry,
+        )
+        # Database client
+        self.db_operation_duration = Histogram(
+            "db_client_operation_duration_seconds",
+            "Duration of database statements.",
+            ["operation", "table"],
+            buckets=DB_BUCKETS,
+            registry=registry,
+        )
+        self.db_slow_queries = Counter(
+            "db_client_slow_queries",
+            "Statements slower than the slow-query threshold.",
+            ["operation", "table"],
+            registry=registry,
+        )
+        self.db_connections = Gauge(
+            "db_client_connections",
+            "Database connections in the pool, by state.",
+            ["state"],
+            multiprocess_mode="livesum",
+            registry=registry,
+        )
+        # Cache
+        self.cache_requests = Counter(
+            "cache_requests",
+            "Cache lookups, by result (hit, miss, error).",
+            ["cache", "result"],
+            registry=registry,
+        )
+        self.cache_operation_duration = Histogram(
+            "cache_operation_duration_seconds",
+            "Duration of cache operations.",
+            ["cache", "operation"],
+            buckets=CACHE_BUCKETS,
+            registry=registry,
+        )
+        # Dependencies that failed and were degraded around (events, notifiers, ...)
+        self.dependency_errors = Counter(
+            "dynoscope_dependency_errors",
+            "Failed calls to a dependency that the service degraded around.",
+            ["dependency"],
+            registry=registry,
+        )
+        # Identity
+        self.instance_info = Gauge(
+            "dynoscope_instance_info",
+            "Always 1; labels identify the instance and its version.",
+            ["instance_id", "version"],
+            multiprocess_mode="max",
+            registry=registry,
+        )
+        # Alert engine
+        self.rule_evaluations = Counter(
+            "dynoscope_rule_evaluations",
+            "Rule evaluations.",
+            ["rule"],
+            registry=registry,
+        )
+        self.rule_evaluation_failures = Counter(
+            "dynoscope_rule_evaluation_failures",
+            "Rule evaluations whose query failed.",
+            ["rule"],
+            registry=registry,
+        )
+        self.rule_evaluation_duration = Histogram(
+            "dynoscope_rule_evaluation_duration_seconds",
+            "Duration of one evaluation of a rule group.",
+            ["group"],
+            buckets=RULE_BUCKETS,
+            registry=registry,
+        )
+        self.alerts = Gauge(
+            "dynoscope_alerts",
+            "Alerts by name and state (pending, firing).",
+            ["alertname", "state"],
+            multiprocess_mode="max",
+            registry=registry,
+        )
+        self.notifications = Counter(
+            "dynoscope_notifications",
+            "Notification deliveries, by receiver and outcome (sent, failed, retried).",
+            ["receiver", "outcome"],
+            registry=registry,
+        )
+        self.scheduler_leader = Gauge(
+            "dynoscope_scheduler_leader",
+            "1 while this process is the scheduler leader.",
+            multiprocess_mode="max",
+            registry=registry,
+        )
+        self.scheduler_skipped_runs = Counter(
+            "dynoscope_scheduler_skipped_runs",
+            "Group evaluations skipped because the previous one was still running.",
+            ["group"],
+            registry=registry,
+        )
