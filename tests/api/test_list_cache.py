@@ -1,0 +1,133 @@
+"""The cache as the API uses it: one query per cold key, fresh after writes, fail-open."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import event
+
+from tests.support.redis_server import RedisServer
+from tests.support.stack import Running, running_app
+from tests.support.users import listing, register_and_login
+
+
+class QueryCounter:
+    def __init__(self, running: Running) -> None:
+        self.statements: list[str] = []
+        self._engine = running.services.engine.sync_engine
+        event.listen(self._engine, "before_cursor_execute", self._record)
+
+    def _record(self, _conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        self.statements.append(statement)
+
+    @property
+    def property_selects(self) -> int:
+        return sum(
+            1
+            for s in self.statements
+            if s.lstrip().upper().startswith("SELECT") and "FROM properties" in s
+        )
+
+    def close(self) -> None:
+        event.remove(self._engine, "before_cursor_execute", self._record)
+
+
+@pytest.fixture
+def queries(api: Running) -> Iterator[QueryCounter]:
+    counter = QueryCounter(api)
+    yield counter
+    counter.close()
+
+
+async def test_64_concurrent_requests_for_a_cold_list_run_one_query(
+    api: Running, queries: QueryCounter
+) -> None:
+    responses = await asyncio.gather(
+        *(api.client.get("/properties?city=Vienna&limit=50") for _ in range(64))
+    )
+    assert {r.status_code for r in responses} == {200}
+    assert queries.property_selects == 1
+
+
+async def test_repeated_lists_hit_and_writes_invalidate(
+    api: Running, queries: QueryCounter
+) -> None:
+    owner = await register_and_login(api.client)
+    for _ in range(10):
+        await api.client.get("/properties?min_price=1")
+    assert queries.property_selects == 1
+    # Equal queries written differently share one entry.
+    await api.client.get("/properties?min_price=1.00&limit=20")
+    assert queries.property_selects == 1
+
+    created = await api.client.post("/properties", json=listing(), headers=owner["headers"])
+    listed = await api.client.get("/properties?min_price=1")
+    assert [item["id"] for item in listed.json()["items"]] == [created.json()["id"]]
+
+
+@pytest.fixture
+def private_redis(tmp_path: Path) -> Iterator[RedisServer]:
+    server = RedisServer(tmp_path)
+    server.start()
+    yield server
+    server.stop(keep_data=False)
+
+
+async def test_redis_outage_keeps_the_api_serving_and_recovers(
+    clean_postgres: str, redis_prefix: str, private_redis: RedisServer, tmp_path: Path
+) -> None:
+    environ = {
+        "DYNOSCOPE_ENV": "test",
+        "DATABASE_URL": clean_postgres,
+        "REDIS_URL": private_redis.url,
+        "REDIS_KEY_PREFIX": redis_prefix,
+        "REDIS_TIMEOUT": "0.2",
+        "READY_TIMEOUT": "0.5",
+    }
+    async with running_app(environ) as api:
+        counter = QueryCounter(api)
+        owner = await register_and_login(api.client)
+        await api.client.post("/properties", json=listing(city="Dublin"), headers=owner["headers"])
+        baseline = counter.property_selects
+        await api.client.get("/properties?city=Dublin")
+        await api.client.get("/properties?city=Dublin")
+        assert counter.property_selects == baseline + 1
+
+        private_redis.stop(keep_data=True)
+        ready = await api.client.get("/readyz")
+        assert ready.status_code == 503
+        assert ready.json()["failing"] == ["redis"]
+
+        # Writes and reads keep working from the database.
+        created = await api.client.post(
+            "/properties",
+            json=listing(city="Dublin", title="During outage"),
+            headers=owner["headers"],
+        )
+        assert created.status_code == 201
+        during = await api.client.get("/properties?city=Dublin")
+        assert during.status_code == 200
+        assert len(during.json()["items"]) == 2
+
+        private_redis.start()
+        deadline = time.monotonic() + 10
+        while (await api.client.get("/readyz")).status_code != 200:
+            assert time.monotonic() < deadline, "readyz never recovered"
+            await asyncio.sleep(0.1)
+        # Once the cache retries, the list is fresh (the outage write is not hidden) ...
+        while api.services.cache.degraded:
+            assert time.monotonic() < deadline, "cache never resumed"
+            after = await api.client.get("/properties?city=Dublin")
+            assert len(after.json()["items"]) == 2
+            await asyncio.sleep(0.1)
+        # ... and cached again.
+        selects = counter.property_selects
+        for _ in range(3):
+            assert len((await api.client.get("/properties?city=Dublin")).json()["items"]) == 2
+        assert counter.property_selects <= selects + 1
+        counter.close()

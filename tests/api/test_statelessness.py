@@ -1,0 +1,100 @@
+"""Two instances sharing PostgreSQL and Redis behave as one service."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.support.stack import Running, served_app
+from tests.support.users import listing, register_and_login
+
+
+@pytest.fixture
+async def pair(shared_environ: dict[str, str]) -> AsyncIterator[tuple[Running, Running]]:
+    async with served_app(shared_environ) as a, served_app(shared_environ) as b:
+        yield a, b
+
+
+async def test_login_on_a_refresh_on_b_use_on_a(pair: tuple[Running, Running]) -> None:
+    a, b = pair
+    tokens = await register_and_login(a.client)
+    refreshed = await b.client.post(
+        "/auth/refresh", json={"refresh_token": tokens["refresh_token"]}
+    )
+    assert refreshed.status_code == 200
+    headers = {"Authorization": f"Bearer {refreshed.json()['access_token']}"}
+    created = await a.client.post("/properties", json=listing(), headers=headers)
+    assert created.status_code == 201
+    replay_on_a = await a.client.post(
+        "/auth/refresh", json={"refresh_token": tokens["refresh_token"]}
+    )
+    assert replay_on_a.status_code == 401
+
+
+async def test_create_on_a_is_listed_on_b_at_once(pair: tuple[Running, Running]) -> None:
+    a, b = pair
+    owner = await register_and_login(a.client)
+    # Warm B's view of the list (and the shared cache) first.
+    before = await b.client.get("/properties?city=Lisbon")
+    assert before.json()["items"] == []
+    created = await a.client.post(
+        "/properties", json=listing(city="Lisbon"), headers=owner["headers"]
+    )
+    after = await b.client.get("/properties?city=Lisbon")
+    assert [item["id"] for item in after.json()["items"]] == [created.json()["id"]]
+
+    await a.client.patch(
+        f"/properties/{created.json()['id']}", json={"price": 1}, headers=owner["headers"]
+    )
+    assert (await b.client.get("/properties?city=Lisbon")).json()["items"][0]["price"] == 1
+    assert (await b.client.get(f"/properties/{created.json()['id']}")).json()["price"] == 1
+
+    await a.client.delete(f"/properties/{created.json()['id']}", headers=owner["headers"])
+    assert (await b.client.get("/properties?city=Lisbon")).json()["items"] == []
+
+
+async def _read_events(
+    client: httpx.AsyncClient, ready: asyncio.Event, out: list[dict[str, Any]], want: int
+) -> None:
+    async with client.stream("GET", "/properties/events") as response:
+        assert response.status_code == 200
+        assert response.headers["content-type"].startswith("text/event-stream")
+        event_name = None
+        async for line in response.aiter_lines():
+            if line.startswith("event:"):
+                event_name = line.split(":", 1)[1].strip()
+            elif line.startswith("data:") and event_name:
+                if event_name == "ready":
+                    ready.set()
+                else:
+                    out.append({"event": event_name, **json.loads(line.split(":", 1)[1])})
+                    if len(out) == want:
+                        return
+
+
+async def test_sse_client_on_b_sees_changes_made_on_a(pair: tuple[Running, Running]) -> None:
+    a, b = pair
+    owner = await register_and_login(a.client)
+    ready = asyncio.Event()
+    received: list[dict[str, Any]] = []
+    reader = asyncio.create_task(_read_events(b.client, ready, received, want=3))
+    await asyncio.wait_for(ready.wait(), 5)
+
+    created = (await a.client.post("/properties", json=listing(), headers=owner["headers"])).json()
+    url = f"/properties/{created['id']}"
+    await a.client.patch(url, json={"status": "sold"}, headers=owner["headers"])
+    await a.client.delete(url, headers=owner["headers"])
+    await asyncio.wait_for(reader, 5)
+
+    assert [(e["event"], e["id"]) for e in received] == [
+        ("property.created", created["id"]),
+        ("property.updated", created["id"]),
+        ("property.deleted", created["id"]),
+    ]
+    assert received[1]["data"]["status"] == "sold"
+    assert received[2]["data"] is None
