@@ -40,6 +40,7 @@ format: install
 	$(BIN)/ruff check --fix .
 
 bench: install services
+	deploy/native/ensure-bench-tools.sh
 	$(BIN)/python -m bench $(BENCH)
 
 clean:

@@ -24,12 +24,16 @@ from redis.exceptions import RedisError
 log = logging.getLogger("dynoscope.cache")
 
 Loader = Callable[[], Awaitable[Any]]
+BytesLoader = Callable[[], Awaitable[bytes]]
 
 
 class CacheBackend(Protocol):
     """Where cached bytes live: Redis across instances, or a dict in one process."""
 
-    async def get_many(self, *keys: str) -> list[bytes | None]: ...
+    async def lookup(self, generation_key: str, head: str, tail: str) -> tuple[int, bytes | None]:
+        """Read the namespace generation ``g`` and the value at ``head + g + tail`` at once."""
+        ...
+
     async def set(self, key: str, value: bytes, ttl: float) -> None: ...
     async def incr(self, key: str) -> int: ...
     async def ping(self) -> None: ...
@@ -50,13 +54,21 @@ class NullObserver:
         pass
 
 
+# One round trip for a lookup: the generation and the value it points at.
+_LOOKUP = """
+local generation = redis.call('GET', KEYS[1]) or '0'
+return {generation, redis.call('GET', ARGV[1] .. generation .. ARGV[2])}
+"""
+
+
 class RedisBackend:
     def __init__(self, client: Redis) -> None:
         self._client = client
+        self._lookup = client.register_script(_LOOKUP)
 
-    async def get_many(self, *keys: str) -> list[bytes | None]:
-        values = await self._client.mget(keys)
-        return [value.encode() if isinstance(value, str) else value for value in values]
+    async def lookup(self, generation_key: str, head: str, tail: str) -> tuple[int, bytes | None]:
+        generation, value = await self._lookup(keys=[generation_key], args=[head, tail])
+        return int(generation), value if value else None
 
     async def set(self, key: str, value: bytes, ttl: float) -> None:
         await self._client.set(key, value, px=max(1, int(ttl * 1000)))
@@ -85,8 +97,9 @@ class MemoryBackend:
             return None
         return value
 
-    async def get_many(self, *keys: str) -> list[bytes | None]:
-        return [self._get(key) for key in keys]
+    async def lookup(self, generation_key: str, head: str, tail: str) -> tuple[int, bytes | None]:
+        generation = int(self._get(generation_key) or b"0")
+        return generation, self._get(f"{head}{generation}{tail}")
 
     async def set(self, key: str, value: bytes, ttl: float) -> None:
         self._data[key] = (value, self._clock() + ttl)
@@ -148,7 +161,20 @@ class Cache:
     async def cache_with_ttl(
         self, key: str, ttl: float, loader: Loader, *, namespace: str = "default"
     ) -> Any:
-        """Return the cached value of ``key``, loading and storing it for ``ttl`` s on a miss."""
+        """Return the cached value of ``key``, loading and storing it for ``ttl`` s on a miss.
+
+        Values are JSON documents; use :meth:`cached_bytes` to keep a response body as is.
+        """
+
+        async def load_json() -> bytes:
+            return json.dumps(await loader(), separators=(",", ":")).encode()
+
+        return json.loads(await self.cached_bytes(key, ttl, load_json, namespace=namespace))
+
+    async def cached_bytes(
+        self, key: str, ttl: float, loader: BytesLoader, *, namespace: str = "default"
+    ) -> bytes:
+        """Like :meth:`cache_with_ttl` for a value that already is bytes (no re-encoding)."""
         full_key: str | None = None
         if await self._available():
             started = time.perf_counter()
@@ -161,26 +187,27 @@ class Cache:
                 full_key = self._key(namespace, generation, key)
                 if value is not None:
                     self._observer.on_lookup(self.name, "hit")
-                    return json.loads(value)
+                    return value
                 self._observer.on_lookup(self.name, "miss")
         flight_key = full_key or f"\0uncached:{namespace}:{key}"
-        return await self._single_flight(flight_key, lambda: self._load(full_key, ttl, loader))
+        value = await self._single_flight(flight_key, lambda: self._load(full_key, ttl, loader))
+        assert isinstance(value, bytes)
+        return value
 
     async def _lookup(self, namespace: str, key: str) -> tuple[int, bytes | None]:
-        (raw_generation,) = await self._backend.get_many(self._generation_key(namespace))
-        generation = int(raw_generation or 0)
-        (value,) = await self._backend.get_many(self._key(namespace, generation, key))
-        return generation, value
+        return await self._backend.lookup(
+            self._generation_key(namespace), f"{self._prefix}{namespace}:g", f":{key}"
+        )
 
     def _key(self, namespace: str, generation: int, key: str) -> str:
         return f"{self._prefix}{namespace}:g{generation}:{key}"
 
-    async def _load(self, full_key: str | None, ttl: float, loader: Loader) -> Any:
+    async def _load(self, full_key: str | None, ttl: float, loader: BytesLoader) -> bytes:
         value = await loader()
         if full_key is not None and self._down_until is None:
             started = time.perf_counter()
             try:
-                await self._backend.set(full_key, json.dumps(value).encode(), ttl)
+                await self._backend.set(full_key, value, ttl)
             except (RedisError, OSError) as exc:
                 self._failed(exc)
             else:
@@ -258,9 +285,9 @@ class NullCache(Cache):
     def __init__(self) -> None:
         super().__init__(backend=MemoryBackend(), name="disabled")
 
-    async def cache_with_ttl(
-        self, key: str, ttl: float, loader: Loader, *, namespace: str = "default"
-    ) -> Any:
+    async def cached_bytes(
+        self, key: str, ttl: float, loader: BytesLoader, *, namespace: str = "default"
+    ) -> bytes:
         return await loader()
 
     async def invalidate(self, namespace: str) -> None:

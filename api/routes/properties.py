@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, Response, status
 from sqlalchemy import func, select
@@ -27,7 +27,7 @@ NAMESPACE = "properties"
 PropertyId = Annotated[int, Path(ge=1, le=2**31 - 1, description="The property's id")]
 
 
-async def _list(session: AsyncSession, filters: PropertyFilters) -> list[dict[str, Any]]:
+async def _list(session: AsyncSession, filters: PropertyFilters) -> bytes:
     query = select(Property)
     if filters.city is not None:
         query = query.where(func.lower(Property.city) == filters.city.casefold())
@@ -41,22 +41,29 @@ async def _list(session: AsyncSession, filters: PropertyFilters) -> list[dict[st
         query = query.where(Property.status == filters.status)
     query = query.order_by(Property.id).limit(filters.limit).offset(filters.offset)
     rows = (await session.scalars(query)).all()
-    return [PropertyOut.model_validate(row).model_dump(mode="json") for row in rows]
+    page = PropertyPage(
+        items=[PropertyOut.model_validate(row) for row in rows],
+        limit=filters.limit,
+        offset=filters.offset,
+    )
+    return page.model_dump_json().encode()
 
 
+# Cached responses are stored as their final JSON body and sent as is: a hit costs one
+# Redis round trip and no (de)serialisation.
 @router.get("", response_model=PropertyPage)
 async def list_properties(
     filters: Annotated[PropertyFilters, Query()],
     services: ServicesDep,
     session: SessionDep,
-) -> dict[str, Any]:
-    items = await services.cache.cache_with_ttl(
+) -> Response:
+    body = await services.cache.cached_bytes(
         f"list:{filters.cache_key()}",
         services.settings.cache_ttl_seconds,
         lambda: _list(session, filters),
         namespace=NAMESPACE,
     )
-    return {"items": items, "limit": filters.limit, "offset": filters.offset}
+    return Response(body, media_type="application/json")
 
 
 async def _get(session: AsyncSession, property_id: int) -> Property:
@@ -80,13 +87,18 @@ async def _changed(services: Services, kind: str, prop: Property | None, prop_id
 
 
 @router.get("/{property_id}", response_model=PropertyOut)
-async def get_property(property_id: PropertyId, services: ServicesDep, session: SessionDep) -> Any:
-    async def load() -> dict[str, Any]:
-        return PropertyOut.model_validate(await _get(session, property_id)).model_dump(mode="json")
+async def get_property(
+    property_id: PropertyId, services: ServicesDep, session: SessionDep
+) -> Response:
+    async def load() -> bytes:
+        return (
+            PropertyOut.model_validate(await _get(session, property_id)).model_dump_json().encode()
+        )
 
-    return await services.cache.cache_with_ttl(
+    body = await services.cache.cached_bytes(
         f"item:{property_id}", services.settings.cache_ttl_seconds, load, namespace=NAMESPACE
     )
+    return Response(body, media_type="application/json")
 
 
 @router.post("", status_code=status.HTTP_201_CREATED, response_model=PropertyOut)
