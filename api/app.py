@@ -15,6 +15,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from alerts.app import attach_alerts
 from api import __version__
 from api.errors import ApiError
+from api.limits import BodyLimit
 from api.routes import auth, events, health, properties
 from api.services import Services, build_services
 from api.settings import Settings
@@ -51,6 +52,7 @@ def create_app(settings: Settings, *, services: Services | None = None) -> FastA
 
     app = FastAPI(title="dynoscope property API", version=__version__, lifespan=lifespan)
     app.state.settings = settings
+    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     app.include_router(health.router)
     app.include_router(auth.router)
     app.include_router(events.router)  # before /properties/{id}, which would shadow it

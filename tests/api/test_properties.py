@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -167,3 +168,19 @@ async def test_unknown_route_and_method_are_json(api: Running) -> None:
     wrong = await api.client.put("/properties")
     assert wrong.status_code == 405
     assert wrong.json()["error"] == "method_not_allowed"
+
+
+async def test_oversized_bodies_are_413_declared_or_streamed(api: Running) -> None:
+    owner = await register_and_login(api.client)
+    huge = b'{"title": "' + b"x" * 2_000_000 + b'"}'
+    headers = {**owner["headers"], "Content-Type": "application/json"}
+    declared = await api.client.post("/properties", content=huge, headers=headers)
+    assert declared.status_code == 413
+    assert declared.json()["error"] == "payload_too_large"
+
+    async def chunks() -> AsyncIterator[bytes]:
+        for start in range(0, len(huge), 65536):
+            yield huge[start : start + 65536]
+
+    streamed = await api.client.post("/properties", content=chunks(), headers=headers)
+    assert streamed.status_code == 413
