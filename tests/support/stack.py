@@ -39,9 +39,19 @@ def free_port() -> int:
 @contextlib.asynccontextmanager
 async def running_app(environ: Mapping[str, str]) -> AsyncIterator[Running]:
     """The app with its lifespan, migrations applied, and an ASGI client."""
+    async with running_app_without_migrations(environ, migrate=True) as running:
+        yield running
+
+
+@contextlib.asynccontextmanager
+async def running_app_without_migrations(
+    environ: Mapping[str, str], *, migrate: bool = False
+) -> AsyncIterator[Running]:
+    """The app with its lifespan and an ASGI client (its database may not even exist)."""
     app = create_app(Settings.from_env(environ))
     async with app.router.lifespan_context(app):
-        await upgrade(app.state.services.engine)
+        if migrate:
+            await upgrade(app.state.services.engine)
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://api") as client:
             yield Running(app=app, client=client)
