@@ -5,8 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import Counter
-from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
+from collections.abc import AsyncIterator
 
 import pytest
 from redis.asyncio import Redis
@@ -180,14 +179,6 @@ async def test_single_flight_shares_a_failure_without_caching_it(cache: Cache) -
     assert all(isinstance(r, RuntimeError) for r in results)
     load = Loader()
     assert await cache.cache_with_ttl("x", 60, load) == load.value
-
-
-@pytest.fixture
-def private_redis(tmp_path: Path) -> Iterator[RedisServer]:
-    server = RedisServer(tmp_path)
-    server.start()
-    yield server
-    server.stop(keep_data=False)
 
 
 async def test_outage_fails_open_logs_once_and_recovers(

@@ -70,14 +70,6 @@ async def test_repeated_lists_hit_and_writes_invalidate(
     assert [item["id"] for item in listed.json()["items"]] == [created.json()["id"]]
 
 
-@pytest.fixture
-def private_redis(tmp_path: Path) -> Iterator[RedisServer]:
-    server = RedisServer(tmp_path)
-    server.start()
-    yield server
-    server.stop(keep_data=False)
-
-
 async def test_redis_outage_keeps_the_api_serving_and_recovers(
     clean_postgres: str, redis_prefix: str, private_redis: RedisServer, tmp_path: Path
 ) -> None:
