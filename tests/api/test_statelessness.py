@@ -10,6 +10,7 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.support.redis_server import RedisServer
 from tests.support.stack import Running, served_app
 from tests.support.users import listing, register_and_login
 
@@ -98,3 +99,36 @@ async def test_sse_client_on_b_sees_changes_made_on_a(pair: tuple[Running, Runni
     ]
     assert received[1]["data"]["status"] == "sold"
     assert received[2]["data"] is None
+
+
+async def test_sse_subscription_survives_a_redis_restart(
+    clean_postgres: str, redis_prefix: str, private_redis: RedisServer
+) -> None:
+    environ = {
+        "DYNOSCOPE_ENV": "test",
+        "DATABASE_URL": clean_postgres,
+        "REDIS_URL": private_redis.url,
+        "REDIS_KEY_PREFIX": redis_prefix,
+        "REDIS_TIMEOUT": "0.2",
+    }
+    async with served_app(environ) as a, served_app(environ) as b:
+        owner = await register_and_login(a.client)
+        ready = asyncio.Event()
+        received: list[dict[str, Any]] = []
+        reader = asyncio.create_task(_read_events(b.client, ready, received, want=1))
+        await asyncio.wait_for(ready.wait(), 5)
+
+        private_redis.stop(keep_data=False)
+        private_redis.start()
+        broadcaster = b.services.broadcaster
+        # The listener notices the lost connection and subscribes again by itself.
+        deadline = asyncio.get_running_loop().time() + 10
+        while True:
+            await a.client.post("/properties", json=listing(), headers=owner["headers"])
+            try:
+                await asyncio.wait_for(asyncio.shield(reader), 0.5)
+                break
+            except TimeoutError:
+                assert asyncio.get_running_loop().time() < deadline, "no event after restart"
+        assert received[0]["event"] == "property.created"
+        assert await broadcaster.ready(within=1)
