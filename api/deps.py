@@ -7,9 +7,11 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from api.errors import Unauthorized
+from api.models import RefreshToken
 from api.security import AccessClaims
 from api.services import Services
 
@@ -32,13 +34,27 @@ async def get_session(services: ServicesDep) -> AsyncIterator[AsyncSession]:
 SessionDep = Annotated[AsyncSession, Depends(get_session)]
 
 
-def current_claims(
+async def current_claims(
     services: ServicesDep,
+    session: SessionDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> AccessClaims:
+    """The verified claims of the request's access token.
+
+    Only writes need a token, so checking the session family costs one indexed query per
+    write and lets logout or refresh-token reuse end the session's access tokens at once.
+    """
     if credentials is None or credentials.scheme.lower() != "bearer":
         raise Unauthorized("missing bearer token")
-    return services.tokens.verify(credentials.credentials)
+    claims = services.tokens.verify(credentials.credentials)
+    revoked = await session.scalar(
+        select(RefreshToken.id)
+        .where(RefreshToken.family_id == claims.session_id, RefreshToken.revoked_at.is_not(None))
+        .limit(1)
+    )
+    if revoked is not None:
+        raise Unauthorized("session revoked")
+    return claims
 
 
 ClaimsDep = Annotated[AccessClaims, Depends(current_claims)]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -41,7 +42,7 @@ class Passwords:
 @dataclass(frozen=True)
 class AccessClaims:
     user_id: int
-    session_id: str
+    session_id: uuid.UUID
 
 
 class AccessTokens:
@@ -51,11 +52,11 @@ class AccessTokens:
         self._secret = secret
         self._ttl = timedelta(seconds=ttl_seconds)
 
-    def issue(self, *, user_id: int, session_id: str, now: datetime | None = None) -> str:
+    def issue(self, *, user_id: int, session_id: uuid.UUID, now: datetime | None = None) -> str:
         issued = now or datetime.now(UTC)
         claims = {
             "sub": str(user_id),
-            "sid": session_id,
+            "sid": str(session_id),
             "typ": ACCESS_TOKEN_TYPE,
             "iat": issued,
             "exp": issued + self._ttl,
@@ -68,15 +69,19 @@ class AccessTokens:
                 token,
                 self._secret,
                 algorithms=[JWT_ALGORITHM],
-                options={"require": ["sub", "exp", "iat", "typ"]},
+                options={"require": ["sub", "sid", "exp", "iat", "typ"]},
             )
         except jwt.ExpiredSignatureError:
             raise Unauthorized("access token expired") from None
         except jwt.InvalidTokenError:
             raise Unauthorized("access token invalid") from None
+        try:
+            session_id = uuid.UUID(str(claims["sid"]))
+        except ValueError:
+            raise Unauthorized("access token invalid") from None
         if claims.get("typ") != ACCESS_TOKEN_TYPE or not str(claims["sub"]).isdigit():
             raise Unauthorized("access token invalid")
-        return AccessClaims(user_id=int(claims["sub"]), session_id=str(claims.get("sid", "")))
+        return AccessClaims(user_id=int(claims["sub"]), session_id=session_id)
 
 
 def new_refresh_token() -> str:

@@ -42,7 +42,7 @@ async def _issue_pair(
     )
     await session.commit()
     return TokenPair(
-        access_token=services.tokens.issue(user_id=user_id, session_id=str(family_id), now=now),
+        access_token=services.tokens.issue(user_id=user_id, session_id=family_id, now=now),
         refresh_token=refresh,
         expires_in=services.settings.access_token_ttl_seconds,
     )

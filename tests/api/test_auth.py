@@ -91,6 +91,7 @@ async def test_tampered_and_expired_access_tokens_are_401(api: Running) -> None:
     tokens = await register_and_login(api.client)
     header, payload, signature = tokens["access_token"].split(".")
     claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    claims_sid = claims["sid"]
     claims["sub"] = str(int(claims["sub"]) + 1)  # claim to be somebody else
     forged_payload = base64.urlsafe_b64encode(json.dumps(claims).encode()).rstrip(b"=").decode()
     tampered = f"{header}.{forged_payload}.{signature}"
@@ -99,6 +100,7 @@ async def test_tampered_and_expired_access_tokens_are_401(api: Running) -> None:
     expired = jwt.encode(
         {
             "sub": "1",
+            "sid": claims_sid,
             "typ": "access",
             "iat": now - timedelta(hours=2),
             "exp": now - timedelta(hours=1),
@@ -107,12 +109,24 @@ async def test_tampered_and_expired_access_tokens_are_401(api: Running) -> None:
         algorithm="HS256",
     )
     forged = jwt.encode(
-        {"sub": "1", "typ": "access", "iat": now, "exp": now + timedelta(hours=1)},
+        {
+            "sub": "1",
+            "sid": claims_sid,
+            "typ": "access",
+            "iat": now,
+            "exp": now + timedelta(hours=1),
+        },
         "another-secret-of-sufficient-length-0123456789",
         algorithm="HS256",
     )
     unsigned = jwt.encode(
-        {"sub": "1", "typ": "access", "iat": now, "exp": now + timedelta(hours=1)},
+        {
+            "sub": "1",
+            "sid": claims_sid,
+            "typ": "access",
+            "iat": now,
+            "exp": now + timedelta(hours=1),
+        },
         None,
         algorithm="none",
     )
