@@ -35,7 +35,10 @@ class CacheBackend(Protocol):
         ...
 
     async def set(self, key: str, value: bytes, ttl: float) -> None: ...
-    async def incr(self, key: str) -> int: ...
+    async def bump(self, *keys: str) -> None:
+        """Increment each counter (a namespace generation) by one."""
+        ...
+
     async def ping(self) -> None: ...
 
 
@@ -73,8 +76,11 @@ class RedisBackend:
     async def set(self, key: str, value: bytes, ttl: float) -> None:
         await self._client.set(key, value, px=max(1, int(ttl * 1000)))
 
-    async def incr(self, key: str) -> int:
-        return int(await self._client.incr(key))
+    async def bump(self, *keys: str) -> None:
+        async with self._client.pipeline(transaction=False) as pipe:
+            for key in keys:
+                pipe.incr(key)
+            await pipe.execute()
 
     async def ping(self) -> None:
         await self._client.ping()
@@ -106,10 +112,10 @@ class MemoryBackend:
         if len(self._data) > 10_000:
             self._evict_expired()
 
-    async def incr(self, key: str) -> int:
-        current = int(self._get(key) or b"0") + 1
-        self._data[key] = (str(current).encode(), None)
-        return current
+    async def bump(self, *keys: str) -> None:
+        for key in keys:
+            current = int(self._get(key) or b"0") + 1
+            self._data[key] = (str(current).encode(), None)
 
     async def ping(self) -> None:
         return None
@@ -232,21 +238,22 @@ class Cache:
         finally:
             del self._flights[key]
 
-    async def invalidate(self, namespace: str) -> None:
-        """Make every cached entry of ``namespace`` unreachable, on every instance."""
-        self._pending_invalidations.add(namespace)
+    async def invalidate(self, *namespaces: str) -> None:
+        """Make every cached entry of these namespaces unreachable, on every instance."""
+        self._pending_invalidations.update(namespaces)
         if await self._available():
             await self._flush_invalidations()
 
     async def _flush_invalidations(self) -> None:
-        while self._pending_invalidations:
-            namespace = next(iter(self._pending_invalidations))
-            try:
-                await self._backend.incr(self._generation_key(namespace))
-            except (RedisError, OSError) as exc:
-                self._failed(exc)
-                return
-            self._pending_invalidations.discard(namespace)
+        if not self._pending_invalidations:
+            return
+        pending = sorted(self._pending_invalidations)
+        try:
+            await self._backend.bump(*(self._generation_key(namespace) for namespace in pending))
+        except (RedisError, OSError) as exc:
+            self._failed(exc)
+            return
+        self._pending_invalidations.difference_update(pending)
 
     async def _available(self) -> bool:
         if self._down_until is None:
@@ -290,5 +297,5 @@ class NullCache(Cache):
     ) -> bytes:
         return await loader()
 
-    async def invalidate(self, namespace: str) -> None:
+    async def invalidate(self, *namespaces: str) -> None:
         return None

@@ -137,7 +137,7 @@ class PropertyFilters(Input):
         parts = []
         for name, value in sorted(self.model_dump(exclude_none=True).items()):
             if name == "city":
-                value = str(value).casefold()
+                value = str(value).lower()
             elif isinstance(value, Decimal):
                 value = format(value.normalize(), "f")
             parts.append(f"{name}={value}")

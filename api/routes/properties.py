@@ -23,14 +23,26 @@ from api.services import Services
 
 router = APIRouter(prefix="/properties", tags=["properties"])
 
-NAMESPACE = "properties"
+# Invalidation is as narrow as a write's reach: a list filtered by city depends only on
+# that city's listings, an unfiltered list on all of them, an item on itself.
+ALL_LISTS = "properties:all"
+
+
+def city_namespace(city: str) -> str:
+    return f"properties:city:{city.lower()}"
+
+
+def item_namespace(property_id: int) -> str:
+    return f"properties:item:{property_id}"
+
+
 PropertyId = Annotated[int, Path(ge=1, le=2**31 - 1, description="The property's id")]
 
 
 async def _list(session: AsyncSession, filters: PropertyFilters) -> bytes:
     query = select(Property)
     if filters.city is not None:
-        query = query.where(func.lower(Property.city) == filters.city.casefold())
+        query = query.where(func.lower(Property.city) == filters.city.lower())
     if filters.min_price is not None:
         query = query.where(Property.price >= filters.min_price)
     if filters.max_price is not None:
@@ -61,7 +73,7 @@ async def list_properties(
         f"list:{filters.cache_key()}",
         services.settings.cache_ttl_seconds,
         lambda: _list(session, filters),
-        namespace=NAMESPACE,
+        namespace=city_namespace(filters.city) if filters.city else ALL_LISTS,
     )
     return Response(body, media_type="application/json")
 
@@ -80,8 +92,12 @@ async def _get_owned(session: AsyncSession, property_id: int, user_id: int) -> P
     return found
 
 
-async def _changed(services: Services, kind: str, prop: Property | None, prop_id: int) -> None:
-    await services.cache.invalidate(NAMESPACE)
+async def _changed(
+    services: Services, *, kind: str, prop_id: int, cities: set[str], prop: Property | None
+) -> None:
+    await services.cache.invalidate(
+        ALL_LISTS, item_namespace(prop_id), *(city_namespace(city) for city in cities)
+    )
     data = PropertyOut.model_validate(prop).model_dump(mode="json") if prop is not None else None
     await services.broadcaster.publish(Event(type=f"property.{kind}", id=prop_id, data=data))
 
@@ -96,7 +112,10 @@ async def get_property(
         )
 
     body = await services.cache.cached_bytes(
-        f"item:{property_id}", services.settings.cache_ttl_seconds, load, namespace=NAMESPACE
+        f"item:{property_id}",
+        services.settings.cache_ttl_seconds,
+        load,
+        namespace=item_namespace(property_id),
     )
     return Response(body, media_type="application/json")
 
@@ -113,7 +132,7 @@ async def create_property(
     session.add(prop)
     await session.commit()
     await session.refresh(prop)
-    await _changed(services, "created", prop, prop.id)
+    await _changed(services, kind="created", prop_id=prop.id, cities={prop.city}, prop=prop)
     response.headers["Location"] = f"/properties/{prop.id}"
     return prop
 
@@ -127,11 +146,13 @@ async def update_property(
     session: SessionDep,
 ) -> Property:
     prop = await _get_owned(session, property_id, claims.user_id)
+    cities = {prop.city}  # a listing moved to another city leaves the old city's lists
     for name, value in body.model_dump(exclude_unset=True).items():
         setattr(prop, name, value)
     await session.commit()
     await session.refresh(prop)
-    await _changed(services, "updated", prop, prop.id)
+    cities.add(prop.city)
+    await _changed(services, kind="updated", prop_id=prop.id, cities=cities, prop=prop)
     return prop
 
 
@@ -140,7 +161,8 @@ async def delete_property(
     property_id: PropertyId, claims: ClaimsDep, services: ServicesDep, session: SessionDep
 ) -> Response:
     prop = await _get_owned(session, property_id, claims.user_id)
+    city = prop.city
     await session.delete(prop)
     await session.commit()
-    await _changed(services, "deleted", None, property_id)
+    await _changed(services, kind="deleted", prop_id=property_id, cities={city}, prop=None)
     return Response(status_code=status.HTTP_204_NO_CONTENT)

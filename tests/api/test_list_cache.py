@@ -123,3 +123,38 @@ async def test_redis_outage_keeps_the_api_serving_and_recovers(
             assert len((await api.client.get("/properties?city=Dublin")).json()["items"]) == 2
         assert counter.property_selects <= selects + 1
         counter.close()
+
+
+async def test_a_write_invalidates_only_the_lists_it_can_change(
+    api: Running, queries: QueryCounter
+) -> None:
+    owner = await register_and_login(api.client)
+    berlin = await api.client.post(
+        "/properties", json=listing(city="Berlin"), headers=owner["headers"]
+    )
+    await api.client.post("/properties", json=listing(city="Lisbon"), headers=owner["headers"])
+
+    async def ids(query: str) -> list[int]:
+        return [item["id"] for item in (await api.client.get(query)).json()["items"]]
+
+    for query in ("/properties?city=berlin", "/properties?city=lisbon", "/properties"):
+        await ids(query)
+    before = queries.property_selects
+    await api.client.patch(
+        f"/properties/{berlin.json()['id']}", json={"price": 5}, headers=owner["headers"]
+    )
+    after_write = queries.property_selects
+    assert len(await ids("/properties?city=lisbon")) == 1
+    assert queries.property_selects == after_write  # Lisbon's lists were not touched
+    await ids("/properties?city=berlin")
+    await ids("/properties")
+    assert queries.property_selects == after_write + 2
+    assert after_write > before
+
+    # Moving a listing to another city refreshes both cities' lists.
+    await api.client.patch(
+        f"/properties/{berlin.json()['id']}", json={"city": "Lisbon"}, headers=owner["headers"]
+    )
+    assert await ids("/properties?city=berlin") == []
+    assert berlin.json()["id"] in await ids("/properties?city=LISBON")
+    assert (await api.client.get(f"/properties/{berlin.json()['id']}")).json()["city"] == "Lisbon"
