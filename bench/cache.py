@@ -65,8 +65,10 @@ def request_mix(count: int, rng: random.Random) -> list[str]:
 
 @contextmanager
 def database() -> Iterator[dict[str, str]]:
-    if os.environ.get("BENCH_STACK", "shared") == "shared" and _reachable(5432) and _reachable(
-        6379
+    if (
+        os.environ.get("BENCH_STACK", "shared") == "shared"
+        and _reachable(5432)
+        and _reachable(6379)
     ):
         name = f"dynoscope_bench_{uuid.uuid4().hex[:8]}"
         asyncio.run(_admin(f'CREATE DATABASE "{name}"'))
@@ -101,8 +103,11 @@ async def _prepare(environ: dict[str, str]) -> None:
 
 async def count_queries(environ: dict[str, str], *, cache: bool, warm: bool, writes: int) -> int:
     """SELECTs on properties for REQUESTS list requests (plus ``writes`` writes spread in)."""
-    env = {**environ, "CACHE_ENABLED": str(cache).lower(),
-           "REDIS_KEY_PREFIX": environ.get("REDIS_KEY_PREFIX", "") + uuid.uuid4().hex[:6] + ":"}
+    env = {
+        **environ,
+        "CACHE_ENABLED": str(cache).lower(),
+        "REDIS_KEY_PREFIX": environ.get("REDIS_KEY_PREFIX", "") + uuid.uuid4().hex[:6] + ":",
+    }
     app = create_app(Settings.from_env(env))
     paths = request_mix(REQUESTS, random.Random(42))
     async with app.router.lifespan_context(app):
@@ -165,11 +170,18 @@ def _free_port() -> int:
 
 def latency(environ: dict[str, str], *, cache: bool, workdir: Path) -> dict[str, float]:
     port = _free_port()
-    env = {**os.environ, **environ, "CACHE_ENABLED": str(cache).lower(), "LOG_LEVEL": "WARNING",
-           "DYNOSCOPE_ENV": "test"}
+    env = {
+        **os.environ,
+        **environ,
+        "CACHE_ENABLED": str(cache).lower(),
+        "LOG_LEVEL": "WARNING",
+        "DYNOSCOPE_ENV": "test",
+    }
     server = subprocess.Popen(
         [sys.executable, "-m", "api.cli", "serve", "--port", str(port)],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     try:
         deadline = time.monotonic() + 20
@@ -184,9 +196,22 @@ def latency(environ: dict[str, str], *, cache: bool, workdir: Path) -> dict[str,
         script = workdir / "mix.lua"
         script.write_text(WRK_SCRIPT % ", ".join(f'"{p}"' for p in paths))
         output = subprocess.run(
-            ["wrk", "-t", "2", "-c", str(WRK_CONNECTIONS), "-d", f"{WRK_SECONDS}s",
-             "-s", str(script), f"http://127.0.0.1:{port}"],
-            capture_output=True, text=True, check=True, timeout=WRK_SECONDS + 30,
+            [
+                "wrk",
+                "-t",
+                "2",
+                "-c",
+                str(WRK_CONNECTIONS),
+                "-d",
+                f"{WRK_SECONDS}s",
+                "-s",
+                str(script),
+                f"http://127.0.0.1:{port}",
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=WRK_SECONDS + 30,
         ).stdout
     finally:
         server.terminate()
@@ -195,7 +220,10 @@ def latency(environ: dict[str, str], *, cache: bool, workdir: Path) -> dict[str,
     requests, duration_us, p50, p95, p99, errors = line.split()[1:]
     return {
         "rps": int(requests) / (int(duration_us) / 1e6),
-        "p50": float(p50), "p95": float(p95), "p99": float(p99), "errors": int(errors),
+        "p50": float(p50),
+        "p95": float(p95),
+        "p99": float(p99),
+        "errors": int(errors),
     }
 
 
@@ -226,10 +254,14 @@ def main() -> None:
         print(f"\nwrk, {WRK_CONNECTIONS} connections, {WRK_SECONDS}s, one uvicorn worker")
         print(f"{'':<12} {'req/s':>9} {'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8} {'errors':>7}")
         for name, result in (("cache off", off), ("cache on", on)):
-            print(f"{name:<12} {result['rps']:>9.0f} {result['p50']:>8.1f} {result['p95']:>8.1f}"
-                  f" {result['p99']:>8.1f} {result['errors']:>7}")
-        print(f"{'on/off':<12} {on['rps'] / off['rps']:>8.2f}x {on['p50'] / off['p50']:>8.2f}"
-              f" {on['p95'] / off['p95']:>8.2f} {on['p99'] / off['p99']:>8.2f}")
+            print(
+                f"{name:<12} {result['rps']:>9.0f} {result['p50']:>8.1f} {result['p95']:>8.1f}"
+                f" {result['p99']:>8.1f} {result['errors']:>7}"
+            )
+        print(
+            f"{'on/off':<12} {on['rps'] / off['rps']:>8.2f}x {on['p50'] / off['p50']:>8.2f}"
+            f" {on['p95'] / off['p95']:>8.2f} {on['p99'] / off['p99']:>8.2f}"
+        )
 
 
 if __name__ == "__main__":
