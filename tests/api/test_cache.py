@@ -138,9 +138,29 @@ async def test_invalidation_reaches_another_instance(redis_prefix: str) -> None:
         await b_client.aclose()
 
 
+class AllMissed(Recorder):
+    """Set once ``expected`` lookups have missed: each caller then waits on the flight.
+
+    A miss is reported right before the caller joins (or starts) the flight, with no await
+    in between, so this is the moment every caller is committed to one flight.
+    """
+
+    def __init__(self, expected: int) -> None:
+        super().__init__()
+        self.expected = expected
+        self.event = asyncio.Event()
+
+    def on_lookup(self, cache: str, result: str) -> None:
+        super().on_lookup(cache, result)
+        if self.lookups["miss"] == self.expected:
+            self.event.set()
+
+
 async def test_single_flight_loads_once_for_64_concurrent_misses(cache: Cache) -> None:
     release = asyncio.Event()
     calls = 0
+    missed = AllMissed(64)
+    cache.set_observer(missed)
 
     async def slow_loader() -> list[int]:
         nonlocal calls
@@ -152,8 +172,7 @@ async def test_single_flight_loads_once_for_64_concurrent_misses(cache: Cache) -
         asyncio.create_task(cache.cache_with_ttl("cold", 60, slow_loader, namespace="n"))
         for _ in range(64)
     ]
-    for _ in range(50):  # let every task reach the flight before releasing it
-        await asyncio.sleep(0)
+    await asyncio.wait_for(missed.event.wait(), 5)
     release.set()
     results = await asyncio.gather(*tasks)
     assert calls == 1
@@ -163,6 +182,8 @@ async def test_single_flight_loads_once_for_64_concurrent_misses(cache: Cache) -
 async def test_single_flight_shares_a_failure_without_caching_it(cache: Cache) -> None:
     release = asyncio.Event()
     calls = 0
+    missed = AllMissed(8)
+    cache.set_observer(missed)
 
     async def failing() -> None:
         nonlocal calls
@@ -171,8 +192,7 @@ async def test_single_flight_shares_a_failure_without_caching_it(cache: Cache) -
         raise RuntimeError("database down")
 
     tasks = [asyncio.create_task(cache.cache_with_ttl("x", 60, failing)) for _ in range(8)]
-    for _ in range(50):
-        await asyncio.sleep(0)
+    await asyncio.wait_for(missed.event.wait(), 5)
     release.set()
     results = await asyncio.gather(*tasks, return_exceptions=True)
     assert calls == 1
