@@ -137,3 +137,45 @@ class Catalogue:
             ["group"],
             registry=registry,
         )
+
+
+class ProcessMetrics:
+    """Per-process resource metrics for multiprocess mode (``PROMETHEUS_MULTIPROC_DIR``).
+
+    The client library's ``ProcessCollector`` reads ``/proc`` of the process that serves the
+    scrape, so with several workers it would report one worker at random. These metrics carry
+    the same names, are written by every worker into its own file, and aggregate to one series
+    per instance: memory is summed over live workers, CPU over all workers that ever ran, and
+    the start time is the most recent worker start (so a restarted worker reads as a restart).
+    """
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.resident_memory = Gauge(
+            "process_resident_memory_bytes",
+            "Resident memory size in bytes, summed over the instance's live worker processes.",
+            multiprocess_mode="livesum",
+            registry=registry,
+        )
+        self.virtual_memory = Gauge(
+            "process_virtual_memory_bytes",
+            "Virtual memory size in bytes, summed over the instance's live worker processes.",
+            multiprocess_mode="livesum",
+            registry=registry,
+        )
+        self.start_time = Gauge(
+            "process_start_time_seconds",
+            "Start time of the most recently started worker, in seconds since the epoch.",
+            multiprocess_mode="livemax",
+            registry=registry,
+        )
+        self.cpu_seconds = Counter(
+            "process_cpu_seconds",
+            "User and system CPU time spent, in seconds, summed over the instance's workers.",
+            registry=registry,
+        )
+        self.open_fds = Gauge(
+            "process_open_fds",
+            "Open file descriptors, summed over the instance's live worker processes.",
+            multiprocess_mode="livesum",
+            registry=registry,
+        )

@@ -1,11 +1,57 @@
-"""``dynoscope`` subcommands of the instrumentation package."""
+"""``dynoscope traces``: the slowest recent traces from the trace file, or one as a tree."""
 
 from __future__ import annotations
 
 import argparse
+import time
 from typing import Any
+
+from api.settings import Settings
+from exporters.tracefile import read_spans
+from instrumentation.traceview import find_trace, render_tree, slowest
+
+
+def _traces(settings: Settings, args: argparse.Namespace) -> int:
+    path = args.file or settings.traces_file
+    spans = read_spans(path)
+    if not spans:
+        print(f"no traces in {path} (sampled requests are written there in embedded mode)")
+        return 1
+    if args.trace_id:
+        members = find_trace(spans, args.trace_id)
+        if not members:
+            print(f"no single trace with id {args.trace_id!r} in {path}")
+            return 1
+        print(render_tree(members))
+        return 0
+    since_ns = time.time_ns() - int(args.since * 60 * 1e9) if args.since else 0
+    summaries = slowest(spans, limit=args.limit, since_ns=since_ns)
+    if not summaries:
+        print(f"no traces from the last {args.since:g} minutes in {path}")
+        return 1
+    print(f"{'trace id':32}  {'started (UTC)':19}  {'duration':>10}  {'spans':>5}  root")
+    for summary in summaries:
+        print(
+            f"{summary.trace_id:32}  {summary.started:%Y-%m-%d %H:%M:%S}  "
+            f"{summary.duration_seconds * 1000:>7.1f} ms  {summary.span_count:>5}  "
+            f"{summary.root.name}"
+        )
+    print("\nshow one: dynoscope traces <trace id or a unique prefix>")
+    return 0
 
 
 def register(commands: argparse._SubParsersAction[Any]) -> None:
     """Add this package's subcommands (``dynoscope traces``) to the command line."""
-    return None
+    traces = commands.add_parser(
+        "traces",
+        help="slowest recent traces from the local trace file, or one as a span tree",
+        description="Lists the slowest recent traces written to DYNOSCOPE_TRACES_FILE, "
+        "or prints one trace as a tree of spans (route, SQL, cache calls, durations).",
+    )
+    traces.add_argument("trace_id", nargs="?", help="print this trace (id or unique prefix)")
+    traces.add_argument("--limit", type=int, default=10, help="how many traces to list")
+    traces.add_argument(
+        "--since", type=float, default=60.0, help="only traces from the last N minutes (0: all)"
+    )
+    traces.add_argument("--file", default=None, help="trace file (default: the settings')")
+    traces.set_defaults(run=_traces)

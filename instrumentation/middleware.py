@@ -1,0 +1,188 @@
+"""Pure ASGI middleware: request latency, in-flight requests and server spans.
+
+A pure ASGI middleware rather than ``BaseHTTPMiddleware``: no extra task per request, streams
+pass through untouched, and the request ends when the last body chunk is sent, so background
+tasks that run after the response are not counted in its duration.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Collection, MutableMapping
+from typing import Any
+
+from prometheus_client import values
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from instrumentation.catalogue import Catalogue
+from instrumentation.routes import TRACKER_KEY, RouteTracker, normalise_method, route_of
+from instrumentation.tracing import Tracing
+
+DEFAULT_EXCLUDED_PATHS = frozenset({"/metrics"})
+
+
+class HttpMetrics:
+    """The HTTP server metrics, with label children cached (labels are bounded)."""
+
+    def __init__(self, catalogue: Catalogue) -> None:
+        self._duration = catalogue.http_request_duration
+        self._active = catalogue.http_active_requests
+        self._durations: dict[tuple[str, str, int], Any] = {}
+        # In one process, a plain counter read at scrape time replaces two locked gauge
+        # updates per request (the middleware runs on the event loop's thread only). Worker
+        # files in multiprocess mode need the gauge's own inc/dec.
+        self._in_flight: dict[tuple[str, str], int] = {}
+        self._children: dict[tuple[str, str], Any] = {}
+        self._per_worker_files = getattr(values.ValueClass, "__name__", "") == "MmapedValue"
+
+    def enter(self, method: str, route: str) -> tuple[str, str]:
+        """A request for ``route`` is in flight; returns the key to ``leave`` with."""
+        key = (method, route)
+        count = self._in_flight.get(key)
+        if count is None:
+            count = self._track(key)
+        self._in_flight[key] = count + 1
+        if self._per_worker_files:
+            self._children[key].inc()
+        return key
+
+    def leave(self, key: tuple[str, str]) -> None:
+        """The request entered under ``key`` is over."""
+        self._in_flight[key] -= 1
+        if self._per_worker_files:
+            self._children[key].dec()
+
+    def _track(self, key: tuple[str, str]) -> int:
+        child = self._children[key] = self._active.labels(method=key[0], route=key[1])
+        if not self._per_worker_files:
+            child.set_function(lambda: self._in_flight[key])
+        self._in_flight[key] = 0
+        return 0
+
+    def observe(
+        self, *, method: str, route: str, status_code: int, seconds: float, trace_id: int | None
+    ) -> None:
+        """Record one finished request; ``trace_id`` (sampled requests) becomes an exemplar."""
+        key = (method, route, status_code)
+        child = self._durations.get(key)
+        if child is None:
+            child = self._durations[key] = self._duration.labels(
+                method=method, route=route, status_code=str(status_code)
+            )
+        if trace_id is None:
+            child.observe(seconds)
+        else:
+            child.observe(seconds, {"trace_id": format(trace_id, "032x")})
+
+
+class TelemetryMiddleware:
+    """Count, time and trace every HTTP request by route template.
+
+    >>> from fastapi import FastAPI
+    >>> from prometheus_client import CollectorRegistry
+    >>> app = FastAPI()
+    >>> app.add_middleware(
+    ...     TelemetryMiddleware, metrics=HttpMetrics(Catalogue(CollectorRegistry()))
+    ... )
+    """
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        metrics: HttpMetrics | None = None,
+        tracing: Tracing | None = None,
+        excluded_paths: Collection[str] = DEFAULT_EXCLUDED_PATHS,
+    ) -> None:
+        self.app = app
+        self._metrics = metrics
+        self._tracing = tracing
+        self._excluded = frozenset(excluded_paths)
+
+    def _is_excluded(self, scope: MutableMapping[str, Any]) -> bool:
+        path: str = scope["path"]
+        root_path: str = scope.get("root_path", "")
+        if root_path and path.startswith(root_path):
+            path = path[len(root_path) :]
+        return path in self._excluded
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or TRACKER_KEY in scope or self._is_excluded(scope):
+            await self.app(scope, receive, send)
+            return
+        metrics = self._metrics
+        method = normalise_method(scope["method"])
+        active: tuple[str, str] | None = None
+
+        def routed(previous: str | None, route: str) -> None:
+            # Called by the router (twice under a mount: prefix, then full template).
+            nonlocal active
+            if active is not None:
+                metrics.leave(active)  # type: ignore[union-attr]
+            active = metrics.enter(method, route)  # type: ignore[union-attr]
+
+        tracker = RouteTracker(method, routed if metrics is not None else None)
+        scope[TRACKER_KEY] = tracker
+        request_trace = (
+            self._tracing.start_request(scope, method) if self._tracing is not None else None
+        )
+        started = time.perf_counter()
+        status_code = 500
+        finished = False
+
+        def finish(error: BaseException | None) -> None:
+            nonlocal finished
+            finished = True
+            seconds = time.perf_counter() - started
+            route = route_of(scope, tracker)
+            if active is not None:
+                metrics.leave(active)  # type: ignore[union-attr]
+            if request_trace is not None and request_trace.sampled:
+                request_trace.finish(
+                    method=method,
+                    route=route,
+                    status_code=status_code,
+                    error=error,
+                    attributes={
+                        "http.request.method": method,
+                        "url.path": scope["path"],
+                        "url.scheme": scope.get("scheme", "http"),
+                    },
+                )
+            if metrics is not None:
+                sampled = request_trace is not None and request_trace.sampled
+                metrics.observe(
+                    method=method,
+                    route=route,
+                    status_code=status_code,
+                    seconds=seconds,
+                    trace_id=request_trace.trace_id if sampled else None,  # type: ignore[union-attr]
+                )
+
+        async def send_wrapper(message: Message) -> None:
+            nonlocal status_code
+            kind = message["type"]
+            if kind == "http.response.start":
+                status_code = message["status"]
+            elif kind == "http.response.body" and not message.get("more_body", False):
+                try:
+                    await send(message)
+                finally:
+                    if not finished:
+                        finish(None)
+                return
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_wrapper)
+        except BaseException as exc:
+            if not finished:
+                finish(exc)
+            raise
+        else:
+            if not finished:
+                # No final body chunk was sent (client gone, or a response without one).
+                finish(None)
+        finally:
+            if request_trace is not None:
+                request_trace.detach()
