@@ -1,0 +1,35 @@
+"""Notifications as one structured (JSON) log line each: the embedded-mode default.
+
+{"event": "alert", "status": "firing", "alertname": "DatabaseSlowQuery", "labels": {...},
+ "annotations": {...}, "startsAt": "2026-11-26T09:00:00Z", "fingerprint": "..."}
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+
+from alerts.store import Delivery
+
+log = logging.getLogger("dynoscope.alerts")
+
+
+class ConsoleNotifier:
+    """Log each notification at WARNING (firing) or INFO (resolved)."""
+
+    name = "console"
+
+    def __init__(self, logger: logging.Logger = log) -> None:
+        self._log = logger
+
+    async def send(self, delivery: Delivery) -> None:
+        payload = delivery.payload
+        line = {
+            "event": "alert",
+            "status": delivery.status,
+            "alertname": payload["labels"].get("alertname"),
+            **{k: payload.get(k) for k in ("labels", "annotations", "startsAt", "endsAt")},
+            "fingerprint": delivery.dedup_key,
+        }
+        level = logging.WARNING if delivery.status == "firing" else logging.INFO
+        self._log.log(level, json.dumps(line, sort_keys=True))

@@ -1,0 +1,121 @@
+"""A generic webhook in Alertmanager's webhook format (version 4).
+
+Any receiver written for Alertmanager accepts these requests. One request carries one alert;
+``groupKey`` is the alert's fingerprint, the dedup key across retries::
+
+    {"version": "4", "groupKey": "<fingerprint>", "truncatedAlerts": 0, "status": "firing",
+     "receiver": "webhook", "groupLabels": {"alertname": "..."}, "commonLabels": {...},
+     "commonAnnotations": {...}, "externalURL": "...", "alerts": [{"status": "firing",
+     "labels": {...}, "annotations": {...}, "startsAt": "...", "endsAt": "0001-01-01T00:00:00Z",
+     "generatorURL": "", "fingerprint": "..."}]}
+
+The URL is a secret (tokens live in webhook URLs): it is never logged or put in an error.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import httpx
+from pydantic import BaseModel, ConfigDict, SecretStr
+
+from alerts.errors import NotificationError
+from alerts.store import Delivery
+
+ZERO_TIME = "0001-01-01T00:00:00Z"
+
+
+class WebhookConfig(BaseModel):
+    """Where and how to post; ``url`` is secret."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    url: SecretStr
+    timeout_seconds: float = 5.0
+    external_url: str = ""
+
+
+def alertmanager_payload(delivery: Delivery, *, receiver: str, external_url: str) -> dict[str, Any]:
+    """The version-4 webhook body for one delivery."""
+    alert = delivery.payload
+    labels: dict[str, str] = alert["labels"]
+    return {
+        "version": "4",
+        "groupKey": delivery.dedup_key,
+        "truncatedAlerts": 0,
+        "status": delivery.status,
+        "receiver": receiver,
+        "groupLabels": {"alertname": labels.get("alertname", "")},
+        "commonLabels": labels,
+        "commonAnnotations": alert["annotations"],
+        "externalURL": external_url,
+        "alerts": [
+            {
+                "status": delivery.status,
+                "labels": labels,
+                "annotations": alert["annotations"],
+                "startsAt": alert["startsAt"],
+                "endsAt": alert["endsAt"] or ZERO_TIME,
+                "generatorURL": "",
+                "fingerprint": delivery.dedup_key,
+            }
+        ],
+    }
+
+
+class RedactUrl(logging.Filter):
+    """Replace a secret URL in log records' arguments (httpx logs each request's URL)."""
+
+    def __init__(self, secret: str) -> None:
+        super().__init__()
+        self.secret = secret
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple) and any(self.secret in str(a) for a in record.args):
+            record.args = tuple(
+                "<webhook url>" if self.secret in str(arg) else arg for arg in record.args
+            )
+        return True
+
+
+def _redact_in_httpx_log(secret: str) -> None:
+    logger = logging.getLogger("httpx")
+    if not any(isinstance(f, RedactUrl) and f.secret == secret for f in logger.filters):
+        logger.addFilter(RedactUrl(secret))
+
+
+class WebhookNotifier:
+    """POST each notification; the HTTP client is handed in (tests give a MockTransport)."""
+
+    name = "webhook"
+
+    def __init__(self, config: WebhookConfig, *, client: httpx.AsyncClient) -> None:
+        self._config = config
+        self._client = client
+        _redact_in_httpx_log(config.url.get_secret_value())
+
+    async def send(self, delivery: Delivery) -> None:
+        body = alertmanager_payload(
+            delivery, receiver=self.name, external_url=self._config.external_url
+        )
+        try:
+            response = await self._client.post(
+                self._config.url.get_secret_value(),
+                json=body,
+                timeout=self._config.timeout_seconds,
+            )
+        except httpx.TimeoutException:
+            raise NotificationError(
+                f"timed out after {self._config.timeout_seconds}s", receiver=self.name
+            ) from None
+        except httpx.TransportError as exc:
+            raise NotificationError(
+                f"unreachable ({type(exc).__name__})", receiver=self.name
+            ) from None
+        if response.status_code >= 300:
+            # 4xx other than 408/429 will not get better by asking again.
+            retryable = response.status_code >= 500 or response.status_code in {408, 429}
+            raise NotificationError(
+                f"answered HTTP {response.status_code}", receiver=self.name, retryable=retryable
+            )

@@ -1,0 +1,151 @@
+"""Run each rule group at its interval with APScheduler; only this module reads the clock.
+
+Every group is one job with ``max_instances=1``: a group still running when its next run is
+due skips that run, and the skip is counted (``dynoscope_scheduler_skipped_runs_total``).
+Notification delivery is a separate job, so a slow receiver never delays evaluation.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import Counter
+from collections.abc import Callable, Iterator, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from apscheduler.events import EVENT_JOB_MAX_INSTANCES, JobEvent
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+
+from alerts.evaluator import Cycle, Evaluator
+from alerts.outbox import Outbox
+from alerts.rule import Group
+from instrumentation.catalogue import Catalogue
+
+log = logging.getLogger("dynoscope.alerts")
+
+Clock = Callable[[], datetime]
+DELIVERY_JOB = "outbox"
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+class Scheduler:
+    """Evaluate ``groups`` and deliver notifications until stopped."""
+
+    def __init__(
+        self,
+        *,
+        groups: Sequence[Group],
+        evaluator: Evaluator,
+        outbox: Outbox,
+        metrics: Catalogue | None = None,
+        clock: Clock = utc_now,
+        delivery_interval: timedelta = timedelta(seconds=1),
+    ) -> None:
+        self._groups = {f"group:{group.name}": group for group in groups}
+        self._evaluator = evaluator
+        self._outbox = outbox
+        self._metrics = metrics
+        self.clock = clock
+        self._delivery_interval = delivery_interval
+        self._scheduler: AsyncIOScheduler | None = None
+        self._running: set[asyncio.Task[Any]] = set()
+        self.skipped: Counter[str] = Counter()
+        self.cycles: Counter[str] = Counter()
+        self.last_cycle: dict[str, Cycle] = {}
+
+    def start(self, *, immediately: bool = False) -> None:
+        """Schedule the jobs on the running event loop; the first cycles run after one
+        interval unless ``immediately``."""
+        chatter = logging.getLogger("apscheduler")
+        if chatter.level == logging.NOTSET:
+            # It logs every run at INFO: one line per group per interval drowns the service's
+            # own log. An explicitly configured level is left alone.
+            chatter.setLevel(logging.WARNING)
+        scheduler = AsyncIOScheduler(timezone=UTC)
+        scheduler.add_listener(self._skipped, EVENT_JOB_MAX_INSTANCES)
+        now = self.clock()
+        for job_id, group in self._groups.items():
+            scheduler.add_job(
+                self.run_group,
+                "interval",
+                args=[group],
+                id=job_id,
+                seconds=group.interval.total_seconds(),
+                max_instances=1,
+                coalesce=True,
+                misfire_grace_time=None,
+                next_run_time=now if immediately else now + group.interval,
+            )
+        scheduler.add_job(
+            self.deliver,
+            "interval",
+            id=DELIVERY_JOB,
+            seconds=self._delivery_interval.total_seconds(),
+            max_instances=1,
+            coalesce=True,
+        )
+        scheduler.start()
+        self._scheduler = scheduler
+
+    async def stop(self) -> None:
+        """Stop scheduling, cancel runs in progress and wait until they have unwound (the
+        database engine is closed right after)."""
+        if self._scheduler is not None:
+            self._scheduler.shutdown(wait=False)
+            self._scheduler = None
+        for task in list(self._running):
+            task.cancel()
+        await asyncio.gather(*self._running, return_exceptions=True)
+
+    @contextlib.contextmanager
+    def _tracked(self) -> Iterator[None]:
+        task = asyncio.current_task()
+        if task is None:
+            yield
+            return
+        self._running.add(task)
+        try:
+            yield
+        finally:
+            self._running.discard(task)
+
+    async def run_group(self, group: Group) -> None:
+        """One evaluation of ``group`` at the current time (the APScheduler job)."""
+        try:
+            with self._tracked():
+                cycle = await self._evaluator.run(group, now=self.clock())
+        except Exception as exc:
+            # The database may be down; the next cycle tries again with the stored state.
+            log.error("group %s: evaluation failed: %s", group.name, type(exc).__name__)
+            if self._metrics is not None:
+                for rule in group.rules:
+                    self._metrics.rule_evaluation_failures.labels(rule=rule.name).inc()
+            return
+        self.cycles[group.name] += 1
+        self.last_cycle[group.name] = cycle
+        if cycle.notifications:
+            self._outbox.maybe_pending = True
+
+    async def deliver(self) -> None:
+        """Send due notifications (the delivery job); waits for the first evaluation, which
+        also means the database is reachable and migrated."""
+        if not self.cycles:
+            return
+        try:
+            with self._tracked():
+                await self._outbox.deliver(now=self.clock())
+        except Exception as exc:
+            log.error("notification delivery failed: %s", type(exc).__name__)
+
+    def _skipped(self, event: JobEvent) -> None:
+        group = self._groups.get(event.job_id)
+        if group is None:
+            return
+        self.skipped[group.name] += 1
+        if self._metrics is not None:
+            self._metrics.scheduler_skipped_runs.labels(group=group.name).inc()

@@ -1,0 +1,111 @@
+"""Instant queries over Prometheus's HTTP API (``GET /api/v1/query``).
+
+    source = PrometheusSource(url="http://prometheus:9090", client=httpx.AsyncClient())
+    results = await source.run(queries, now=now)
+
+Queries with the same PromQL are sent once per call, at most ``concurrency`` at a time, each
+with ``timeout`` seconds (passed to Prometheus too, so it stops working on a query nobody
+waits for). Any failure becomes a ``QueryFailed`` naming the reason, never the URL: it may
+carry credentials.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from collections.abc import Collection
+from datetime import datetime, timedelta
+from typing import Any
+
+import httpx
+
+from alerts.duration import format_duration
+from alerts.errors import QueryError
+from alerts.query import QueryFailed, QueryResult, Sample, Vector, labels_of
+from alerts.rule import Query
+
+
+class PrometheusSource:
+    """Ask a Prometheus server; the HTTP client is handed in (tests and pooling)."""
+
+    name = "prometheus"
+
+    def __init__(
+        self,
+        *,
+        url: str,
+        client: httpx.AsyncClient,
+        timeout: float = 10.0,
+        concurrency: int = 16,
+    ) -> None:
+        self._endpoint = url.rstrip("/") + "/api/v1/query"
+        self._client = client
+        self._timeout = timeout
+        self._limit = asyncio.Semaphore(concurrency)
+
+    async def run(self, queries: Collection[Query], *, now: datetime) -> dict[Query, QueryResult]:
+        by_text: dict[str, list[Query]] = {}
+        for query in queries:
+            by_text.setdefault(query.promql, []).append(query)
+        texts = list(by_text)
+        answers = await asyncio.gather(*(self._ask(text, now) for text in texts))
+        return {
+            query: answer
+            for text, answer in zip(texts, answers, strict=True)
+            for query in by_text[text]
+        }
+
+    async def _ask(self, promql: str, now: datetime) -> QueryResult:
+        try:
+            async with self._limit:
+                return await self.instant(promql, now=now)
+        except QueryError as exc:
+            return QueryFailed(str(exc))
+
+    async def instant(self, promql: str, *, now: datetime) -> Vector:
+        """One instant query at ``now``; raises ``QueryError``."""
+        params = {
+            "query": promql,
+            "time": f"{now.timestamp():.3f}",
+            "timeout": format_duration(timedelta(seconds=self._timeout)),
+        }
+        try:
+            response = await self._client.get(
+                self._endpoint, params=params, timeout=self._timeout + 1
+            )
+        except httpx.TimeoutException:
+            raise QueryError(
+                f"timed out after {self._timeout}s", query=promql, source=self.name
+            ) from None
+        except httpx.TransportError as exc:
+            raise QueryError(
+                f"unreachable ({type(exc).__name__})", query=promql, source=self.name
+            ) from None
+        try:
+            body: dict[str, Any] = response.json()
+        except ValueError:
+            body = {}
+        if response.status_code != 200 or body.get("status") != "success":
+            reason = body.get("error") or f"HTTP {response.status_code}"
+            raise QueryError(f"query rejected: {reason}", query=promql, source=self.name)
+        return _vector(body["data"], promql=promql)
+
+
+def _value(raw: str) -> float:
+    # Prometheus writes "NaN", "+Inf" and "-Inf"; float() reads all three.
+    return float(raw) if raw.lower() != "nan" else math.nan
+
+
+def _vector(data: dict[str, Any], *, promql: str) -> Vector:
+    kind = data.get("resultType")
+    if kind == "scalar":
+        return Vector((Sample((), _value(data["result"][1])),))
+    if kind != "vector":
+        raise QueryError(
+            f"expected an instant vector, got {kind}", query=promql, source="prometheus"
+        )
+    samples = []
+    for item in data["result"]:
+        metric = {k: v for k, v in item["metric"].items() if k != "__name__"}
+        samples.append(Sample(labels_of(metric), _value(item["value"][1])))
+    return Vector.of(samples)

@@ -1,0 +1,142 @@
+"""The API served on a loopback port with a fault switch, and a real webhook receiver.
+
+The fault route is added only to this test app: ``GET /test/slow-query`` runs one statement
+that takes 1.1 s (``pg_sleep`` on PostgreSQL, a registered sleep function on SQLite) through
+the app's own, instrumented engine, so the slow-query counter and the request-duration
+histogram see exactly what a slow query in production would produce. ``/test/error``
+answers 500 and ``/test/wait/{milliseconds}`` takes as long as asked, for traffic with
+errors and spread-out latencies.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+import uvicorn
+from fastapi import FastAPI, Request
+from sqlalchemy import text
+from starlette.applications import Starlette
+from starlette.responses import Response
+from starlette.routing import Route
+
+from api.app import create_app
+from api.migrate import upgrade
+from api.settings import Settings
+from tests.support.stack import free_port
+
+FAULT_ROUTE = "/test/slow-query"
+ERROR_ROUTE = "/test/error"
+WAIT_ROUTE = "/test/wait/{milliseconds}"
+FAULT_SECONDS = 1.1
+
+
+async def slow_query(request: Request) -> dict[str, str]:
+    engine = request.app.state.services.engine
+    async with engine.connect() as connection:
+        if engine.dialect.name == "sqlite":
+            raw = await connection.get_raw_connection()
+            await raw.driver_connection.create_function("test_sleep", 1, time.sleep)
+            await connection.execute(text(f"SELECT test_sleep({FAULT_SECONDS})"))
+        else:
+            await connection.execute(text(f"SELECT pg_sleep({FAULT_SECONDS})"))
+    return {"slept": str(FAULT_SECONDS)}
+
+
+async def server_error() -> Response:
+    return Response(status_code=500)
+
+
+async def wait(milliseconds: int) -> dict[str, int]:
+    await asyncio.sleep(milliseconds / 1000)
+    return {"waited": milliseconds}
+
+
+@dataclass
+class Served:
+    app: FastAPI
+    client: httpx.AsyncClient
+    port: int
+
+    @property
+    def target(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+
+@contextlib.asynccontextmanager
+async def serve(app: Starlette | FastAPI, port: int) -> AsyncIterator[None]:
+    server = uvicorn.Server(
+        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
+    )
+    task = asyncio.create_task(server.serve())
+    try:
+        async with asyncio.timeout(10):
+            while not server.started:
+                if task.done():
+                    task.result()
+                await asyncio.sleep(0.01)
+        yield
+    finally:
+        server.should_exit = True
+        await task
+
+
+@contextlib.asynccontextmanager
+async def served_api(
+    environ: Mapping[str, str], *, before_start: Callable[[FastAPI], None] | None = None
+) -> AsyncIterator[Served]:
+    """The API with the fault route, behind uvicorn, migrated."""
+    app = create_app(Settings.from_env(environ))
+    app.add_api_route(FAULT_ROUTE, slow_query, methods=["GET"])
+    app.add_api_route(ERROR_ROUTE, server_error, methods=["GET"])
+    app.add_api_route(WAIT_ROUTE, wait, methods=["GET"])
+    if before_start is not None:
+        before_start(app)
+    port = free_port()
+    async with serve(app, port):
+        await upgrade(app.state.services.engine)
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=10) as client:
+            yield Served(app=app, client=client, port=port)
+
+
+@dataclass
+class Receiver:
+    """Webhook bodies received, in order."""
+
+    url: str
+    bodies: list[dict[str, Any]] = field(default_factory=list)
+
+    def seen(self, alertname: str, status: str) -> bool:
+        return any(
+            alert["labels"].get("alertname") == alertname and alert["status"] == status
+            for body in self.bodies
+            for alert in body["alerts"]
+        )
+
+
+@contextlib.asynccontextmanager
+async def webhook_receiver() -> AsyncIterator[Receiver]:
+    """A real HTTP server on loopback that records what is posted to it."""
+    port = free_port()
+    receiver = Receiver(url=f"http://127.0.0.1:{port}/hook")
+
+    async def hook(request: Request) -> Response:
+        receiver.bodies.append(await request.json())
+        return Response(status_code=200)
+
+    async with serve(Starlette(routes=[Route("/hook", hook, methods=["POST"])]), port):
+        yield receiver
+
+
+async def eventually(condition: Callable[[], bool], *, seconds: float, what: str) -> None:
+    """Poll ``condition`` until it holds; fail with ``what`` at the deadline."""
+    deadline = time.monotonic() + seconds
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not within {seconds:g} s: {what}")
+        await asyncio.sleep(0.1)

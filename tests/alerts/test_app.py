@@ -1,0 +1,76 @@
+"""``/alerts`` and ``/alerts/history`` are admin-only and off by default; embedded mode runs
+the engine inside the API."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from alerts.monitor import Monitor
+from alerts.query import Sample, Vector
+from alerts.rule import Op, RawQuery, Rule
+from alerts.state import evaluate
+from alerts.store import Store
+from tests.support.stack import running_app
+
+TOKEN = "admin-token-" + "y" * 20
+T0 = datetime(2026, 11, 26, 9, 0, tzinfo=UTC)
+
+
+async def test_alert_routes_do_not_exist_without_an_admin_token(environ: dict[str, str]) -> None:
+    async with running_app(environ) as api:
+        assert (await api.client.get("/alerts")).status_code == 404
+        assert (await api.client.get("/alerts/history")).status_code == 404
+
+
+async def test_alert_routes_need_the_admin_token(environ: dict[str, str]) -> None:
+    async with running_app({**environ, "ADMIN_TOKEN": TOKEN}) as api:
+        rule = Rule(
+            name="Hot",
+            group="g",
+            query=RawQuery("x"),
+            op=Op.GT,
+            threshold=0,
+            labels=(("severity", "page"),),
+            annotations=(("summary", "hot {{ value }}"),),
+        )
+        outcome = evaluate(rule, (), result=Vector((Sample((("instance", "a"),), 2.0),)), now=T0)
+        await Store(api.services.engine).save({"Hot": outcome}, receivers=[], now=T0)
+
+        assert (await api.client.get("/alerts")).status_code == 401
+        wrong = {"Authorization": "Bearer not-it"}
+        assert (await api.client.get("/alerts", headers=wrong)).status_code == 403
+        admin = {"Authorization": f"Bearer {TOKEN}"}
+        response = await api.client.get("/alerts", headers=admin)
+        assert response.status_code == 200
+        (alert,) = response.json()["alerts"]
+        assert alert["alertname"] == "Hot" and alert["state"] == "firing"
+        assert alert["labels"] == {"alertname": "Hot", "instance": "a", "severity": "page"}
+        assert alert["annotations"] == {"summary": "hot 2.0"}
+        assert alert["active_at"] == "2026-11-26T09:00:00Z"
+        history = (await api.client.get("/alerts/history", headers=admin)).json()["history"]
+        assert [(h["alertname"], h["state"]) for h in history] == [("Hot", "firing")]
+        assert (await api.client.get("/alerts/history?limit=0", headers=admin)).status_code == 422
+
+
+async def test_embedded_mode_runs_the_engine_in_the_api(sqlite_environ: dict[str, str]) -> None:
+    async with running_app(sqlite_environ) as api:
+        monitor = api.app.state.alerts
+        assert isinstance(monitor, Monitor)
+        assert monitor.source.name == "local"
+        assert {r.name for r in monitor.rules.rules} >= {"DatabaseSlowQuery", "Watchdog"}
+
+
+async def test_with_prometheus_the_api_leaves_evaluation_to_alerts_run(
+    sqlite_environ: dict[str, str],
+) -> None:
+    environ = {**sqlite_environ, "PROMETHEUS_URL": "http://127.0.0.1:9"}
+    async with running_app(environ) as api:
+        assert api.app.state.alerts is None
+
+
+async def test_bad_rules_leave_the_api_serving(sqlite_environ: dict[str, str], tmp_path) -> None:  # type: ignore[no-untyped-def]
+    bad = tmp_path / "rules.yml"
+    bad.write_text("groups: [{name: g, rules: [{alert: A, signal: nope}]}]")
+    async with running_app({**sqlite_environ, "ALERT_RULES_PATH": str(bad)}) as api:
+        assert api.app.state.alerts is None
+        assert (await api.client.get("/healthz")).status_code == 200

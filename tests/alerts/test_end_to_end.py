@@ -1,0 +1,141 @@
+"""End to end on real components: a query that takes over a second makes the webhook receive
+``DatabaseSlowQuery`` and ``ApiLatencyP95High`` firing, then resolved once the fault is gone.
+
+Once with a real Prometheus scraping the served API and the engine running on its own (as
+``dynoscope alerts run`` does), once in embedded mode with the local source inside the API.
+The shipped rules are used with short windows (5 s), ``for`` and intervals (1 s).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from functools import partial
+from pathlib import Path
+
+import httpx
+import pytest
+import yaml
+from prometheus_client import CollectorRegistry
+
+from alerts.loader import DEFAULT_RULES
+from alerts.monitor import Monitor
+from api.db import create_engine
+from api.settings import Settings
+from instrumentation.catalogue import Catalogue
+from tests.alerts.harness import FAULT_ROUTE, Receiver, eventually, served_api, webhook_receiver
+from tests.support.prometheus import running_prometheus
+
+ADMIN = "admin-token-" + "z" * 20
+ALERTS = ("DatabaseSlowQuery", "ApiLatencyP95High")
+FAST = {"interval": "1s"}
+SHORT = {
+    "DatabaseSlowQuery": {"window": "5s"},
+    "ApiLatencyP95High": {"window": "5s", "for": "1s", "keep_firing_for": "0"},
+}
+
+
+def short_rules(directory: Path) -> Path:
+    """The shipped rules for the two alerts under test, with test-sized windows."""
+    shipped = yaml.safe_load(DEFAULT_RULES.read_text())
+    rules = [
+        {**rule, **SHORT[rule["alert"]]}
+        for group in shipped["groups"]
+        for rule in group["rules"]
+        if rule["alert"] in SHORT
+    ]
+    path = directory / "e2e.yml"
+    path.write_text(yaml.safe_dump({"groups": [{"name": "e2e", **FAST, "rules": rules}]}))
+    return path
+
+
+@contextlib.asynccontextmanager
+async def fault(client: httpx.AsyncClient) -> AsyncIterator[None]:
+    """Keep a few slow-query requests in flight until the block exits."""
+
+    async def hammer() -> None:
+        while True:
+            await client.get(FAULT_ROUTE)
+
+    tasks = [asyncio.create_task(hammer()) for _ in range(3)]
+    try:
+        yield
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+
+async def fires_then_resolves(receiver: Receiver, client: httpx.AsyncClient) -> None:
+    async with fault(client):
+        for name in ALERTS:
+            await eventually(
+                partial(receiver.seen, name, "firing"), seconds=30, what=f"{name} firing"
+            )
+        admin = {"Authorization": f"Bearer {ADMIN}"}
+        active = (await client.get("/alerts", headers=admin)).json()["alerts"]
+        routes = {a["labels"].get("route") for a in active if a["alertname"] == "ApiLatencyP95High"}
+        assert FAULT_ROUTE in routes
+    for name in ALERTS:
+        await eventually(
+            partial(receiver.seen, name, "resolved"), seconds=30, what=f"{name} resolved"
+        )
+    latency = next(
+        body
+        for body in receiver.bodies
+        if body["status"] == "firing" and body["groupLabels"]["alertname"] == "ApiLatencyP95High"
+    )
+    assert latency["version"] == "4"
+    (alert,) = latency["alerts"]
+    assert alert["labels"]["severity"] == "page" and alert["labels"]["route"] == FAULT_ROUTE
+    assert alert["annotations"]["summary"].startswith("p95 ")
+
+
+@pytest.mark.prometheus
+@pytest.mark.postgres
+@pytest.mark.redis
+async def test_prometheus_source_end_to_end(shared_environ: dict[str, str], tmp_path: Path) -> None:
+    rules = short_rules(tmp_path)
+    # The API is told about Prometheus, so it leaves evaluation to the separate engine.
+    api_environ = {**shared_environ, "ADMIN_TOKEN": ADMIN, "PROMETHEUS_URL": "http://127.0.0.1:9"}
+    async with webhook_receiver() as receiver, served_api(api_environ) as api:
+        with running_prometheus({"api": [api.target]}) as prometheus:
+            settings = Settings.from_env(
+                {
+                    **shared_environ,
+                    "PROMETHEUS_URL": prometheus.url,
+                    "ALERT_WEBHOOK_URL": receiver.url,
+                    "ALERT_RULES_PATH": str(rules),
+                }
+            )
+            engine = create_engine(settings)  # the engine's own process would have its own
+            monitor = Monitor.build(
+                settings, engine=engine, metrics=Catalogue(CollectorRegistry()), job="alerts"
+            )
+            await monitor.start(immediately=True)
+            try:
+                await fires_then_resolves(receiver, api.client)
+            finally:
+                await monitor.stop()
+                await engine.dispose()
+            failures = monitor.metrics.registry.get_sample_value(
+                "dynoscope_rule_evaluation_failures_total", {"rule": "DatabaseSlowQuery"}
+            )
+            assert failures == 0
+
+
+async def test_embedded_local_source_end_to_end(
+    sqlite_environ: dict[str, str], tmp_path: Path
+) -> None:
+    async with webhook_receiver() as receiver:
+        environ = {
+            **sqlite_environ,
+            "ADMIN_TOKEN": ADMIN,
+            "ALERT_WEBHOOK_URL": receiver.url,
+            "ALERT_RULES_PATH": str(short_rules(tmp_path)),
+        }
+        async with served_api(environ) as api:
+            monitor = api.app.state.alerts
+            assert isinstance(monitor, Monitor) and monitor.source.name == "local"
+            await fires_then_resolves(receiver, api.client)

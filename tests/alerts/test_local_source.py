@@ -1,0 +1,145 @@
+"""The local source on a fixed clock: a registry populated by the test, sampled into windows."""
+
+from __future__ import annotations
+
+import math
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from prometheus_client import CollectorRegistry
+
+from alerts.query import QueryFailed, Vector
+from alerts.rule import RawQuery, SignalQuery
+from alerts.signals import RestartGuard, SignalArgs, TrafficGuard
+from alerts.sources.local import LocalSource
+from alerts.window import histogram_quantile
+from instrumentation.catalogue import Catalogue
+
+T0 = datetime(2026, 11, 26, 9, 0, tzinfo=UTC)
+MINUTE = timedelta(minutes=1)
+
+
+@pytest.fixture
+def metrics() -> Catalogue:
+    return Catalogue(CollectorRegistry())
+
+
+def source(metrics: Catalogue) -> LocalSource:
+    return LocalSource(
+        collectors=[metrics.registry],
+        retention=timedelta(minutes=10),
+        target={"instance": "i1", "job": "api"},
+    )
+
+
+def query(
+    signal: str, *, by: tuple[str, ...] = (), window: timedelta = MINUTE, **params: float
+) -> SignalQuery:
+    from alerts.signals import signal_named
+
+    model = signal_named(signal).params.model_validate(params)
+    return SignalQuery(signal, SignalArgs(by=by, window=window, params=model))
+
+
+async def answer(
+    local: LocalSource, q: SignalQuery | RawQuery, at: datetime
+) -> dict[tuple[tuple[str, str], ...], float]:
+    result = (await local.run([q], now=at))[q]
+    assert isinstance(result, Vector)
+    return {s.labels: s.value for s in result.samples}
+
+
+async def test_rates_need_two_snapshots_then_follow_the_window(metrics: Catalogue) -> None:
+    local = source(metrics)
+    slow = metrics.db_slow_queries.labels(operation="SELECT", table="properties")
+    q = query("db_slow_queries_per_minute", by=("instance",))
+    assert await answer(local, q, T0) == {}  # no data yet: one snapshot
+    slow.inc(3)
+    assert await answer(local, q, T0 + 30 * timedelta(seconds=1)) == {(("instance", "i1"),): 6.0}
+    # Once the increase is older than the window, the rate drops to zero.
+    assert await answer(local, q, T0 + 90 * timedelta(seconds=1)) == {(("instance", "i1"),): 0.0}
+
+
+async def test_latency_quantile_matches_prometheus_interpolation(metrics: Catalogue) -> None:
+    local = source(metrics)
+    q = query("http_latency_p95_seconds", by=("route",))
+    await local.run([q], now=T0)
+    for _ in range(100):
+        metrics.http_request_duration.labels(method="GET", route="/p", status_code="200").observe(
+            1.5
+        )
+    values = await answer(local, q, T0 + 30 * timedelta(seconds=1))
+    # All observations fall in (1, 2.5]: p95 = 1 + 1.5 * 0.95.
+    assert values == {(("route", "/p"),): pytest.approx(2.425)}
+
+
+async def test_ratios_respect_the_traffic_guard(metrics: Catalogue) -> None:
+    local = source(metrics)
+    guarded = query("cache_hit_ratio", by=("cache",), min_requests_per_second=1.0)
+    open_ = query("cache_hit_ratio", by=("cache",))
+    await local.run([guarded, open_], now=T0)
+    metrics.cache_requests.labels(cache="properties", result="hit").inc(10)
+    metrics.cache_requests.labels(cache="properties", result="miss").inc(30)
+    later = T0 + timedelta(seconds=60)
+    assert await answer(local, open_, later) == {(("cache", "properties"),): 0.25}
+    assert await answer(local, guarded, later) == {}  # 40 lookups a minute is under 1/s
+
+
+async def test_error_ratio_counts_5xx_only(metrics: Catalogue) -> None:
+    local = source(metrics)
+    q = query("http_error_ratio")
+    await local.run([q], now=T0)
+    for status, count in (("200", 90), ("404", 5), ("503", 5)):
+        for _ in range(count):
+            metrics.http_request_duration.labels(
+                method="GET", route="/p", status_code=status
+            ).observe(0.01)
+    assert await answer(local, q, T0 + MINUTE) == {(): pytest.approx(0.05)}
+
+
+async def test_memory_growth_is_a_least_squares_slope_ignoring_fresh_starts() -> None:
+    registry = CollectorRegistry()
+    from prometheus_client import Gauge
+
+    rss = Gauge("process_resident_memory_bytes", "rss", registry=registry)
+    start = Gauge("process_start_time_seconds", "start", registry=registry)
+    start.set(T0.timestamp() - 7200)
+    local = LocalSource(
+        collectors=[registry], retention=timedelta(hours=2), target={"instance": "i1", "job": "api"}
+    )
+    q = query("memory_growth_bytes_per_hour", by=("instance",), window=timedelta(hours=1))
+    for minute in range(0, 61, 5):
+        rss.set(100e6 + minute * 1e6 + (5e5 if minute % 10 else 0))  # 60 MB/h plus noise
+        values = await answer(local, q, T0 + minute * MINUTE)
+    assert values[(("instance", "i1"),)] == pytest.approx(60e6, rel=0.05)
+    start.set((T0 + 50 * MINUTE).timestamp())  # restarted ten minutes ago
+    assert await answer(local, q, T0 + 61 * MINUTE) == {}
+    assert RestartGuard().min_uptime_seconds is None and TrafficGuard().min_requests_per_second == 0
+
+
+async def test_raw_promql_fails_locally_and_self_signals_work(metrics: Catalogue) -> None:
+    local = source(metrics)
+    raw = RawQuery("up == 0")
+    assert isinstance((await local.run([raw], now=T0))[raw], QueryFailed)
+    failures = query("rule_evaluation_failures", by=("rule",))
+    metrics.rule_evaluation_failures.labels(rule="X")
+    await local.run([failures], now=T0)
+    metrics.rule_evaluation_failures.labels(rule="X").inc()
+    assert await answer(local, failures, T0 + timedelta(seconds=15)) == {(("rule", "X"),): 1.0}
+    assert await answer(local, query("instance_up", by=("instance", "job")), T0) == {
+        (("instance", "i1"), ("job", "api")): 1.0
+    }
+
+
+async def test_snapshots_older_than_retention_are_dropped(metrics: Catalogue) -> None:
+    local = source(metrics)
+    for minute in range(30):
+        local.sample(T0 + minute * MINUTE)
+    assert len(local.snapshots) == 11
+
+
+def test_histogram_quantile_edge_cases() -> None:
+    assert math.isnan(histogram_quantile(0.9, {1.0: 0, math.inf: 0}))
+    assert math.isnan(histogram_quantile(0.9, {1.0: 3}))
+    assert histogram_quantile(0.99, {0.1: 0, 1.0: 0, math.inf: 10}) == 1.0
+    assert histogram_quantile(2, {1.0: 1, math.inf: 1}) == math.inf

@@ -1,0 +1,108 @@
+"""APScheduler drives the groups; an overrunning group skips runs and the skips are counted."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Collection
+from datetime import datetime, timedelta
+
+from prometheus_client import CollectorRegistry
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from alerts.evaluator import Evaluator
+from alerts.outbox import Outbox
+from alerts.query import QueryResult, Sample, Vector
+from alerts.rule import Group, Op, Query, RawQuery, Rule
+from alerts.scheduler import Scheduler
+from alerts.sources.local import LocalSource
+from alerts.store import Delivery, Store
+from instrumentation.catalogue import Catalogue
+
+RULE = Rule(name="Hot", group="slow", query=RawQuery("hot"), op=Op.GT, threshold=0)
+GROUP = Group("slow", interval=timedelta(milliseconds=100), rules=(RULE,))
+
+
+class GatedSource:
+    """Answers only once the gate opens, like a Prometheus that hangs."""
+
+    name = "gated"
+
+    def __init__(self) -> None:
+        self.gate = asyncio.Event()
+
+    async def run(self, queries: Collection[Query], *, now: datetime) -> dict[Query, QueryResult]:
+        await self.gate.wait()
+        return {q: Vector((Sample((), 1.0),)) for q in queries}
+
+
+class Recorder:
+    name = "console"
+
+    def __init__(self) -> None:
+        self.sent: list[str] = []
+
+    async def send(self, delivery: Delivery) -> None:
+        self.sent.append(delivery.status)
+
+
+async def wait_for(condition: object, *, seconds: float = 5.0) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():  # type: ignore[operator]
+        assert time.monotonic() < deadline, "condition not met before the deadline"
+        await asyncio.sleep(0.02)
+
+
+async def test_an_overrunning_group_skips_and_counts_then_recovers(
+    sqlite_engine: AsyncEngine,
+) -> None:
+    metrics = Catalogue(CollectorRegistry())
+    source = GatedSource()
+    store = Store(sqlite_engine)
+    recorder = Recorder()
+    outbox = Outbox(store=store, notifiers={"console": recorder})
+    evaluator = Evaluator(
+        source=source,
+        self_source=LocalSource(collectors=[], retention=timedelta(minutes=1)),
+        store=store,
+        receivers=outbox.receivers,
+        metrics=metrics,
+    )
+    scheduler = Scheduler(
+        groups=[GROUP],
+        evaluator=evaluator,
+        outbox=outbox,
+        metrics=metrics,
+        delivery_interval=timedelta(milliseconds=50),
+    )
+    scheduler.start(immediately=True)
+    try:
+        await wait_for(lambda: scheduler.skipped["slow"] >= 2)
+        assert scheduler.cycles["slow"] == 0
+        skipped = metrics.registry.get_sample_value(
+            "dynoscope_scheduler_skipped_runs_total", {"group": "slow"}
+        )
+        assert skipped is not None and skipped >= 2
+        source.gate.set()
+        await wait_for(lambda: scheduler.cycles["slow"] >= 3)
+        # The alert fired once (for: 0) and was delivered once, by the delivery job.
+        await wait_for(lambda: recorder.sent == ["firing"])
+    finally:
+        await scheduler.stop()
+
+
+async def test_stop_cancels_a_run_in_progress(sqlite_engine: AsyncEngine) -> None:
+    source = GatedSource()  # never opens
+    store = Store(sqlite_engine)
+    outbox = Outbox(store=store, notifiers={})
+    evaluator = Evaluator(
+        source=source,
+        self_source=LocalSource(collectors=[], retention=timedelta(minutes=1)),
+        store=store,
+        receivers=[],
+    )
+    scheduler = Scheduler(groups=[GROUP], evaluator=evaluator, outbox=outbox)
+    scheduler.start(immediately=True)
+    await wait_for(lambda: scheduler.skipped["slow"] >= 1)
+    await asyncio.wait_for(scheduler.stop(), timeout=2)
+    assert scheduler.cycles["slow"] == 0

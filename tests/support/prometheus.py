@@ -1,0 +1,116 @@
+"""A private Prometheus (and promtool) on a loopback port, with its own config and data dir.
+
+Prometheus comes from Debian's ``prometheus`` package (``make services`` installs it). When a
+binary is missing the test is skipped locally and fails in CI, like the other services.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+import yaml
+
+from tests.support.stack import free_port
+
+
+def binary(name: str) -> str:
+    """Path of a Prometheus binary, or skip (locally) / fail (in CI) the test."""
+    found = shutil.which(name) or (
+        f"/usr/bin/{name}" if Path(f"/usr/bin/{name}").exists() else None
+    )
+    if found is not None:
+        return found
+    message = f"{name} is not installed (run `make services`: Debian package prometheus)"
+    if os.environ.get("CI", "").lower() in {"1", "true", "yes"}:
+        pytest.fail(message)
+    pytest.skip(message)
+
+
+@dataclass
+class Prometheus:
+    url: str
+    directory: Path
+    pid: int
+
+    def query(self, expr: str) -> list[dict[str, object]]:
+        response = httpx.get(f"{self.url}/api/v1/query", params={"query": expr}, timeout=5)
+        response.raise_for_status()
+        result: list[dict[str, object]] = response.json()["data"]["result"]
+        return result
+
+
+@contextlib.contextmanager
+def running_prometheus(
+    targets: Mapping[str, Sequence[str]],
+    *,
+    scrape_interval: str = "1s",
+    rule_files: Sequence[Path] = (),
+    evaluation_interval: str = "1s",
+) -> Iterator[Prometheus]:
+    """Prometheus scraping ``{job: ["host:port", ...]}``; stopped and deleted afterwards."""
+    executable = binary("prometheus")
+    with tempfile.TemporaryDirectory(prefix="dynoscope-prometheus-") as name:
+        directory = Path(name)
+        config = {
+            "global": {
+                "scrape_interval": scrape_interval,
+                "scrape_timeout": scrape_interval,
+                "evaluation_interval": evaluation_interval,
+            },
+            "rule_files": [str(path) for path in rule_files],
+            "scrape_configs": [
+                {"job_name": job, "static_configs": [{"targets": list(addresses)}]}
+                for job, addresses in targets.items()
+            ],
+        }
+        (directory / "prometheus.yml").write_text(yaml.safe_dump(config))
+        port = free_port()
+        log = (directory / "prometheus.log").open("wb")
+        process = subprocess.Popen(
+            [
+                executable,
+                f"--config.file={directory / 'prometheus.yml'}",
+                f"--storage.tsdb.path={directory / 'data'}",
+                f"--web.listen-address=127.0.0.1:{port}",
+                "--log.level=warn",
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        url = f"http://127.0.0.1:{port}"
+        try:
+            _wait_ready(url, process, directory)
+            yield Prometheus(url=url, directory=directory, pid=process.pid)
+        finally:
+            process.terminate()
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+            log.close()
+
+
+def _wait_ready(url: str, process: subprocess.Popen[bytes], directory: Path) -> None:
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            output = (directory / "prometheus.log").read_text(errors="replace")
+            raise RuntimeError(f"prometheus exited with {process.returncode}:\n{output}")
+        try:
+            if httpx.get(f"{url}/-/ready", timeout=0.5).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.05)
+    raise RuntimeError(f"prometheus at {url} not ready within 20 s")
