@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import json
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import asdict, dataclass
 from typing import Any, Protocol
 
@@ -38,7 +38,14 @@ class Event:
         return cls(type=str(payload["type"]), id=int(payload["id"]), data=payload.get("data"))
 
 
+ErrorHook = Callable[[str], None]
+
+
 class Broadcaster(Protocol):
+    def on_error(self, hook: ErrorHook) -> None:
+        """Call ``hook(dependency)`` on each failed publish or lost subscription."""
+        ...
+
     async def publish(self, event: Event) -> None: ...
     def subscribe(self) -> contextlib.AbstractAsyncContextManager[AsyncIterator[Event]]: ...
     async def ready(self, within: float) -> bool: ...
@@ -81,6 +88,9 @@ class MemoryBroadcaster:
     def __init__(self) -> None:
         self._fan_out = _FanOut()
 
+    def on_error(self, hook: ErrorHook) -> None:
+        return None  # nothing here can fail
+
     async def publish(self, event: Event) -> None:
         self._fan_out.deliver(event)
 
@@ -105,11 +115,16 @@ class RedisBroadcaster:
         self._task: asyncio.Task[None] | None = None
         self._subscribed = asyncio.Event()
         self._publish_failing = False
+        self._error_hook: ErrorHook = lambda dependency: None
+
+    def on_error(self, hook: ErrorHook) -> None:
+        self._error_hook = hook
 
     async def publish(self, event: Event) -> None:
         try:
             await self._publisher.publish(self._channel, event.to_json())
         except (RedisError, OSError) as exc:
+            self._error_hook("redis_publish")
             if not self._publish_failing:
                 log.warning("events: publish failed (%s); event dropped", type(exc).__name__)
             self._publish_failing = True
@@ -144,6 +159,7 @@ class RedisBroadcaster:
                         if message is not None and message.get("type") == "message":
                             self._deliver(message["data"])
             except (RedisError, OSError) as exc:
+                self._error_hook("redis_subscribe")
                 if self._subscribed.is_set():
                     log.warning("events: subscription lost (%s); reconnecting", type(exc).__name__)
                 self._subscribed.clear()

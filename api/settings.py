@@ -143,6 +143,12 @@ class Settings(BaseSettings):
                 )
             if len(secret) < 32:
                 raise ValueError("JWT_SECRET: must be at least 32 characters in production mode")
+            for name, token in (
+                ("ADMIN_TOKEN", self.admin_token),
+                ("METRICS_TOKEN", self.metrics_token),
+            ):
+                if token is not None and len(token.get_secret_value()) < 24:
+                    raise ValueError(f"{name}: must be at least 24 characters in production mode")
         return self
 
     @property

@@ -109,6 +109,11 @@ class Telemetry:
                 slow_query_seconds=settings.db_slow_query_seconds,
             )
             services.cache.set_observer(CacheTelemetry(metrics=self.metrics, tracing=tracing))
+            if self.metrics is not None:
+                errors = self.metrics.dependency_errors
+                services.broadcaster.on_error(
+                    lambda dependency: errors.labels(dependency=dependency).inc()
+                )
             if tracing is not None and services.redis is not None:
                 instrument_redis(services.redis, tracing=tracing)
         if self._sampler is not None:

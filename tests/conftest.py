@@ -108,14 +108,19 @@ BASE_ENVIRON = {
 
 @pytest.fixture
 def sqlite_environ(tmp_path: Path) -> dict[str, str]:
-    return {**BASE_ENVIRON, "DATABASE_URL": f"sqlite:///{tmp_path}/api.db"}
+    return {
+        **BASE_ENVIRON,
+        "DATABASE_URL": f"sqlite:///{tmp_path}/api.db",
+        "DYNOSCOPE_TRACES_FILE": str(tmp_path / "traces.jsonl"),
+    }
 
 
 @pytest.fixture
-def shared_environ(clean_postgres: str, redis_prefix: str) -> dict[str, str]:
+def shared_environ(clean_postgres: str, redis_prefix: str, tmp_path: Path) -> dict[str, str]:
     """PostgreSQL + Redis: what several instances of one deployment share."""
     return {
         **BASE_ENVIRON,
+        "DYNOSCOPE_TRACES_FILE": str(tmp_path / "traces.jsonl"),
         "DATABASE_URL": clean_postgres,
         "REDIS_URL": REDIS_URL,
         "REDIS_KEY_PREFIX": redis_prefix,

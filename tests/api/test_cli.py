@@ -17,7 +17,14 @@ DYNOSCOPE = [sys.executable, "-m", "api.cli"]
 
 def _env(tmp_path: Path, **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("DYNOSCOPE", "JWT", "REDIS"))}
-    env.update({"DATABASE_URL": f"sqlite:///{tmp_path}/quick.db", "LOG_LEVEL": "INFO"}, **extra)
+    env.update(
+        {
+            "DATABASE_URL": f"sqlite:///{tmp_path}/quick.db",
+            "DYNOSCOPE_TRACES_FILE": str(tmp_path / "traces.jsonl"),
+            "LOG_LEVEL": "INFO",
+        },
+        **extra,
+    )
     return env
 
 

@@ -18,11 +18,13 @@ async def test_readyz_reports_each_dependency(api: Running) -> None:
     assert checks["redis"] == expected
 
 
-async def test_a_down_database_gives_503_and_readyz_names_it() -> None:
+async def test_a_down_database_gives_503_and_readyz_names_it(
+    sqlite_environ: dict[str, str],
+) -> None:
     from tests.support.stack import free_port, running_app_without_migrations
 
     environ = {
-        "DYNOSCOPE_ENV": "test",
+        **sqlite_environ,
         "DATABASE_URL": f"postgresql://postgres@127.0.0.1:{free_port()}/nowhere",
         "READY_TIMEOUT": "0.5",
     }

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -71,13 +70,11 @@ async def test_repeated_lists_hit_and_writes_invalidate(
 
 
 async def test_redis_outage_keeps_the_api_serving_and_recovers(
-    clean_postgres: str, redis_prefix: str, private_redis: RedisServer, tmp_path: Path
+    shared_environ: dict[str, str], private_redis: RedisServer
 ) -> None:
     environ = {
-        "DYNOSCOPE_ENV": "test",
-        "DATABASE_URL": clean_postgres,
+        **shared_environ,
         "REDIS_URL": private_redis.url,
-        "REDIS_KEY_PREFIX": redis_prefix,
         "REDIS_TIMEOUT": "0.2",
         "READY_TIMEOUT": "0.5",
     }
@@ -102,6 +99,10 @@ async def test_redis_outage_keeps_the_api_serving_and_recovers(
             headers=owner["headers"],
         )
         assert created.status_code == 201
+        # The event could not be published: counted, not fatal.
+        scrape = (await api.client.get("/metrics")).text
+        assert 'dynoscope_dependency_errors_total{dependency="redis_publish"} 1.0' in scrape
+        assert 'cache_requests_total{cache="properties",result="error"}' in scrape
         during = await api.client.get("/properties?city=Dublin")
         assert during.status_code == 200
         assert len(during.json()["items"]) == 2

@@ -65,3 +65,11 @@ def test_errors_name_the_variable_and_never_echo_secrets() -> None:
 def test_unsupported_database_is_named() -> None:
     with pytest.raises(SettingsError, match="DATABASE_URL: unsupported scheme in 'mysql'"):
         Settings.from_env({"DATABASE_URL": "mysql://x@y/z"})
+
+
+@pytest.mark.parametrize("name", ["ADMIN_TOKEN", "METRICS_TOKEN"])
+def test_production_refuses_guessable_admin_and_metrics_tokens(name: str) -> None:
+    environ = {"DYNOSCOPE_ENV": "production", "JWT_SECRET": "s" * 40, name: "admin"}
+    with pytest.raises(SettingsError, match=f"{name}: must be at least 24 characters"):
+        Settings.from_env(environ)
+    assert Settings.from_env({**environ, "DYNOSCOPE_ENV": "development"}) is not None

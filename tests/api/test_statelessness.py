@@ -102,13 +102,11 @@ async def test_sse_client_on_b_sees_changes_made_on_a(pair: tuple[Running, Runni
 
 
 async def test_sse_subscription_survives_a_redis_restart(
-    clean_postgres: str, redis_prefix: str, private_redis: RedisServer
+    shared_environ: dict[str, str], private_redis: RedisServer
 ) -> None:
     environ = {
-        "DYNOSCOPE_ENV": "test",
-        "DATABASE_URL": clean_postgres,
+        **shared_environ,
         "REDIS_URL": private_redis.url,
-        "REDIS_KEY_PREFIX": redis_prefix,
         "REDIS_TIMEOUT": "0.2",
     }
     async with served_app(environ) as a, served_app(environ) as b:
