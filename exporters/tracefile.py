@@ -39,7 +39,7 @@ def _any_value(value: Any) -> str:
     return '{"stringValue":' + _string(str(value)) + "}"
 
 
-@lru_cache(maxsize=8192)
+@lru_cache(maxsize=8192, typed=True)  # True, 1 and 1.0 are one key otherwise
 def _scalar_pair(key: str, value: str | int | float) -> str:
     # Keys and most values repeat from span to span (methods, routes, statements).
     return '{"key":' + _string(key) + ',"value":' + _any_value(value) + "}"

@@ -161,6 +161,7 @@ class Telemetry:
             self._server = None
         if self.tracing is not None:
             await anyio.to_thread.run_sync(self.tracing.shutdown)
+        self._started.clear()
         directory = self.settings.prometheus_multiproc_dir
         if directory is not None and self.metrics is not None:
             # Live gauges (memory, in-flight requests) of this worker stop counting.

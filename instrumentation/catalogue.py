@@ -89,7 +89,7 @@ class Catalogue:
             "dynoscope_instance_info",
             "Always 1; labels identify the instance and its version.",
             ["instance_id", "version"],
-            multiprocess_mode="max",
+            multiprocess_mode="livemax",
             registry=registry,
         )
         # Alert engine
@@ -116,7 +116,7 @@ class Catalogue:
             "dynoscope_alerts",
             "Alerts by name and state (pending, firing).",
             ["alertname", "state"],
-            multiprocess_mode="max",
+            multiprocess_mode="livemax",
             registry=registry,
         )
         self.notifications = Counter(
@@ -128,7 +128,7 @@ class Catalogue:
         self.scheduler_leader = Gauge(
             "dynoscope_scheduler_leader",
             "1 while this process is the scheduler leader.",
-            multiprocess_mode="max",
+            multiprocess_mode="livemax",
             registry=registry,
         )
         self.scheduler_skipped_runs = Counter(

@@ -37,7 +37,8 @@ class QueryListener:
     tracing: Tracing | None
     slow_query_seconds: float
     _tables: set[str] = field(default_factory=set)
-    _children: dict[tuple[str, str], Any] = field(default_factory=dict)
+    _children: dict[tuple[str, str], tuple[Any, Any]] = field(default_factory=dict)
+    _pool_gauges: tuple[Any, Any] | None = None
     _used: int = 0
 
     @property
@@ -89,20 +90,24 @@ class QueryListener:
                 },
                 error=error,
             )
+        slow = seconds >= self.slow_query_seconds
         if self.metrics is not None:
             key = (described.operation, self._table_label(described.table))
-            child = self._children.get(key)
-            if child is None:
-                child = self._children[key] = self.metrics.db_operation_duration.labels(*key)
-            child.observe(seconds)
-        if seconds >= self.slow_query_seconds:
+            children = self._children.get(key)
+            if children is None:
+                # The slow-query counter starts at 0 with its key: a series born at 1 is
+                # invisible to rate() and increase(), so a first slow query would not alert.
+                children = self._children[key] = (
+                    self.metrics.db_operation_duration.labels(*key),
+                    self.metrics.db_slow_queries.labels(*key),
+                )
+            children[0].observe(seconds)
+            if slow:
+                children[1].inc()
+        if slow:
             self._slow(described, seconds)
 
     def _slow(self, described: Statement, seconds: float) -> None:
-        if self.metrics is not None:
-            self.metrics.db_slow_queries.labels(
-                described.operation, self._table_label(described.table)
-            ).inc()
         ids = current_ids.get()
         trace_id = format(ids[0], "032x") if ids else ""
         fields = {
@@ -128,17 +133,21 @@ class QueryListener:
         self._report_pool(returning=1)
 
     def _report_pool(self, *, returning: int) -> None:
-        if self.metrics is None:
+        if self._pool_gauges is None:
             return
         pool = self.engine.pool
         checkedout = getattr(pool, "checkedout", None)
         checkedin = getattr(pool, "checkedin", None)
         used = checkedout() - returning if callable(checkedout) else self._used
         idle = checkedin() + returning if callable(checkedin) else 0
-        self.metrics.db_connections.labels(state="used").set(max(0, used))
-        self.metrics.db_connections.labels(state="idle").set(max(0, idle))
+        used_gauge, idle_gauge = self._pool_gauges
+        used_gauge.set(max(0, used))
+        idle_gauge.set(max(0, idle))
 
     def attach(self) -> None:
+        if self.metrics is not None:
+            connections = self.metrics.db_connections
+            self._pool_gauges = (connections.labels(state="used"), connections.labels(state="idle"))
         event.listen(self.engine, "before_cursor_execute", self.before)
         event.listen(self.engine, "after_cursor_execute", self.after)
         event.listen(self.engine, "handle_error", self.error)
@@ -153,9 +162,9 @@ class QueryListener:
         event.remove(self.engine, "handle_error", self.error)
         event.remove(self.engine.pool, "checkout", self._checked_out)
         event.remove(self.engine.pool, "checkin", self._checked_in)
-        if self.metrics is not None:
-            self.metrics.db_connections.labels(state="used").set(0)
-            self.metrics.db_connections.labels(state="idle").set(0)
+        if self._pool_gauges is not None:
+            for gauge in self._pool_gauges:
+                gauge.set(0)
 
 
 def _logfmt(value: object) -> str:

@@ -72,3 +72,12 @@ def test_a_torn_line_is_skipped(tmp_path: Path) -> None:
     with path.open("a") as handle:
         handle.write('{"resourceSpans":[{"resource"')
     assert [s.name for s in read_spans(path)] == ["whole"]
+
+
+def test_booleans_and_numbers_keep_their_types() -> None:
+    from exporters.tracefile import _scalar_pair
+
+    encoded = [_scalar_pair("k", value) for value in (1, True, 1.0)]
+    assert '"intValue"' in encoded[0]
+    assert '"boolValue"' in encoded[1]
+    assert '"doubleValue"' in encoded[2]

@@ -107,7 +107,7 @@ async def test_fast_queries_are_timed_but_not_slow(tmp_path: Path) -> None:
     assert sample_value(families, "db_client_slow_queries_total") == 0.0
 
 
-async def test_threshold_comes_from_settings(tmp_path: Path) -> None:
+async def test_threshold_is_compared_not_timed(tmp_path: Path) -> None:
     metrics = Catalogue(CollectorRegistry())
     engine = create_async_engine(f"sqlite+aiosqlite:///{tmp_path}/db.sqlite")
     # A zero-ish threshold makes every statement "slow": the comparison, not the clock, is tested.
@@ -121,3 +121,30 @@ async def test_threshold_comes_from_settings(tmp_path: Path) -> None:
     families = parse_text(generate_latest(metrics.registry).decode())
     assert sample_value(families, "db_client_slow_queries_total", operation="SELECT") == 1.0
     assert sample_value(families, "db_client_connections", state="used") == 0.0
+
+
+async def test_threshold_comes_from_settings(sqlite_environ: dict[str, str]) -> None:
+    async with running_app({**sqlite_environ, "DB_SLOW_QUERY_SECONDS": "1e-9"}) as api:
+        assert (await api.client.get("/properties?city=Oslo")).status_code == 200
+        families = parse_text((await api.client.get("/metrics")).text)
+    assert sample_value(families, "db_client_slow_queries_total", table="properties") >= 1.0
+
+
+async def test_slow_query_series_exist_at_zero_before_the_first_slow_query(
+    tmp_path: Path,
+) -> None:
+    metrics = Catalogue(CollectorRegistry())
+    engine = create_async_engine(f"sqlite+aiosqlite:///{tmp_path}/db.sqlite")
+    listener = instrument_engine(engine, metrics=metrics, tracing=None, slow_query_seconds=60)
+    try:
+        async with engine.connect() as connection:
+            await connection.execute(text("SELECT 1"))
+    finally:
+        listener.remove()
+        await engine.dispose()
+    # rate() and increase() ignore a series whose first sample is already 1: the counter must
+    # be scraped at 0 before the first slow query, or that query never alerts.
+    scrape = generate_latest(metrics.registry).decode()
+    assert 'db_client_slow_queries_total{operation="SELECT",table="' in scrape
+    families = parse_text(scrape)
+    assert sample_value(families, "db_client_slow_queries_total", operation="SELECT") == 0.0
