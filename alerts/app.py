@@ -3,8 +3,10 @@
 - ``GET /alerts`` (pending and firing) and ``GET /alerts/history`` (latest transitions), for
   admins only: ``Authorization: Bearer $ADMIN_TOKEN``. Without ``ADMIN_TOKEN`` the routes do
   not exist (404), so nothing is exposed by default.
-- In embedded mode (no ``PROMETHEUS_URL``) the API process also runs the scheduler, on the
-  app's own metrics, for the life of the app. With Prometheus, ``dynoscope alerts run`` does.
+- In fully embedded mode (no ``PROMETHEUS_URL``, no ``REDIS_URL``) the API process also runs
+  the scheduler, on the app's own metrics, for the life of the app, but only one process per
+  database does (``alerts.lock``): with ``--workers N`` the others run none. With Prometheus
+  or Redis, ``dynoscope alerts run`` does.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from fastapi import APIRouter, Depends, FastAPI, Query, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from alerts.errors import AlertsError
+from alerts.lock import EngineLock, lock_path
 from alerts.monitor import Monitor
 from alerts.state import Alert
 from alerts.store import HistoryEntry, Store
@@ -92,12 +95,18 @@ def _router(token: str) -> APIRouter:
 
 
 def attach_alerts(app: FastAPI, settings: Settings) -> None:
-    """Add ``/alerts`` routes and, in embedded mode, the in-process scheduler."""
+    """Add ``/alerts`` routes and, in fully embedded mode, the in-process scheduler."""
     app.state.alerts = None
     if settings.admin_token is not None:
         app.include_router(_router(settings.admin_token.get_secret_value()))
-    if settings.prometheus_url is None:
+    if runs_in_process(settings):
         _run_in_lifespan(app, settings)
+
+
+def runs_in_process(settings: Settings) -> bool:
+    """Whether the API may run the engine itself: neither Prometheus (evaluated by ``dynoscope
+    alerts run``) nor Redis (instances sharing a database, each of which would notify)."""
+    return settings.prometheus_url is None and settings.embedded
 
 
 def _run_in_lifespan(app: FastAPI, settings: Settings) -> None:
@@ -106,17 +115,34 @@ def _run_in_lifespan(app: FastAPI, settings: Settings) -> None:
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[Any]:
         async with original(app) as state:
-            monitor = _build(app, settings)
-            if monitor is not None:
-                await monitor.start()
-            app.state.alerts = monitor
+            lock = EngineLock(lock_path(settings.database_url))
             try:
-                yield state
+                monitor = _build(app, settings) if _acquire(lock) else None
+                if monitor is None:
+                    lock.release()  # nothing to guard: bad rules, or another process has it
+                else:
+                    await monitor.start()
+                app.state.alerts = monitor
+                try:
+                    yield state
+                finally:
+                    if monitor is not None:
+                        await monitor.stop()
             finally:
-                if monitor is not None:
-                    await monitor.stop()
+                lock.release()
 
     app.router.lifespan_context = lifespan
+
+
+def _acquire(lock: EngineLock) -> bool:
+    try:
+        acquired = lock.acquire()
+    except OSError as exc:
+        log.error("alert engine not started: cannot open lock file %s: %s", lock.path, exc)
+        return False
+    if not acquired:
+        log.info("alert engine not started: another process runs it (lock %s)", lock.path)
+    return acquired
 
 
 def _build(app: FastAPI, settings: Settings) -> Monitor | None:

@@ -273,6 +273,9 @@ def _signal_query(spec: RuleSpec, problem: Any) -> SignalQuery | None:
             "signal", f"unknown signal {spec.signal!r}; known: {known}, http_latency_pNN_seconds"
         )
         return None
+    except ValueError as exc:
+        problem("signal", f"{spec.signal}: {exc}")
+        return None
     for name in ("window", "op", "threshold"):
         if getattr(spec, name) is None:
             problem(name, f"required with signal {spec.signal}")

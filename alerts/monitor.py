@@ -7,8 +7,9 @@
 - ``ALERT_RULES_PATH``: rule files (default: the shipped ``alerts/rules/default.yml``);
 - receivers: console always, plus the webhook when ``ALERT_WEBHOOK_URL`` is set.
 
-``dynoscope alerts run`` runs one on its own (``run_standalone``); in embedded mode the API
-runs one inside its lifespan (``alerts.app``).
+``dynoscope alerts run`` runs one on its own (``run_standalone``); in fully embedded mode (no
+Prometheus, no Redis) one API process per database runs one inside its lifespan
+(``alerts.app``).
 """
 
 from __future__ import annotations

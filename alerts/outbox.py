@@ -4,6 +4,10 @@ Evaluation only writes rows (``Store.save``); this runs as its own scheduler job
 dead receiver delays nothing but its own messages. A failed attempt is retried after
 ``backoff * 2**attempts`` (capped), and abandoned after ``max_attempts`` or on an error that
 cannot get better (e.g. HTTP 400).
+
+Per receiver and alert, rows go out strictly in the order they were queued (``Store.due``):
+a "resolved" never overtakes the "firing" before it. Delivered and abandoned rows are
+deleted after ``keep`` (checked at most once per ``prune_every``).
 """
 
 from __future__ import annotations
@@ -34,6 +38,8 @@ class Outbox:
         backoff: timedelta = timedelta(seconds=1),
         max_backoff: timedelta = timedelta(minutes=5),
         timeout: float = 10.0,
+        keep: timedelta = timedelta(days=7),
+        prune_every: timedelta = timedelta(hours=1),
     ) -> None:
         self._store = store
         self._notifiers = dict(notifiers)
@@ -42,6 +48,9 @@ class Outbox:
         self._backoff = backoff
         self._max_backoff = max_backoff
         self._timeout = timeout
+        self._keep = keep
+        self._prune_every = prune_every
+        self._pruned_at: datetime | None = None
         # Skip the database round trip while nothing can be waiting; a restart starts True
         # because rows queued before it may be undelivered.
         self.maybe_pending = True
@@ -52,12 +61,29 @@ class Outbox:
 
     async def deliver(self, *, now: datetime) -> int:
         """Attempt every due delivery once (concurrently); return how many were accepted."""
+        await self._prune(now=now)
         if not self.maybe_pending:
             return 0
-        due = await self._store.due(now=now)
-        outcomes = await asyncio.gather(*(self._attempt(d, now=now) for d in due))
-        self.maybe_pending = await self._store.pending_deliveries() > 0
+        # Cleared before looking, so a ``True`` set meanwhile by an evaluation that queued rows
+        # after the count below was taken is never overwritten.
+        self.maybe_pending = False
+        try:
+            due = await self._store.due(now=now)
+            outcomes = await asyncio.gather(*(self._attempt(d, now=now) for d in due))
+            if await self._store.pending_deliveries() > 0:
+                self.maybe_pending = True
+        except BaseException:
+            self.maybe_pending = True
+            raise
         return sum(outcomes)
+
+    async def _prune(self, *, now: datetime) -> None:
+        if self._pruned_at is not None and now - self._pruned_at < self._prune_every:
+            return
+        removed = await self._store.prune(before=now - self._keep)
+        self._pruned_at = now
+        if removed:
+            log.debug("outbox: pruned %d finished notifications", removed)
 
     async def _attempt(self, delivery: Delivery, *, now: datetime) -> bool:
         notifier = self._notifiers.get(delivery.receiver)

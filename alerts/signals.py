@@ -107,7 +107,7 @@ def _param(args: SignalArgs, name: str) -> Any:
 # --- HTTP ---------------------------------------------------------------------------------
 
 
-def _latency(quantile: float) -> Signal:
+def _latency(quantile: float, *, name: str | None = None) -> Signal:
     def promql(args: SignalArgs) -> str:
         inner = f"rate({HTTP_DURATION}_bucket[{args.range}])"
         return f"histogram_quantile({quantile:g}, sum {_by(args, 'le')} ({inner}))"
@@ -118,7 +118,7 @@ def _latency(quantile: float) -> Signal:
 
     percent = f"{quantile * 100:g}".replace(".", "")
     return Signal(
-        name=f"http_latency_p{percent}_seconds",
+        name=name or f"http_latency_p{percent}_seconds",
         help=f"{quantile:g} quantile of HTTP request duration (seconds).",
         labels=frozenset({"method", "route", "status_code", *TARGET}),
         promql=promql,
@@ -164,9 +164,7 @@ def _hit(labels: Mapping[str, str]) -> bool:
 
 def _error_ratio(window: Window, args: SignalArgs) -> dict[Labels, float]:
     name = f"{HTTP_DURATION}_count"
-    errors = window.rates(
-        name, by=args.by, where=lambda labels: labels.get("status_code", "")[:1] == "5"
-    )
+    errors = window.rates(name, by=args.by, where=_server_error)
     return _ratio(errors, window.rates(name, by=args.by), args=args)
 
 
@@ -211,9 +209,7 @@ def _hit_ratio_promql(args: SignalArgs) -> str:
 
 
 def _hit_ratio(window: Window, args: SignalArgs) -> dict[Labels, float]:
-    hits = window.rates(
-        CACHE_REQUESTS, by=args.by, where=lambda labels: labels.get("result") == "hit"
-    )
+    hits = window.rates(CACHE_REQUESTS, by=args.by, where=_hit)
     return _ratio(hits, window.rates(CACHE_REQUESTS, by=args.by), args=args)
 
 
@@ -342,12 +338,36 @@ SIGNALS: Mapping[str, Signal] = {
     )
 }
 
-_QUANTILE = re.compile(r"http_latency_p(\d{1,4})_seconds$")
+_QUANTILE = re.compile(r"http_latency_p(\d+)_seconds$")
+
+
+def quantile_of(digits: str) -> float:
+    """The quantile a ``pNN`` or ``pNNN`` name means: NN/100 or NNN/1000, strictly between 0
+    and 1; anything else is a ``ValueError`` rather than a guess.
+
+    >>> quantile_of("95"), quantile_of("999"), quantile_of("05")
+    (0.95, 0.999, 0.05)
+    >>> quantile_of("5")
+    Traceback (most recent call last):
+    ...
+    ValueError: p5 is not a quantile: write pNN for NN/100 (p50, p05) or pNNN for NNN/1000 (p999)
+    """
+    scheme = "write pNN for NN/100 (p50, p05) or pNNN for NNN/1000 (p999)"
+    if len(digits) not in (2, 3) or int(digits) == 0:
+        raise ValueError(f"p{digits} is not a quantile: {scheme}")
+    if len(digits) == 3 and digits.endswith("0"):
+        # p500 would be p50 and p100 would be 0.1, not the maximum: one spelling per quantile.
+        meaning = int(digits) / 1000
+        raise ValueError(
+            f"p{digits} is ambiguous: it would mean {meaning:g}, written p{digits[:2]}"
+        )
+    return int(digits) / 10.0 ** len(digits)
 
 
 @lru_cache(maxsize=64)
 def signal_named(name: str) -> Signal:
-    """The signal called ``name``; ``http_latency_pNN_seconds`` accepts any quantile.
+    """The signal called ``name``; ``http_latency_pNN_seconds`` accepts any quantile
+    (``KeyError`` for an unknown name, ``ValueError`` for a quantile that is not one).
 
     >>> signal_named("http_latency_p999_seconds").help
     '0.999 quantile of HTTP request duration (seconds).'
@@ -356,6 +376,5 @@ def signal_named(name: str) -> Signal:
         return SIGNALS[name]
     match = _QUANTILE.match(name)
     if match is not None:
-        digits = match.group(1)
-        return _latency(int(digits) / 10 ** len(digits))
+        return _latency(quantile_of(match.group(1)), name=name)
     raise KeyError(name)

@@ -244,7 +244,25 @@ class Store:
             ]
 
     async def due(self, *, now: datetime, limit: int = 100) -> list[Delivery]:
-        """Undelivered notifications whose next attempt is due, oldest first."""
+        """Undelivered notifications whose next attempt is due, oldest first.
+
+        Per receiver and dedup key only the oldest undelivered row is eligible: a later row
+        (say "resolved") waits until the one before it ("firing", perhaps backing off) is
+        delivered or abandoned, so a receiver never ends up showing a stale state.
+        """
+        earlier = alert_outbox.alias("earlier")
+        blocked = (
+            select(earlier.c.id)
+            .where(
+                and_(
+                    earlier.c.receiver == alert_outbox.c.receiver,
+                    earlier.c.dedup_key == alert_outbox.c.dedup_key,
+                    earlier.c.next_attempt_at.is_not(None),
+                    earlier.c.id < alert_outbox.c.id,
+                )
+            )
+            .exists()
+        )
         async with self._engine.connect() as connection:
             rows = await connection.execute(
                 select(alert_outbox)
@@ -252,6 +270,7 @@ class Store:
                     and_(
                         alert_outbox.c.next_attempt_at.is_not(None),
                         alert_outbox.c.next_attempt_at <= now,
+                        ~blocked,
                     )
                 )
                 .order_by(alert_outbox.c.id)
@@ -275,6 +294,17 @@ class Store:
                 select(func.count()).where(alert_outbox.c.next_attempt_at.is_not(None))
             )
             return int(count.scalar_one())
+
+    async def prune(self, *, before: datetime) -> int:
+        """Delete delivered and abandoned rows finished before ``before``; return how many."""
+        finished = func.coalesce(alert_outbox.c.delivered_at, alert_outbox.c.abandoned_at)
+        async with self._engine.begin() as connection:
+            result = await connection.execute(
+                delete(alert_outbox).where(
+                    and_(alert_outbox.c.next_attempt_at.is_(None), finished < before)
+                )
+            )
+            return int(result.rowcount)
 
     async def delivered(self, delivery: Delivery, *, at: datetime) -> None:
         await self._finish(delivery, attempts=delivery.attempts + 1, delivered_at=at)

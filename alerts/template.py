@@ -10,12 +10,15 @@ Rule files are checked at load time with undefined names as errors, so a typo su
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Iterable, Mapping
 from functools import lru_cache
 
-from jinja2 import ChainableUndefined, StrictUndefined, Template, TemplateError
+from jinja2 import ChainableUndefined, StrictUndefined, Template
 from jinja2.sandbox import SandboxedEnvironment
+
+log = logging.getLogger("dynoscope.alerts")
 
 
 def fixed(value: float, digits: int = 0) -> str:
@@ -44,16 +47,30 @@ def check(source: str, *, label_names: Iterable[str] | None) -> None:
         else:
             labels = {name: name for name in label_names}
             _STRICT.from_string(source).render(labels=labels, value=0.0)
-    except TemplateError as exc:
-        raise ValueError(f"bad template {source!r}: {exc.message or type(exc).__name__}") from None
+    except Exception as exc:
+        # Not only TemplateError: ``{{ 1 / value }}`` raises ZeroDivisionError, and a rule file
+        # must be rejected with a message, never a traceback.
+        raise ValueError(f"bad template {source!r}: {_reason(exc)}") from None
+
+
+_failed: set[str] = set()
 
 
 def render(source: str, *, labels: Mapping[str, str], value: float) -> str:
-    """Render an annotation; a template that fails at run time yields its source text."""
+    """Render an annotation; a template that fails at run time yields its source text (logged
+    once per template, not every cycle), so one annotation cannot fail its whole group."""
     try:
         return _compiled(source).render(labels=dict(labels), value=value)
-    except TemplateError:
+    except Exception as exc:
+        if source not in _failed:
+            _failed.add(source)
+            log.warning("annotation template %r failed, sent as written: %s", source, _reason(exc))
         return source
+
+
+def _reason(exc: Exception) -> str:
+    message = getattr(exc, "message", None) or str(exc)
+    return f"{type(exc).__name__}: {message}" if message else type(exc).__name__
 
 
 _VALUE = r"\{\{\s*value\s*\}\}"

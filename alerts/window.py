@@ -131,7 +131,9 @@ def histogram_quantile(quantile: float, buckets: Mapping[float, float]) -> float
     if observations == 0:
         return math.nan
     rank = quantile * observations
-    index = next(i for i, count in enumerate(counts) if count >= rank)
+    # The first non-empty bucket reaching the rank: for quantile 0 an empty first bucket
+    # "reaches" rank 0 too, and interpolating inside it would divide by zero.
+    index = next(i for i, count in enumerate(counts) if count >= rank and count > 0)
     if index == len(bounds) - 1:
         return bounds[-2]
     if index == 0 and bounds[0] <= 0:

@@ -1,8 +1,8 @@
 """With the same traffic, the Prometheus source and the local source agree on each signal.
 
 A real Prometheus scrapes the served API every second while a local source samples the same
-registry every second; after 12 s of steady mixed traffic both answer every signal over a
-10 s window at the same instant. Stated tolerances:
+registry every second; after 22 s of steady mixed traffic both answer every signal over a
+20 s window at the same instant. Stated tolerances:
 
 - rates (requests/s, queries/s, queries per request): within 10 % — Prometheus extrapolates
   ``rate`` to the window's edges and its scrapes are not at the local sampling instants;
@@ -13,7 +13,13 @@ registry every second; after 12 s of steady mixed traffic both answer every sign
 Measured on the development machine: every signal within 1 % (rates 0.1 to 0.9 %, ratios
 within 0.0005, p95 within 0.5 %).
 
-``memory_growth_bytes_per_hour`` is left out: over a 10 s window the slope is noise. Its
+Why 20 s and not 10: the two sources see slightly different spans (scrapes and local samples
+are up to a second apart at each edge, and on a loaded machine a scrape served late by the
+busy event loop still carries the time it started), so their rates differ by roughly that
+second's share of the window: up to ~10 % of a 10 s window, the whole tolerance, but ~5 % of
+20 s. The tolerances themselves are unchanged, so a real disagreement still fails.
+
+``memory_growth_bytes_per_hour`` is left out: over a 20 s window the slope is noise. Its
 least-squares computation is checked on a fixed clock in test_local_source.py.
 """
 
@@ -39,7 +45,7 @@ from tests.support.prometheus import running_prometheus
 
 pytestmark = pytest.mark.prometheus
 
-WINDOW = timedelta(seconds=10)
+WINDOW = timedelta(seconds=20)
 RATE, RATIO, QUANTILE, EXACT = "rate", "ratio", "quantile", "exact"
 SIGNALS = [
     ("http_requests_per_second", ("route",), RATE),

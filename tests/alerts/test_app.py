@@ -3,13 +3,21 @@ the engine inside the API."""
 
 from __future__ import annotations
 
+import logging
+import tempfile
 from datetime import UTC, datetime
+from pathlib import Path
 
+import pytest
+
+from alerts.app import runs_in_process
+from alerts.lock import lock_path
 from alerts.monitor import Monitor
 from alerts.query import Sample, Vector
 from alerts.rule import Op, RawQuery, Rule
 from alerts.state import evaluate
 from alerts.store import Store
+from api.settings import Settings
 from tests.support.stack import running_app
 
 TOKEN = "admin-token-" + "y" * 20
@@ -74,3 +82,46 @@ async def test_bad_rules_leave_the_api_serving(sqlite_environ: dict[str, str], t
     async with running_app({**sqlite_environ, "ALERT_RULES_PATH": str(bad)}) as api:
         assert api.app.state.alerts is None
         assert (await api.client.get("/healthz")).status_code == 200
+
+
+async def test_one_engine_per_database_however_many_api_processes(
+    sqlite_environ: dict[str, str], caplog: pytest.LogCaptureFixture
+) -> None:
+    # flock locks of two open files conflict even in one process: two apps act as two workers.
+    with caplog.at_level(logging.INFO, logger="dynoscope.alerts"):
+        async with running_app(sqlite_environ) as first, running_app(sqlite_environ) as second:
+            assert isinstance(first.app.state.alerts, Monitor)
+            assert second.app.state.alerts is None
+    refused = [r for r in caplog.records if "another process runs it" in r.getMessage()]
+    assert len(refused) == 1 and refused[0].levelno == logging.INFO
+    async with running_app(sqlite_environ) as restarted:  # the lock went with the first app
+        assert isinstance(restarted.app.state.alerts, Monitor)
+
+
+async def test_instances_sharing_redis_and_postgresql_leave_evaluation_to_alerts_run(
+    shared_environ: dict[str, str],
+) -> None:
+    async with running_app(shared_environ) as api:
+        assert api.app.state.alerts is None
+
+
+@pytest.mark.parametrize(
+    ("extra", "runs"),
+    [
+        ({}, True),
+        ({"REDIS_URL": "redis://127.0.0.1:6379/0"}, False),
+        ({"PROMETHEUS_URL": "http://127.0.0.1:9"}, False),
+    ],
+)
+def test_only_fully_embedded_mode_runs_the_engine_in_process(
+    sqlite_environ: dict[str, str], extra: dict[str, str], runs: bool
+) -> None:
+    assert runs_in_process(Settings.from_env({**sqlite_environ, **extra})) is runs
+
+
+def test_the_lock_file_is_per_database(tmp_path: Path) -> None:
+    assert lock_path(f"sqlite+aiosqlite:///{tmp_path}/api.db") == tmp_path / "api.db.alerts.lock"
+    assert lock_path("sqlite+aiosqlite:///:memory:") is None  # private to its process
+    one = lock_path("postgresql+asyncpg://app@db:5432/one")
+    two = lock_path("postgresql+asyncpg://app@db:5432/two")
+    assert one is not None and one.parent == Path(tempfile.gettempdir()) and one != two

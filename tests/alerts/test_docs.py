@@ -10,6 +10,7 @@ import pytest
 MODULES = [
     "alerts.duration",
     "alerts.loader",
+    "alerts.lock",
     "alerts.signals",
     "alerts.state",
     "alerts.template",

@@ -107,6 +107,16 @@ def test_a_folder_loads_every_yaml_file(tmp_path: Path) -> None:
             "annotations.summary",
             "bad template",
         ),
+        (
+            GOOD_RULE + "  annotations: {summary: '{{ 1 / value }}'}\n",
+            "annotations.summary",
+            "ZeroDivisionError",
+        ),
+        (GOOD_RULE.replace("p95", "p5"), "signal", "p5 is not a quantile"),
+        (GOOD_RULE.replace("p95", "p100"), "signal", "p100 is ambiguous"),
+        (GOOD_RULE.replace("p95", "p500"), "signal", "it would mean 0.5, written p50"),
+        (GOOD_RULE.replace("p95", "p00"), "signal", "p00 is not a quantile"),
+        (GOOD_RULE.replace("p95", "p9999"), "signal", "pNNN for NNN/1000"),
         (GOOD_RULE + "  expr: up\n", "signal", "either a signal or a raw PromQL expr"),
         (GOOD_RULE + "  no_data: maybe\n", "no_data", "'ok', 'alerting' or 'keep'"),
     ],
@@ -164,10 +174,14 @@ def test_raw_rules_cannot_use_signal_fields(tmp_path: Path) -> None:
     assert {p.field for p in caught.value.problems} == {"threshold", "no_data"}
 
 
-def test_any_latency_quantile_is_a_signal(tmp_path: Path) -> None:
-    path = rule_file(tmp_path, GOOD_RULE.replace("p95", "p999"))
+@pytest.mark.parametrize(
+    ("name", "quantile"), [("p999", "0.999"), ("p05", "0.05"), ("p75", "0.75")]
+)
+def test_any_latency_quantile_is_a_signal(tmp_path: Path, name: str, quantile: str) -> None:
+    path = rule_file(tmp_path, GOOD_RULE.replace("p95", name))
     (rule,) = load_rules([path]).rules
-    assert rule.query.promql.startswith("histogram_quantile(0.999,")
+    assert rule.query.promql.startswith(f"histogram_quantile({quantile},")
+    assert isinstance(rule.query, SignalQuery) and name in rule.query.signal
 
 
 def test_an_override_file_changes_thresholds_without_editing_the_rules(tmp_path: Path) -> None:

@@ -143,3 +143,8 @@ def test_histogram_quantile_edge_cases() -> None:
     assert math.isnan(histogram_quantile(0.9, {1.0: 3}))
     assert histogram_quantile(0.99, {0.1: 0, 1.0: 0, math.inf: 10}) == 1.0
     assert histogram_quantile(2, {1.0: 1, math.inf: 1}) == math.inf
+
+
+def test_quantile_zero_skips_empty_buckets_instead_of_dividing_by_zero() -> None:
+    assert histogram_quantile(0, {0.1: 0, 0.2: 4, math.inf: 4}) == 0.1
+    assert histogram_quantile(0, {0.1: 2, math.inf: 2}) == 0.0

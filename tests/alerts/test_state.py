@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 from typing import NamedTuple
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from alerts.query import QueryFailed, QueryResult, Sample, Vector
@@ -234,6 +234,11 @@ def replay(r: Rule, script: list[tuple[int, QueryResult]]) -> list[Turn]:
     return turns
 
 
+# No per-example deadline: a loaded 2-core CI machine is slow, not wrong.
+unhurried = settings(deadline=None)
+
+
+@unhurried
 @given(rules, steps)
 def test_never_firing_before_for_has_elapsed(
     r: Rule, script: list[tuple[int, QueryResult]]
@@ -246,6 +251,7 @@ def test_never_firing_before_for_has_elapsed(
                 assert alert.fired_at <= turn.now
 
 
+@unhurried
 @given(rules, steps, st.integers(1, 10_000))
 def test_a_failed_query_never_resolves(
     r: Rule, script: list[tuple[int, QueryResult]], gap: int
@@ -259,6 +265,7 @@ def test_a_failed_query_never_resolves(
     assert outcome.notifications == () and outcome.changes == ()
 
 
+@unhurried
 @given(rules, steps)
 def test_identical_inputs_give_identical_outputs(
     r: Rule, script: list[tuple[int, QueryResult]]
@@ -268,6 +275,7 @@ def test_identical_inputs_give_identical_outputs(
         assert _comparable(again) == _comparable(turn.outcome)
 
 
+@unhurried
 @given(rules, steps)
 def test_every_firing_alert_is_announced_and_resolves_once(
     r: Rule, script: list[tuple[int, QueryResult]]
