@@ -80,6 +80,8 @@ alert_outbox = Table(
     Column("abandoned_at", UTCDateTime(), nullable=True),
     Column("last_error", String(300), nullable=True),
     Index("ix_alert_outbox_due", "next_attempt_at"),
+    # Delivery in order per receiver and alert looks for an earlier undelivered row.
+    Index("ix_alert_outbox_key", "receiver", "dedup_key", "id"),
 )
 
 

@@ -60,6 +60,7 @@ def upgrade() -> None:
         sa.Column("last_error", sa.String(300), nullable=True),
     )
     op.create_index("ix_alert_outbox_due", "alert_outbox", ["next_attempt_at"])
+    op.create_index("ix_alert_outbox_key", "alert_outbox", ["receiver", "dedup_key", "id"])
 
 
 def downgrade() -> None:
