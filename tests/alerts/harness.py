@@ -18,7 +18,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
-import uvicorn
 from fastapi import FastAPI, Request
 from sqlalchemy import text
 from starlette.applications import Starlette
@@ -28,7 +27,7 @@ from starlette.routing import Route
 from api.app import create_app
 from api.migrate import upgrade
 from api.settings import Settings
-from tests.support.stack import free_port
+from tests.support.stack import free_port, serving
 
 FAULT_ROUTE = "/test/slow-query"
 ERROR_ROUTE = "/test/error"
@@ -69,24 +68,6 @@ class Served:
 
 
 @contextlib.asynccontextmanager
-async def serve(app: Starlette | FastAPI, port: int) -> AsyncIterator[None]:
-    server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
-    )
-    task = asyncio.create_task(server.serve())
-    try:
-        async with asyncio.timeout(10):
-            while not server.started:
-                if task.done():
-                    task.result()
-                await asyncio.sleep(0.01)
-        yield
-    finally:
-        server.should_exit = True
-        await task
-
-
-@contextlib.asynccontextmanager
 async def served_api(
     environ: Mapping[str, str], *, before_start: Callable[[FastAPI], None] | None = None
 ) -> AsyncIterator[Served]:
@@ -98,7 +79,7 @@ async def served_api(
     if before_start is not None:
         before_start(app)
     port = free_port()
-    async with serve(app, port):
+    async with serving(app, port):
         await upgrade(app.state.services.engine)
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=10) as client:
             yield Served(app=app, client=client, port=port)
@@ -129,7 +110,7 @@ async def webhook_receiver() -> AsyncIterator[Receiver]:
         receiver.bodies.append(await request.json())
         return Response(status_code=200)
 
-    async with serve(Starlette(routes=[Route("/hook", hook, methods=["POST"])]), port):
+    async with serving(Starlette(routes=[Route("/hook", hook, methods=["POST"])]), port):
         yield receiver
 
 

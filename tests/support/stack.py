@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import httpx
 import uvicorn
 from fastapi import FastAPI
+from starlette.types import ASGIApp
 
 from api.app import create_app
 from api.migrate import upgrade
@@ -58,10 +59,8 @@ async def running_app_without_migrations(
 
 
 @contextlib.asynccontextmanager
-async def served_app(environ: Mapping[str, str]) -> AsyncIterator[Running]:
-    """The app behind a real uvicorn server on a loopback port (for streaming responses)."""
-    app = create_app(Settings.from_env(environ))
-    port = free_port()
+async def serving(app: ASGIApp, port: int) -> AsyncIterator[None]:
+    """Run ``app`` under uvicorn on a loopback ``port`` until the block ends."""
     config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve())
@@ -71,9 +70,18 @@ async def served_app(environ: Mapping[str, str]) -> AsyncIterator[Running]:
                 if task.done():
                     task.result()
                 await asyncio.sleep(0.01)
-        await upgrade(app.state.services.engine)
-        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as client:
-            yield Running(app=app, client=client)
+        yield
     finally:
         server.should_exit = True
         await task
+
+
+@contextlib.asynccontextmanager
+async def served_app(environ: Mapping[str, str]) -> AsyncIterator[Running]:
+    """The app behind a real uvicorn server on a loopback port (for streaming responses)."""
+    app = create_app(Settings.from_env(environ))
+    port = free_port()
+    async with serving(app, port):
+        await upgrade(app.state.services.engine)
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as client:
+            yield Running(app=app, client=client)
