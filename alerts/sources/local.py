@@ -23,6 +23,12 @@ from alerts.rule import Query, RawQuery
 from alerts.signals import signal_named
 from alerts.window import Snapshot, Window
 
+# Snapshots older than FINE_SECONDS are thinned to one per COARSE_SECONDS: rates over the
+# short windows keep full resolution, while an hour of memory-growth history costs ~100
+# snapshots instead of one per group per interval.
+FINE_SECONDS = 15 * 60
+COARSE_SECONDS = 60.0
+
 
 class LocalSource:
     """Compute signals from in-process metrics; no network, no Prometheus."""
@@ -61,6 +67,20 @@ class LocalSource:
         self._snapshots.append(Snapshot(at=at, values=values))
         while self._snapshots and self._snapshots[0].at < at - self._retention:
             self._snapshots.popleft()
+        self._thin(at - FINE_SECONDS)
+
+    def _thin(self, cutoff: float) -> None:
+        kept: deque[Snapshot] = deque()
+        last_bucket: float | None = None
+        for snapshot in self._snapshots:
+            if snapshot.at >= cutoff:
+                kept.append(snapshot)
+                continue
+            bucket = snapshot.at // COARSE_SECONDS
+            if bucket != last_bucket:
+                kept.append(snapshot)
+                last_bucket = bucket
+        self._snapshots = kept
 
     def window(self, span: timedelta, *, now: datetime) -> Window:
         start = now.timestamp() - span.total_seconds()

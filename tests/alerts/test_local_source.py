@@ -148,3 +148,27 @@ def test_histogram_quantile_edge_cases() -> None:
 def test_quantile_zero_skips_empty_buckets_instead_of_dividing_by_zero() -> None:
     assert histogram_quantile(0, {0.1: 0, 0.2: 4, math.inf: 4}) == 0.1
     assert histogram_quantile(0, {0.1: 2, math.inf: 2}) == 0.0
+
+
+async def test_an_hour_of_snapshots_is_thinned_beyond_the_short_windows() -> None:
+    registry = CollectorRegistry()
+    from prometheus_client import Gauge
+
+    rss = Gauge("process_resident_memory_bytes", "rss", registry=registry)
+    start = Gauge("process_start_time_seconds", "start", registry=registry)
+    start.set(T0.timestamp() - 7200)
+    local = LocalSource(
+        collectors=[registry], retention=timedelta(hours=1, minutes=1), target={"instance": "i1"}
+    )
+    q = query("memory_growth_bytes_per_hour", by=("instance",), window=timedelta(hours=1))
+    step = timedelta(seconds=15)
+    for tick in range(4 * 60 + 1):  # two groups sampling every 15 s would keep 480
+        rss.set(100e6 + tick * 0.25e6)  # 60 MB/h
+        local.sample(T0 + tick * step)
+        local.sample(T0 + tick * step + timedelta(seconds=7))
+    # 15 fine minutes at two per 15 s, then one per minute for the rest of the hour.
+    assert len(local.snapshots) <= 2 * 4 * 15 + 47
+    times = [s.at for s in local.snapshots]
+    assert times == sorted(times)
+    values = await answer(local, q, T0 + 240 * step + timedelta(seconds=7))
+    assert values[(("instance", "i1"),)] == pytest.approx(60e6, rel=0.02)
