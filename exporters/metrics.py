@@ -66,9 +66,10 @@ def authorised(token: str | None, authorization: str | None) -> bool:
 
 
 def unauthorised() -> Exposition:
+    # The same JSON error shape as every other 4xx of the API.
     return Exposition(
-        body=b"metrics: bearer token required\n",
-        headers={"Content-Type": "text/plain; charset=utf-8", "WWW-Authenticate": "Bearer"},
+        body=b'{"error":"unauthorized","detail":"metrics: bearer token required"}',
+        headers={"Content-Type": "application/json", "WWW-Authenticate": "Bearer"},
         status_code=401,
     )
 

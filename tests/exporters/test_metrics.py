@@ -55,6 +55,7 @@ async def test_bearer_token_guards_the_scrape(metrics_only: dict[str, str]) -> N
             "/metrics", headers={"Authorization": "Bearer s3cret-token", "Accept-Encoding": "gzip"}
         )
     assert missing.status_code == 401
+    assert missing.json() == {"error": "unauthorized", "detail": "metrics: bearer token required"}
     assert missing.headers["www-authenticate"] == "Bearer"
     assert wrong.status_code == 401
     assert "s3cret" not in missing.text + wrong.text
