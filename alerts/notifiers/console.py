@@ -31,5 +31,8 @@ class ConsoleNotifier:
             **{k: payload.get(k) for k in ("labels", "annotations", "startsAt", "endsAt")},
             "fingerprint": delivery.dedup_key,
         }
-        level = logging.WARNING if delivery.status == "firing" else logging.INFO
+        # The Watchdog (severity none) arrives every minute by design: not a warning.
+        severity = payload["labels"].get("severity")
+        firing = delivery.status == "firing" and severity != "none"
+        level = logging.WARNING if firing else logging.INFO
         self._log.log(level, json.dumps(line, sort_keys=True))

@@ -154,3 +154,15 @@ async def test_hopeless_deliveries_are_abandoned(engine: AsyncEngine) -> None:
     outbox = Outbox(store=store, notifiers={"webhook": Flaky(failures=1, retryable=False)})
     await outbox.deliver(now=T0)
     assert await store.pending_deliveries() == 0
+
+
+async def test_console_warns_on_firing_but_not_for_the_watchdog(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    watchdog = delivery("firing")
+    watchdog.payload["labels"] = {"alertname": "Watchdog", "severity": "none"}
+    with caplog.at_level(logging.INFO, logger="dynoscope.alerts"):
+        await ConsoleNotifier().send(delivery("firing"))
+        await ConsoleNotifier().send(watchdog)
+        await ConsoleNotifier().send(delivery("resolved"))
+    assert [r.levelno for r in caplog.records] == [logging.WARNING, logging.INFO, logging.INFO]
