@@ -18,7 +18,9 @@ from api.services import Services
 _bearer = HTTPBearer(auto_error=False, description="Access token from POST /auth/login")
 
 
-def get_services(request: Request) -> Services:
+# Dependencies are async on purpose: FastAPI runs a sync one in a worker thread, a
+# thread hop per request for what is an attribute read.
+async def get_services(request: Request) -> Services:
     services: Services = request.app.state.services
     return services
 
