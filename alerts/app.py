@@ -66,7 +66,7 @@ def history_json(entry: HistoryEntry) -> dict[str, Any]:
 
 
 def _router(token: str) -> APIRouter:
-    def admin(
+    async def admin(
         credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
     ) -> None:
         if credentials is None or credentials.scheme.lower() != "bearer":
