@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncIterator, Collection
 from datetime import datetime
 
@@ -13,9 +14,8 @@ from api.migrate import upgrade
 from api.settings import Settings
 
 
-@pytest.fixture
-async def engine(environ: dict[str, str]) -> AsyncIterator[AsyncEngine]:
-    """A migrated database on each stack (SQLite, PostgreSQL)."""
+@contextlib.asynccontextmanager
+async def migrated(environ: dict[str, str]) -> AsyncIterator[AsyncEngine]:
     built = create_engine(Settings.from_env(environ))
     await upgrade(built)
     try:
@@ -25,14 +25,17 @@ async def engine(environ: dict[str, str]) -> AsyncIterator[AsyncEngine]:
 
 
 @pytest.fixture
+async def engine(environ: dict[str, str]) -> AsyncIterator[AsyncEngine]:
+    """A migrated database on each stack (SQLite, PostgreSQL)."""
+    async with migrated(environ) as built:
+        yield built
+
+
+@pytest.fixture
 async def sqlite_engine(sqlite_environ: dict[str, str]) -> AsyncIterator[AsyncEngine]:
     """A migrated SQLite database, for tests about timing rather than storage."""
-    built = create_engine(Settings.from_env(sqlite_environ))
-    await upgrade(built)
-    try:
+    async with migrated(sqlite_environ) as built:
         yield built
-    finally:
-        await built.dispose()
 
 
 class ScriptedSource:

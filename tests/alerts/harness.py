@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -54,6 +54,18 @@ async def server_error() -> Response:
 async def wait(milliseconds: int) -> dict[str, int]:
     await asyncio.sleep(milliseconds / 1000)
     return {"waited": milliseconds}
+
+
+@contextlib.asynccontextmanager
+async def in_background(*coroutines: Coroutine[Any, Any, None]) -> AsyncIterator[None]:
+    """Run ``coroutines`` (endless traffic loops) until the block exits, then cancel them."""
+    tasks = [asyncio.create_task(coroutine) for coroutine in coroutines]
+    try:
+        yield
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
 
 
 @dataclass

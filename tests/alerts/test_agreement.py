@@ -40,7 +40,7 @@ from alerts.rule import SignalQuery
 from alerts.signals import SignalArgs, signal_named
 from alerts.sources.local import LocalSource
 from alerts.sources.prometheus import PrometheusSource
-from tests.alerts.harness import ERROR_ROUTE, WAIT_ROUTE, eventually, served_api
+from tests.alerts.harness import ERROR_ROUTE, WAIT_ROUTE, eventually, in_background, served_api
 from tests.support.prometheus import running_prometheus
 
 pytestmark = pytest.mark.prometheus
@@ -96,13 +96,8 @@ async def traffic(client: httpx.AsyncClient) -> AsyncIterator[None]:
             step += 7
             await client.get(WAIT_ROUTE.format(milliseconds=(step * 37) % 450))
 
-    tasks = [asyncio.create_task(loop()), *(asyncio.create_task(slow_loop(i)) for i in range(4))]
-    try:
+    async with in_background(loop(), *(slow_loop(i) for i in range(4))):
         yield
-    finally:
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
 
 
 async def test_local_and_prometheus_sources_agree(sqlite_environ: dict[str, str]) -> None:

@@ -8,7 +8,6 @@ The shipped rules are used with short windows (5 s), ``for`` and intervals (1 s)
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from functools import partial
@@ -24,7 +23,14 @@ from alerts.monitor import Monitor
 from api.db import create_engine
 from api.settings import Settings
 from instrumentation.catalogue import Catalogue
-from tests.alerts.harness import FAULT_ROUTE, Receiver, eventually, served_api, webhook_receiver
+from tests.alerts.harness import (
+    FAULT_ROUTE,
+    Receiver,
+    eventually,
+    in_background,
+    served_api,
+    webhook_receiver,
+)
 from tests.support.prometheus import running_prometheus
 
 ADMIN = "admin-token-" + "z" * 20
@@ -58,13 +64,8 @@ async def fault(client: httpx.AsyncClient) -> AsyncIterator[None]:
         while True:
             await client.get(FAULT_ROUTE)
 
-    tasks = [asyncio.create_task(hammer()) for _ in range(3)]
-    try:
+    async with in_background(*(hammer() for _ in range(3))):
         yield
-    finally:
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
 
 
 async def fires_then_resolves(receiver: Receiver, client: httpx.AsyncClient) -> None:

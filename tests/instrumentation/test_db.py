@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 from fastapi import FastAPI
 from prometheus_client import CollectorRegistry, generate_latest
 from sqlalchemy import text
-from sqlalchemy.ext.asyncio import create_async_engine
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from exporters.tracefile import read_spans
 from instrumentation.catalogue import Catalogue
@@ -84,21 +86,34 @@ async def test_pg_sleep_is_one_slow_query_with_one_log_line(
     assert redis_calls, "the cache's Redis commands are children of the request span"
 
 
-async def test_fast_queries_are_timed_but_not_slow(tmp_path: Path) -> None:
+@contextlib.asynccontextmanager
+async def instrumented_sqlite(
+    tmp_path: Path, *, slow_query_seconds: float
+) -> AsyncIterator[tuple[AsyncEngine, Catalogue]]:
+    """A SQLite engine with the query listener attached, detached and disposed afterwards."""
     metrics = Catalogue(CollectorRegistry())
     engine = create_async_engine(f"sqlite+aiosqlite:///{tmp_path}/db.sqlite")
-    listener = instrument_engine(engine, metrics=metrics, tracing=None, slow_query_seconds=1.0)
+    listener = instrument_engine(
+        engine, metrics=metrics, tracing=None, slow_query_seconds=slow_query_seconds
+    )
     try:
-        async with engine.begin() as connection:
-            await connection.execute(text("CREATE TABLE homes (id INTEGER PRIMARY KEY)"))
-            await connection.execute(text("INSERT INTO homes (id) VALUES (1), (2)"))
-            await connection.execute(text("SELECT id FROM homes WHERE id = :id"), {"id": 1})
-            await connection.execute(text("DELETE FROM homes WHERE id = 2"))
-            families = parse_text(generate_latest(metrics.registry).decode())
-            assert sample_value(families, "db_client_connections", state="used") == 1.0
+        yield engine, metrics
     finally:
         listener.remove()
         await engine.dispose()
+
+
+async def test_fast_queries_are_timed_but_not_slow(tmp_path: Path) -> None:
+    async with (
+        instrumented_sqlite(tmp_path, slow_query_seconds=1.0) as (engine, metrics),
+        engine.begin() as connection,
+    ):
+        await connection.execute(text("CREATE TABLE homes (id INTEGER PRIMARY KEY)"))
+        await connection.execute(text("INSERT INTO homes (id) VALUES (1), (2)"))
+        await connection.execute(text("SELECT id FROM homes WHERE id = :id"), {"id": 1})
+        await connection.execute(text("DELETE FROM homes WHERE id = 2"))
+        families = parse_text(generate_latest(metrics.registry).decode())
+        assert sample_value(families, "db_client_connections", state="used") == 1.0
     count = "db_client_operation_duration_seconds_count"
     assert sample_value(families, count, operation="CREATE") == 1.0
     assert sample_value(families, count, operation="INSERT", table="homes") == 1.0
@@ -108,16 +123,12 @@ async def test_fast_queries_are_timed_but_not_slow(tmp_path: Path) -> None:
 
 
 async def test_threshold_is_compared_not_timed(tmp_path: Path) -> None:
-    metrics = Catalogue(CollectorRegistry())
-    engine = create_async_engine(f"sqlite+aiosqlite:///{tmp_path}/db.sqlite")
     # A zero-ish threshold makes every statement "slow": the comparison, not the clock, is tested.
-    listener = instrument_engine(engine, metrics=metrics, tracing=None, slow_query_seconds=1e-9)
-    try:
-        async with engine.connect() as connection:
-            await connection.execute(text("SELECT 1"))
-    finally:
-        listener.remove()
-        await engine.dispose()
+    async with (
+        instrumented_sqlite(tmp_path, slow_query_seconds=1e-9) as (engine, metrics),
+        engine.connect() as connection,
+    ):
+        await connection.execute(text("SELECT 1"))
     families = parse_text(generate_latest(metrics.registry).decode())
     assert sample_value(families, "db_client_slow_queries_total", operation="SELECT") == 1.0
     assert sample_value(families, "db_client_connections", state="used") == 0.0
@@ -133,15 +144,11 @@ async def test_threshold_comes_from_settings(sqlite_environ: dict[str, str]) -> 
 async def test_slow_query_series_exist_at_zero_before_the_first_slow_query(
     tmp_path: Path,
 ) -> None:
-    metrics = Catalogue(CollectorRegistry())
-    engine = create_async_engine(f"sqlite+aiosqlite:///{tmp_path}/db.sqlite")
-    listener = instrument_engine(engine, metrics=metrics, tracing=None, slow_query_seconds=60)
-    try:
-        async with engine.connect() as connection:
-            await connection.execute(text("SELECT 1"))
-    finally:
-        listener.remove()
-        await engine.dispose()
+    async with (
+        instrumented_sqlite(tmp_path, slow_query_seconds=60) as (engine, metrics),
+        engine.connect() as connection,
+    ):
+        await connection.execute(text("SELECT 1"))
     # rate() and increase() ignore a series whose first sample is already 1: the counter must
     # be scraped at 0 before the first slow query, or that query never alerts.
     scrape = generate_latest(metrics.registry).decode()
