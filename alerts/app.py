@@ -1,12 +1,15 @@
-"""Wire the alert engine into the property API.
+"""The alert engine inside a FastAPI app: admin routes, and the in-process engine.
 
 - ``GET /alerts`` (pending and firing) and ``GET /alerts/history`` (latest transitions), for
   admins only: ``Authorization: Bearer $ADMIN_TOKEN``. Without ``ADMIN_TOKEN`` the routes do
-  not exist (404), so nothing is exposed by default.
-- In fully embedded mode (no ``PROMETHEUS_URL``, no ``REDIS_URL``) the API process also runs
-  the scheduler, on the app's own metrics, for the life of the app, but only one process per
-  database does (``alerts.lock``): with ``--workers N`` the others run none. With Prometheus
-  or Redis, ``dynoscope alerts run`` does.
+  not exist (404), so nothing is exposed by default. They answer from the engine's memory
+  when it runs in this process, otherwise from its store (``ALERT_STORE_URL``).
+- ``embedded_engine``: in fully embedded mode (no ``PROMETHEUS_URL``, no ``REDIS_URL``) the
+  API process also runs the scheduler, on the app's own metrics, but only one process per
+  store does (``alerts.lock``): with ``--workers N`` the others run none. With Prometheus or
+  Redis, ``dynoscope alerts run`` does.
+
+The app's lifespan enters these in its own order; nothing here changes the app's lifespan.
 """
 
 from __future__ import annotations
@@ -15,27 +18,25 @@ import contextlib
 import logging
 import math
 import secrets
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, FastAPI, Query, Request
+from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from prometheus_client.registry import Collector
 
+from alerts.delivery import iso
 from alerts.errors import AlertsError
 from alerts.lock import EngineLock, lock_path
-from alerts.monitor import Monitor
+from alerts.monitor import Monitor, open_store
+from alerts.settings import AlertSettings
 from alerts.state import Alert
 from alerts.store import HistoryEntry, Store
-from api.errors import Forbidden, Unauthorized
-from api.settings import Settings
+from instrumentation.catalogue import Catalogue
 
 log = logging.getLogger("dynoscope.alerts")
 
 _bearer = HTTPBearer(auto_error=False, description="ADMIN_TOKEN")
-
-
-def _iso(value: Any) -> str | None:
-    return value.isoformat().replace("+00:00", "Z") if value is not None else None
 
 
 def alert_json(alert: Alert) -> dict[str, Any]:
@@ -46,9 +47,9 @@ def alert_json(alert: Alert) -> dict[str, Any]:
         "annotations": dict(alert.annotations),
         "value": None if math.isnan(alert.value) else alert.value,  # NaN is not JSON
         "fingerprint": alert.fingerprint,
-        "active_at": _iso(alert.active_at),
-        "fired_at": _iso(alert.fired_at),
-        "last_sent_at": _iso(alert.last_sent_at),
+        "active_at": iso(alert.active_at),
+        "fired_at": iso(alert.fired_at),
+        "last_sent_at": iso(alert.last_sent_at),
     }
 
 
@@ -61,77 +62,103 @@ def history_json(entry: HistoryEntry) -> dict[str, Any]:
         "annotations": entry.annotations,
         "value": entry.value,
         "fingerprint": entry.fingerprint,
-        "at": _iso(entry.at),
+        "at": iso(entry.at),
     }
 
 
-def _router(token: str) -> APIRouter:
+def alert_routes(token: str) -> APIRouter:
+    """``/alerts`` and ``/alerts/history`` behind ``token``; they read ``app.state.alerts``
+    (a running ``Monitor``) or else ``app.state.alert_store`` (a ``Store``)."""
+
     async def admin(
         credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
     ) -> None:
         if credentials is None or credentials.scheme.lower() != "bearer":
-            raise Unauthorized("admin token required")
+            raise HTTPException(401, "admin token required", {"WWW-Authenticate": "Bearer"})
         if not secrets.compare_digest(credentials.credentials.encode(), token.encode()):
-            raise Forbidden("not an admin token")
+            raise HTTPException(403, "not an admin token")
 
     router = APIRouter(prefix="/alerts", tags=["alerts"], dependencies=[Depends(admin)])
 
-    def store(request: Request) -> Store:
-        return Store(request.app.state.services.engine)
-
     @router.get("")
     async def active(request: Request) -> dict[str, Any]:
-        alerts = await store(request).active()
+        monitor: Monitor | None = request.app.state.alerts
+        if monitor is not None:
+            alerts = monitor.active()
+        else:
+            alerts = await _store(request).active()
         return {"alerts": [alert_json(alert) for alert in alerts]}
 
     @router.get("/history")
     async def history(
         request: Request, limit: Annotated[int, Query(ge=1, le=1000)] = 100
     ) -> dict[str, Any]:
-        entries = await store(request).history(limit=limit)
+        monitor: Monitor | None = request.app.state.alerts
+        if monitor is not None:
+            entries = await monitor.history(limit=limit)
+        else:
+            entries = await _store(request).history(limit=limit)
         return {"history": [history_json(entry) for entry in entries]}
 
     return router
 
 
-def attach_alerts(app: FastAPI, settings: Settings) -> None:
-    """Add ``/alerts`` routes and, in fully embedded mode, the in-process scheduler."""
-    app.state.alerts = None
-    if settings.admin_token is not None:
-        app.include_router(_router(settings.admin_token.get_secret_value()))
-    if runs_in_process(settings):
-        _run_in_lifespan(app, settings)
+def _store(request: Request) -> Store:
+    store: Store | None = getattr(request.app.state, "alert_store", None)
+    if store is None:
+        raise HTTPException(503, "the alert store is not configured on this instance")
+    return store
 
 
-def runs_in_process(settings: Settings) -> bool:
+def runs_in_process(settings: AlertSettings, *, embedded: bool) -> bool:
     """Whether the API may run the engine itself: neither Prometheus (evaluated by ``dynoscope
     alerts run``) nor Redis (instances sharing a database, each of which would notify)."""
-    return settings.prometheus_url is None and settings.embedded
+    return settings.prometheus_url is None and embedded
 
 
-def _run_in_lifespan(app: FastAPI, settings: Settings) -> None:
-    original = app.router.lifespan_context
+@contextlib.asynccontextmanager
+async def store_reader(settings: AlertSettings) -> AsyncIterator[Store]:
+    """The store, for ``/alerts`` on an instance that does not run the engine."""
+    engine = open_store(settings)
+    try:
+        yield Store(engine)
+    finally:
+        await engine.dispose()
 
-    @contextlib.asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[Any]:
-        async with original(app) as state:
-            lock = EngineLock(lock_path(settings.database_url))
-            try:
-                monitor = _build(app, settings) if _acquire(lock) else None
-                if monitor is None:
-                    lock.release()  # nothing to guard: bad rules, or another process has it
-                else:
-                    await monitor.start()
-                app.state.alerts = monitor
-                try:
-                    yield state
-                finally:
-                    if monitor is not None:
-                        await monitor.stop()
-            finally:
-                lock.release()
 
-    app.router.lifespan_context = lifespan
+@contextlib.asynccontextmanager
+async def embedded_engine(
+    settings: AlertSettings,
+    *,
+    metrics: Catalogue | None,
+    collectors: Iterable[Collector],
+    instance: str,
+) -> AsyncIterator[Monitor | None]:
+    """Run the engine in this process while the block runs, if this process takes the lock
+    (``None`` otherwise, or when the rules are unusable: serving matters more)."""
+    lock = EngineLock(lock_path(settings.store_url))
+    if not _acquire(lock):
+        yield None
+        return
+    store = open_store(settings)
+    try:
+        try:
+            monitor = Monitor.build(
+                settings, store=store, metrics=metrics, collectors=collectors, instance=instance
+            )
+        except AlertsError as exc:
+            log.error("alert engine not started: %s", exc)
+            lock.release()
+            yield None
+            return
+        await monitor.start()
+        try:
+            yield monitor
+        finally:
+            await monitor.stop()
+    finally:
+        lock.release()
+        await store.dispose()
 
 
 def _acquire(lock: EngineLock) -> bool:
@@ -143,21 +170,3 @@ def _acquire(lock: EngineLock) -> bool:
     if not acquired:
         log.info("alert engine not started: another process runs it (lock %s)", lock.path)
     return acquired
-
-
-def _build(app: FastAPI, settings: Settings) -> Monitor | None:
-    metrics = getattr(app.state, "metrics", None)
-    telemetry = getattr(app.state, "telemetry", None)
-    scrape = getattr(telemetry, "scrape_source", None)
-    try:
-        return Monitor.build(
-            settings,
-            engine=app.state.services.engine,
-            metrics=metrics,
-            collectors=[scrape] if scrape is not None else [],
-            instance=getattr(telemetry, "instance_id", None) or "local",
-        )
-    except AlertsError as exc:
-        # Serving the API matters more than alerting on it; the message says what to fix.
-        log.error("alert engine not started: %s", exc)
-        return None

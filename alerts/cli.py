@@ -11,14 +11,25 @@ import argparse
 import asyncio
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from alerts.errors import AlertsError
 from alerts.loader import load_rules, rule_paths
-from api.settings import Settings
+from alerts.settings import AlertSettings
+from instrumentation.settings import TelemetrySettings
 
 
-def _check(settings: Settings, args: argparse.Namespace) -> int:
+class Configured(Protocol):
+    """What these commands need of the composed settings."""
+
+    @property
+    def alerts(self) -> AlertSettings: ...
+
+    @property
+    def telemetry(self) -> TelemetrySettings: ...
+
+
+def _check(settings: Configured, args: argparse.Namespace) -> int:
     try:
         rules = load_rules(args.files)
     except AlertsError as exc:
@@ -29,10 +40,10 @@ def _check(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
-def _export(settings: Settings, args: argparse.Namespace) -> int:
+def _export(settings: Configured, args: argparse.Namespace) -> int:
     from alerts.export import export_yaml
 
-    paths = args.rules or rule_paths(settings.alert_rules_path)
+    paths = args.rules or rule_paths(settings.alerts.rules_path)
     try:
         text = export_yaml(load_rules(paths))
     except AlertsError as exc:
@@ -45,11 +56,11 @@ def _export(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
-def _run(settings: Settings, args: argparse.Namespace) -> int:
+def _run(settings: Configured, args: argparse.Namespace) -> int:
     from alerts.monitor import run_standalone
 
     try:
-        asyncio.run(run_standalone(settings))
+        asyncio.run(run_standalone(settings.alerts, settings.telemetry))
     except AlertsError as exc:
         print(f"dynoscope alerts run: {exc}", file=sys.stderr)
         return 1

@@ -1,10 +1,15 @@
-"""One evaluation cycle of a rule group: query, advance the state machine, store, count.
+"""One evaluation cycle of a rule group: query, advance the state machine, queue, count.
 
-The evaluator asks each distinct query once per cycle, hands every rule its result and the
-alerts stored for it to ``alerts.state.evaluate``, and saves the outcome (state, history and
-outbox rows) in one transaction. Self-monitoring signals are asked after the other queries,
-from the engine's own registry, so a cycle whose Prometheus queries fail already sees those
-failures (and ``MonitorEvaluationFailing`` works while Prometheus is down).
+The evaluator asks each distinct query once per cycle, hands every rule its result and its
+previous alerts to ``alerts.state.evaluate``, keeps the outcome in the ledger (memory) and
+queues the notifications in the outbox. Nothing here waits on a database: the store is
+written behind (``alerts.writer``), so the engine keeps evaluating while the database it
+watches, or its own store, is down. Self-monitoring signals are asked after the other
+queries, from the engine's own registry, so a cycle whose Prometheus queries fail already
+sees those failures (and ``MonitorEvaluationFailing`` works while Prometheus is down).
+
+Each rule evaluation is counted once, and a failed one once in the failure counter, however
+it failed (the query, or the rule itself).
 """
 
 from __future__ import annotations
@@ -15,11 +20,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
+from alerts.delivery import deliveries
+from alerts.ledger import Ledger
+from alerts.outbox import Outbox
 from alerts.query import QueryFailed, QueryResult
 from alerts.rule import Group, Query, Rule
 from alerts.sources.source import Source
 from alerts.state import AlertState, Evaluation, evaluate
-from alerts.store import Store
 from instrumentation.catalogue import Catalogue
 
 log = logging.getLogger("dynoscope.alerts")
@@ -52,14 +59,14 @@ class Evaluator:
         *,
         source: Source,
         self_source: Source,
-        store: Store,
-        receivers: Sequence[str],
+        ledger: Ledger,
+        outbox: Outbox,
         metrics: Catalogue | None = None,
     ) -> None:
         self._source = source
         self._self_source = self_source
-        self._store = store
-        self._receivers = tuple(receivers)
+        self._ledger = ledger
+        self._outbox = outbox
         self._metrics = metrics
 
     def prepare(self, rules: Sequence[Rule]) -> None:
@@ -70,7 +77,7 @@ class Evaluator:
                 self._metrics.rule_evaluations.labels(rule=rule.name)
 
     async def run(self, group: Group, *, now: datetime) -> Cycle:
-        """Evaluate every rule of ``group`` at ``now`` and store the outcome."""
+        """Evaluate every rule of ``group`` at ``now``; keep the outcome and queue notices."""
         started = time.perf_counter()
         external = [r for r in group.rules if not r.query.self_monitoring]
         internal = [r for r in group.rules if r.query.self_monitoring]
@@ -81,14 +88,12 @@ class Evaluator:
         if internal:
             results.update(await self._ask(self._self_source, internal, now=now))
             self._count_failures(internal, results)
-        previous = await self._store.load([r.name for r in group.rules])
-        evaluations = {
-            rule.name: evaluate(
-                rule, previous.get(rule.name, ()), result=results[rule.query], now=now
+        evaluations = {rule.name: self._evaluate(rule, results, now=now) for rule in group.rules}
+        self._ledger.record(evaluations, now=now)
+        for evaluation in evaluations.values():
+            self._outbox.enqueue(
+                deliveries(evaluation.notifications, receivers=self._outbox.receivers, now=now)
             )
-            for rule in group.rules
-        }
-        await self._store.save(evaluations, receivers=self._receivers, now=now)
         seconds = time.perf_counter() - started
         self._record(group, evaluations, seconds=seconds)
         for name, evaluation in evaluations.items():
@@ -101,6 +106,20 @@ class Evaluator:
             queries=len({r.query.promql for r in group.rules}),
             seconds=seconds,
         )
+
+    def _evaluate(
+        self, rule: Rule, results: dict[Query, QueryResult], *, now: datetime
+    ) -> Evaluation:
+        previous = self._ledger.previous(rule.name)
+        result = results[rule.query]
+        try:
+            return evaluate(rule, previous, result=result, now=now)
+        except Exception:
+            # A bug must cost this rule one cycle, not the group; its state is kept.
+            log.exception("rule %s: evaluation failed", rule.name)
+            if self._metrics is not None and not isinstance(result, QueryFailed):
+                self._metrics.rule_evaluation_failures.labels(rule=rule.name).inc()
+            return Evaluation(alerts=previous, failed=True)
 
     async def _ask(
         self, source: Source, rules: Sequence[Rule], *, now: datetime

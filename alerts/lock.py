@@ -1,4 +1,4 @@
-"""One alert engine per database: a non-blocking exclusive ``flock`` on a lock file.
+"""One alert engine per store: a non-blocking exclusive ``flock`` on a lock file.
 
 Several API processes (``dynoscope serve --workers N``) share one SQLite database; if each ran
 the in-process engine, every notification would go out N times. The first process to take the

@@ -1,15 +1,19 @@
-"""The assembled alert engine: rules, sources, store, notifiers and scheduler, from settings.
+"""The assembled alert engine: rules, sources, memory, store, notifiers and scheduler.
 
 ``Monitor.build`` wires the parts the settings ask for:
 
 - ``PROMETHEUS_URL`` set: queries go to Prometheus; unset (embedded mode): to a
   ``LocalSource`` over the process's own registries;
 - ``ALERT_RULES_PATH``: rule files (default: the shipped ``alerts/rules/default.yml``);
+- ``ALERT_STORE_URL``: the engine's own store, written behind (``alerts.writer``);
 - receivers: console always, plus the webhook when ``ALERT_WEBHOOK_URL`` is set.
 
+Alert state lives in memory (``alerts.ledger``) while the engine runs, so evaluation and
+delivery never wait on a database: not the one the service uses, which is what the engine
+watches, and not the store, which may be slow or down too.
+
 ``dynoscope alerts run`` runs one on its own (``run_standalone``); in fully embedded mode (no
-Prometheus, no Redis) one API process per database runs one inside its lifespan
-(``alerts.app``).
+Prometheus, no Redis) one API process per database runs one inside its lifespan.
 """
 
 from __future__ import annotations
@@ -21,22 +25,29 @@ import signal
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import timedelta
+from pathlib import Path
 
 import httpx
 from prometheus_client import CollectorRegistry
 from prometheus_client.registry import Collector
+from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from alerts.evaluator import Evaluator
+from alerts.ledger import Ledger
 from alerts.loader import load_rules, rule_paths
+from alerts.migrate import upgrade
 from alerts.notifiers import ConsoleNotifier, Notifier, WebhookConfig, WebhookNotifier
 from alerts.outbox import Outbox
 from alerts.rule import RuleSet, SignalQuery
 from alerts.scheduler import Clock, Scheduler, utc_now
+from alerts.settings import AlertSettings
 from alerts.sources import LocalSource, PrometheusSource, Source
-from alerts.store import Store
-from api.settings import Settings
+from alerts.state import Alert
+from alerts.store import HistoryEntry, Store, create_store_engine
+from alerts.writer import StoreWriter
 from instrumentation.catalogue import Catalogue
+from instrumentation.settings import TelemetrySettings
 
 log = logging.getLogger("dynoscope.alerts")
 
@@ -48,12 +59,22 @@ def retention(rules: RuleSet) -> timedelta:
     return max(windows, default=timedelta(minutes=5)) + 2 * max(intervals, default=timedelta(0))
 
 
+def open_store(settings: AlertSettings) -> AsyncEngine:
+    """The store's engine; a SQLite store's folder is created if missing."""
+    url = make_url(settings.store_url)
+    if url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:"):
+        Path(url.database).parent.mkdir(parents=True, exist_ok=True)
+    return create_store_engine(settings.store_url, timeout=settings.store_timeout_seconds)
+
+
 @dataclass
 class Monitor:
     """A running (or ready to run) alert engine."""
 
     rules: RuleSet
+    ledger: Ledger
     store: Store
+    writer: StoreWriter
     source: Source
     self_source: LocalSource
     evaluator: Evaluator
@@ -66,9 +87,9 @@ class Monitor:
     @classmethod
     def build(
         cls,
-        settings: Settings,
+        settings: AlertSettings,
         *,
-        engine: AsyncEngine,
+        store: AsyncEngine,
         metrics: Catalogue | None = None,
         collectors: Iterable[Collector] = (),
         instance: str = "local",
@@ -76,8 +97,9 @@ class Monitor:
         clock: Clock = utc_now,
         http: httpx.AsyncClient | None = None,
     ) -> Monitor:
-        """Wire an engine for ``settings``; raises ``RuleFileError`` on bad rules."""
-        rules = load_rules(rule_paths(settings.alert_rules_path))
+        """Wire an engine for ``settings`` on the store's engine ``store`` (migrated at start);
+        raises ``RuleFileError`` on bad rules."""
+        rules = load_rules(rule_paths(settings.rules_path))
         quiet = logging.getLogger("httpx")
         if quiet.level == logging.NOTSET:
             # httpx logs every request at INFO: dozens of Prometheus queries per cycle.
@@ -95,24 +117,37 @@ class Monitor:
             self_source = LocalSource(collectors=sampled, retention=keep, target=target)
             source = self_source
         notifiers: dict[str, Notifier] = {"console": ConsoleNotifier()}
-        if settings.alert_webhook_url is not None:
-            config = WebhookConfig(url=settings.alert_webhook_url)
+        if settings.webhook_url is not None:
+            config = WebhookConfig(url=settings.webhook_url)
             notifiers["webhook"] = WebhookNotifier(config, client=client)
-        store = Store(engine)
-        outbox = Outbox(store=store, notifiers=notifiers, metrics=metrics)
-        evaluator = Evaluator(
-            source=source,
-            self_source=self_source,
-            store=store,
-            receivers=outbox.receivers,
+        ledger = Ledger()
+        outbox = Outbox(notifiers=notifiers, ledger=ledger, metrics=metrics)
+        stored = Store(store)
+        writer = StoreWriter(
+            store=stored,
+            ledger=ledger,
+            outbox=outbox,
+            rules=[rule.name for rule in rules.rules],
             metrics=metrics,
+            migrate=lambda: upgrade(store),
+            timeout=settings.store_timeout_seconds,
+        )
+        evaluator = Evaluator(
+            source=source, self_source=self_source, ledger=ledger, outbox=outbox, metrics=metrics
         )
         scheduler = Scheduler(
-            groups=rules.groups, evaluator=evaluator, outbox=outbox, metrics=metrics, clock=clock
+            groups=rules.groups,
+            evaluator=evaluator,
+            outbox=outbox,
+            writer=writer,
+            metrics=metrics,
+            clock=clock,
         )
         return cls(
             rules=rules,
-            store=store,
+            ledger=ledger,
+            store=stored,
+            writer=writer,
             source=source,
             self_source=self_source,
             evaluator=evaluator,
@@ -125,52 +160,68 @@ class Monitor:
 
     def describe(self) -> str:
         receivers = ", ".join(self.outbox.receivers)
+        store = self.store.engine.url.render_as_string(hide_password=True)
         return (
             f"{len(self.rules.rules)} rules in {len(self.rules.groups)} groups, "
-            f"source {self.source.name}, receivers {receivers}"
+            f"source {self.source.name}, receivers {receivers}, store {store}"
         )
 
+    def active(self) -> list[Alert]:
+        """Pending and firing alerts, from memory (the authority while the engine runs)."""
+        return self.ledger.active()
+
+    async def history(self, *, limit: int = 100) -> list[HistoryEntry]:
+        """The latest transitions: from the store, or from memory while it is down."""
+        if self.writer.up and not self.ledger.backlog:
+            with contextlib.suppress(Exception):
+                async with asyncio.timeout(1.0):
+                    return await self.store.history(limit=limit)
+        return list(reversed(self.ledger.recent))[:limit]
+
     async def start(self, *, immediately: bool = False) -> None:
-        """Start evaluating on the running loop."""
+        """Load the store (if it answers) and start evaluating on the running loop."""
         self.evaluator.prepare(self.rules.rules)
+        now = self.scheduler.clock()
+        if not await self.writer.connect(now=now):
+            log.error("alert engine starts without its store; it is tried again every second")
         # A first snapshot now, so a rate over the first window has a starting point.
-        self.self_source.sample(self.scheduler.clock())
+        self.self_source.sample(now)
         self.scheduler.start(immediately=immediately)
         log.info("alert engine: %s", self.describe())
 
     async def stop(self) -> None:
+        """Stop evaluating, write what is left (briefly), and close the HTTP client."""
         await self.scheduler.stop()
+        if not await self.writer.flush(now=self.scheduler.clock()):
+            log.error("alert engine stopped with %d unwritten change(s)", self.ledger.backlog)
         if self._owns_http:
             await self.http.aclose()
 
 
-async def run_standalone(settings: Settings) -> None:
+async def run_standalone(alerts: AlertSettings, telemetry: TelemetrySettings) -> None:
     """``dynoscope alerts run``: evaluate until SIGINT/SIGTERM, exposing metrics if asked."""
-    from api.db import create_engine
-    from api.migrate import upgrade
     from instrumentation.process import default_instance_id
 
-    engine = create_engine(settings)
+    store = open_store(alerts)
     registry = CollectorRegistry()
     metrics = Catalogue(registry)
     server = None
     try:
-        await upgrade(engine)
         monitor = Monitor.build(
-            settings,
-            engine=engine,
+            alerts,
+            store=store,
             metrics=metrics,
-            instance=settings.instance_id or default_instance_id(),
+            instance=telemetry.instance_id or default_instance_id(),
             job="alerts",
         )
-        if settings.metrics_port is not None:
+        if telemetry.metrics_port is not None:
             from exporters.server import MetricsServer
 
-            token = settings.metrics_token
+            token = telemetry.metrics_token
             server = MetricsServer(
                 registry,
-                host=settings.host,
-                port=settings.metrics_port,
+                host=telemetry.host,
+                port=telemetry.metrics_port,
                 token=token.get_secret_value() if token is not None else None,
             )
             server.start()
@@ -187,4 +238,4 @@ async def run_standalone(settings: Settings) -> None:
     finally:
         if server is not None:
             server.stop()
-        await engine.dispose()
+        await store.dispose()

@@ -1,114 +1,158 @@
-"""Deliver queued notifications: at least once, with retries and backoff, off the evaluation path.
+"""Deliver notifications: at least once, with retries and backoff, from memory.
 
-Evaluation only writes rows (``Store.save``); this runs as its own scheduler job, so a slow or
-dead receiver delays nothing but its own messages. A failed attempt is retried after
-``backoff * 2**attempts`` (capped), and abandoned after ``max_attempts`` or on an error that
-cannot get better (e.g. HTTP 400).
+Evaluation queues deliveries here and never waits for them; this runs as its own scheduler
+job, so a slow or dead receiver delays nothing but its own messages, and nothing here waits
+on a database either (each change is journaled and written behind by ``alerts.writer``).
 
-Per receiver and alert, rows go out strictly in the order they were queued (``Store.due``):
-a "resolved" never overtakes the "firing" before it. Delivered and abandoned rows are
-deleted after ``keep`` (checked at most once per ``prune_every``).
+A failed attempt is retried after ``backoff * 2**attempts`` (capped) and abandoned after
+``max_attempts`` or on an error that cannot get better (e.g. HTTP 400). Any other exception
+from a notifier counts as a failed attempt too, so one broken receiver can never stall its
+queue. Per receiver and alert, deliveries go out strictly in the order they were queued: a
+"resolved" never overtakes the "firing" before it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Mapping
+from collections import deque
+from collections.abc import Iterable, Mapping
+from dataclasses import replace
 from datetime import datetime, timedelta
 
+from alerts.delivery import Delivery
 from alerts.errors import NotificationError
+from alerts.ledger import Ledger
 from alerts.notifiers.notifier import Notifier
-from alerts.store import Delivery, Store
 from instrumentation.catalogue import Catalogue
 
 log = logging.getLogger("dynoscope.alerts")
 
+Key = tuple[str, str]
+
 
 class Outbox:
-    """Drain the store's due deliveries through the configured notifiers."""
+    """Queues of deliveries per receiver and alert, drained through the notifiers."""
 
     def __init__(
         self,
         *,
-        store: Store,
         notifiers: Mapping[str, Notifier],
+        ledger: Ledger,
         metrics: Catalogue | None = None,
         max_attempts: int = 8,
         backoff: timedelta = timedelta(seconds=1),
         max_backoff: timedelta = timedelta(minutes=5),
         timeout: float = 10.0,
-        keep: timedelta = timedelta(days=7),
-        prune_every: timedelta = timedelta(hours=1),
     ) -> None:
-        self._store = store
         self._notifiers = dict(notifiers)
+        self._ledger = ledger
         self._metrics = metrics
         self._max_attempts = max_attempts
         self._backoff = backoff
         self._max_backoff = max_backoff
         self._timeout = timeout
-        self._keep = keep
-        self._prune_every = prune_every
-        self._pruned_at: datetime | None = None
-        # Skip the database round trip while nothing can be waiting; a restart starts True
-        # because rows queued before it may be undelivered.
-        self.maybe_pending = True
+        self._queues: dict[Key, deque[Delivery]] = {}
+        self._seen: set[Key] = set()
 
     @property
-    def receivers(self) -> list[str]:
-        return sorted(self._notifiers)
+    def receivers(self) -> tuple[str, ...]:
+        return tuple(sorted(self._notifiers))
+
+    def pending(self) -> int:
+        return sum(len(queue) for queue in self._queues.values())
+
+    def enqueue(self, deliveries: Iterable[Delivery]) -> None:
+        """Queue new deliveries (each is journaled for the store)."""
+        for delivery in deliveries:
+            key = (delivery.receiver, delivery.dedup_key)
+            self._queues.setdefault(key, deque()).append(delivery)
+            self._seen.add(key)
+            self._ledger.journal(delivery)
+
+    def restore(self, stored: Iterable[Delivery], *, now: datetime) -> int:
+        """Queue deliveries left unfinished before a restart, ahead of newer ones.
+
+        A stored delivery for an alert this process has already notified about is stale (the
+        receiver has heard something newer): it is abandoned rather than sent out of order.
+        """
+        restored = 0
+        by_key: dict[Key, list[Delivery]] = {}
+        for delivery in stored:
+            key = (delivery.receiver, delivery.dedup_key)
+            if key in self._seen:
+                self._ledger.journal(
+                    replace(delivery, abandoned_at=now, last_error="superseded after a restart")
+                )
+                continue
+            by_key.setdefault(key, []).append(delivery)
+        for key, deliveries in by_key.items():
+            self._queues.setdefault(key, deque()).extendleft(reversed(deliveries))
+            self._seen.add(key)
+            restored += len(deliveries)
+        return restored
 
     async def deliver(self, *, now: datetime) -> int:
         """Attempt every due delivery once (concurrently); return how many were accepted."""
-        await self._prune(now=now)
-        if not self.maybe_pending:
-            return 0
-        # Cleared before looking, so a ``True`` set meanwhile by an evaluation that queued rows
-        # after the count below was taken is never overwritten.
-        self.maybe_pending = False
-        try:
-            due = await self._store.due(now=now)
-            outcomes = await asyncio.gather(*(self._attempt(d, now=now) for d in due))
-            if await self._store.pending_deliveries() > 0:
-                self.maybe_pending = True
-        except BaseException:
-            self.maybe_pending = True
-            raise
+        due = [
+            queue[0]
+            for queue in self._queues.values()
+            if queue and (queue[0].next_attempt_at is None or queue[0].next_attempt_at <= now)
+        ]
+        outcomes = await asyncio.gather(*(self._attempt(d, now=now) for d in due))
         return sum(outcomes)
-
-    async def _prune(self, *, now: datetime) -> None:
-        if self._pruned_at is not None and now - self._pruned_at < self._prune_every:
-            return
-        removed = await self._store.prune(before=now - self._keep)
-        self._pruned_at = now
-        if removed:
-            log.debug("outbox: pruned %d finished notifications", removed)
 
     async def _attempt(self, delivery: Delivery, *, now: datetime) -> bool:
         notifier = self._notifiers.get(delivery.receiver)
         if notifier is None:
-            await self._store.abandon(delivery, at=now, error="receiver no longer configured")
+            self._finish(delivery, abandoned_at=now, last_error="receiver no longer configured")
             return False
+        attempts = delivery.attempts + 1
         try:
             async with asyncio.timeout(self._timeout):
                 await notifier.send(delivery)
         except (NotificationError, TimeoutError) as exc:
             retryable = getattr(exc, "retryable", True)
-            message = str(exc) or f"{delivery.receiver}: timed out"
-            if retryable and delivery.attempts + 1 < self._max_attempts:
-                delay = min(self._backoff * 2**delivery.attempts, self._max_backoff)
-                await self._store.retry(delivery, at=now, after=delay, error=message)
-                self._count(delivery.receiver, "retried")
-                log.warning("notification %s will be retried: %s", delivery.dedup_key, message)
-            else:
-                await self._store.abandon(delivery, at=now, error=message)
-                self._count(delivery.receiver, "failed")
-                log.error("notification %s abandoned: %s", delivery.dedup_key, message)
+            self._failed(delivery, now=now, retryable=retryable, error=str(exc) or "timed out")
             return False
-        await self._store.delivered(delivery, at=now)
+        except Exception as exc:
+            # A notifier bug or an unexpected library error: retried like any failure, so
+            # the queue keeps moving, and logged with its traceback once per delivery.
+            if delivery.attempts == 0:
+                log.exception("receiver %s failed unexpectedly", delivery.receiver)
+            self._failed(delivery, now=now, retryable=True, error=f"{type(exc).__name__}")
+            return False
+        self._finish(delivery, attempts=attempts, delivered_at=now, last_error=None)
         self._count(delivery.receiver, "sent")
         return True
+
+    def _failed(self, delivery: Delivery, *, now: datetime, retryable: bool, error: str) -> None:
+        attempts = delivery.attempts + 1
+        message = error if error.startswith(delivery.receiver) else f"{delivery.receiver}: {error}"
+        if retryable and attempts < self._max_attempts:
+            delay = min(self._backoff * 2**delivery.attempts, self._max_backoff)
+            self._finish(
+                delivery, attempts=attempts, next_attempt_at=now + delay, last_error=message[:300]
+            )
+            self._count(delivery.receiver, "retried")
+            log.warning("notification %s will be retried: %s", delivery.dedup_key, message)
+        else:
+            self._finish(delivery, attempts=attempts, abandoned_at=now, last_error=message[:300])
+            self._count(delivery.receiver, "failed")
+            log.error("notification %s abandoned: %s", delivery.dedup_key, message)
+
+    def _finish(self, delivery: Delivery, **changes: object) -> None:
+        updated = replace(delivery, **changes)  # type: ignore[arg-type]
+        key = (delivery.receiver, delivery.dedup_key)
+        queue = self._queues.get(key)
+        if queue and queue[0] is delivery:
+            if updated.finished:
+                queue.popleft()
+                if not queue:
+                    del self._queues[key]
+            else:
+                queue[0] = updated
+        self._ledger.journal(updated)
 
     def _count(self, receiver: str, outcome: str) -> None:
         if self._metrics is not None:

@@ -2,7 +2,8 @@
 
 Every group is one job with ``max_instances=1``: a group still running when its next run is
 due skips that run, and the skip is counted (``dynoscope_scheduler_skipped_runs_total``).
-Notification delivery is a separate job, so a slow receiver never delays evaluation.
+Notification delivery and writing to the store are jobs of their own, so neither a slow
+receiver nor a slow store ever delays evaluation.
 """
 
 from __future__ import annotations
@@ -21,12 +22,14 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from alerts.evaluator import Cycle, Evaluator
 from alerts.outbox import Outbox
 from alerts.rule import Group
+from alerts.writer import StoreWriter
 from instrumentation.catalogue import Catalogue
 
 log = logging.getLogger("dynoscope.alerts")
 
 Clock = Callable[[], datetime]
 DELIVERY_JOB = "outbox"
+STORE_JOB = "store"
 
 
 def utc_now() -> datetime:
@@ -42,6 +45,7 @@ class Scheduler:
         groups: Sequence[Group],
         evaluator: Evaluator,
         outbox: Outbox,
+        writer: StoreWriter | None = None,
         metrics: Catalogue | None = None,
         clock: Clock = utc_now,
         delivery_interval: timedelta = timedelta(seconds=1),
@@ -49,6 +53,7 @@ class Scheduler:
         self._groups = {f"group:{group.name}": group for group in groups}
         self._evaluator = evaluator
         self._outbox = outbox
+        self._writer = writer
         self._metrics = metrics
         self.clock = clock
         self._delivery_interval = delivery_interval
@@ -89,6 +94,15 @@ class Scheduler:
             max_instances=1,
             coalesce=True,
         )
+        if self._writer is not None:
+            scheduler.add_job(
+                self.flush,
+                "interval",
+                id=STORE_JOB,
+                seconds=self._delivery_interval.total_seconds(),
+                max_instances=1,
+                coalesce=True,
+            )
         scheduler.start()
         self._scheduler = scheduler
 
@@ -119,28 +133,30 @@ class Scheduler:
         try:
             with self._tracked():
                 cycle = await self._evaluator.run(group, now=self.clock())
-        except Exception as exc:
-            # The database may be down; the next cycle tries again with the stored state.
-            log.error("group %s: evaluation failed: %s", group.name, type(exc).__name__)
-            if self._metrics is not None:
-                for rule in group.rules:
-                    self._metrics.rule_evaluation_failures.labels(rule=rule.name).inc()
+        except Exception:
+            # The evaluator has already counted each rule's failure; this is a bug.
+            log.exception("group %s: evaluation failed", group.name)
             return
         self.cycles[group.name] += 1
         self.last_cycle[group.name] = cycle
-        if cycle.notifications:
-            self._outbox.maybe_pending = True
 
     async def deliver(self) -> None:
-        """Send due notifications (the delivery job); waits for the first evaluation, which
-        also means the database is reachable and migrated."""
-        if not self.cycles:
-            return
+        """Send due notifications (the delivery job)."""
         try:
             with self._tracked():
                 await self._outbox.deliver(now=self.clock())
-        except Exception as exc:
-            log.error("notification delivery failed: %s", type(exc).__name__)
+        except Exception:
+            log.exception("notification delivery failed")
+
+    async def flush(self) -> None:
+        """Write what memory decided to the store (the store job)."""
+        if self._writer is None:
+            return
+        try:
+            with self._tracked():
+                await self._writer.flush(now=self.clock())
+        except Exception:
+            log.exception("writing to the alert store failed")
 
     def _skipped(self, event: JobEvent) -> None:
         group = self._groups.get(event.job_id)

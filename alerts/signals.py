@@ -2,7 +2,7 @@
 
 A rule names a signal instead of writing PromQL, so the same rule runs against Prometheus
 (the ``promql`` text) or inside the process (``compute`` over sampled registries), and the
-dashboards reuse the PromQL. Label names follow the metric catalogue in DESIGN.md.
+dashboards reuse the PromQL. Label names follow the metric catalogue (``docs/metrics.md``).
 
     >>> print(signal_named("db_slow_queries_per_minute").promql(SignalArgs(by=("table",))))
     sum by (table) (rate(db_client_slow_queries_total[5m])) * 60
@@ -30,7 +30,10 @@ SLOW_QUERIES = "db_client_slow_queries_total"
 CACHE_REQUESTS = "cache_requests_total"
 RSS = "process_resident_memory_bytes"
 START_TIME = "process_start_time_seconds"
+DB_ERRORS = "db_client_errors_total"
 RULE_FAILURES = "dynoscope_rule_evaluation_failures_total"
+STORE_UP = "dynoscope_alert_store_up"
+UNAVAILABLE = ("connection", "timeout")
 TARGET = ("instance", "job")
 
 
@@ -197,6 +200,14 @@ def _db_per_request(window: Window, args: SignalArgs) -> dict[Labels, float]:
     }
 
 
+def _unavailable(labels: Mapping[str, str]) -> bool:
+    return labels.get("error_type") in UNAVAILABLE
+
+
+def _db_unavailable(window: Window, args: SignalArgs) -> dict[Labels, float]:
+    return window.rates(DB_ERRORS, by=args.by, where=_unavailable)
+
+
 # --- cache ---------------------------------------------------------------------------------
 
 
@@ -211,6 +222,23 @@ def _hit_ratio_promql(args: SignalArgs) -> str:
 def _hit_ratio(window: Window, args: SignalArgs) -> dict[Labels, float]:
     hits = window.rates(CACHE_REQUESTS, by=args.by, where=_hit)
     return _ratio(hits, window.rates(CACHE_REQUESTS, by=args.by), args=args)
+
+
+def _cache_error(labels: Mapping[str, str]) -> bool:
+    return labels.get("result") == "error"
+
+
+def _cache_error_ratio_promql(args: SignalArgs) -> str:
+    return _guarded_ratio(
+        numerator=_rate(CACHE_REQUESTS, args, matcher='{result="error"}'),
+        denominator=_rate(CACHE_REQUESTS, args),
+        args=args,
+    )
+
+
+def _cache_error_ratio(window: Window, args: SignalArgs) -> dict[Labels, float]:
+    errors = window.rates(CACHE_REQUESTS, by=args.by, where=_cache_error)
+    return _ratio(errors, window.rates(CACHE_REQUESTS, by=args.by), args=args)
 
 
 # --- process -------------------------------------------------------------------------------
@@ -253,6 +281,14 @@ def _failures(window: Window, args: SignalArgs) -> dict[Labels, float]:
     return window.increases(RULE_FAILURES, by=args.by)
 
 
+def _store_up(window: Window, args: SignalArgs) -> dict[Labels, float]:
+    result: dict[Labels, float] = {}
+    for labels, value in window.latest(STORE_UP).items():
+        key = project(labels, args.by)
+        result[key] = min(result.get(key, math.inf), value)
+    return result
+
+
 def _heartbeat(window: Window, args: SignalArgs) -> dict[Labels, float]:
     return {(): 1.0}
 
@@ -284,6 +320,16 @@ SIGNALS: Mapping[str, Signal] = {
             compute=_slow_queries,
         ),
         Signal(
+            name="db_unavailable_errors_per_second",
+            help="Failed connection attempts and statements that lost their connection or "
+            "timed out, per second.",
+            labels=frozenset({"operation", "error_type", *TARGET}),
+            promql=lambda a: _rate(
+                DB_ERRORS, a, matcher=f'{{error_type=~"{"|".join(UNAVAILABLE)}"}}'
+            ),
+            compute=_db_unavailable,
+        ),
+        Signal(
             name="db_queries_per_second",
             help="Database statements per second.",
             labels=frozenset({"operation", "table", *TARGET}),
@@ -303,6 +349,15 @@ SIGNALS: Mapping[str, Signal] = {
             labels=frozenset({"cache", *TARGET}),
             promql=_hit_ratio_promql,
             compute=_hit_ratio,
+            params=TrafficGuard,
+        ),
+        Signal(
+            name="cache_error_ratio",
+            help="Share of cache lookups that failed (the cache answered nothing, reads went "
+            "to the database).",
+            labels=frozenset({"cache", *TARGET}),
+            promql=_cache_error_ratio_promql,
+            compute=_cache_error_ratio,
             params=TrafficGuard,
         ),
         Signal(
@@ -326,6 +381,14 @@ SIGNALS: Mapping[str, Signal] = {
             labels=frozenset({"rule", *TARGET}),
             promql=lambda a: f"sum {_by(a)} (increase({RULE_FAILURES}[{a.range}]))",
             compute=_failures,
+            self_monitoring=True,
+        ),
+        Signal(
+            name="alert_store_up",
+            help="1 while the alert engine's own store answers, 0 while it runs from memory.",
+            labels=frozenset(TARGET),
+            promql=lambda a: f"min {_by(a)} ({STORE_UP})",
+            compute=_store_up,
             self_monitoring=True,
         ),
         Signal(

@@ -1,95 +1,39 @@
-"""Alert state, history and the notification outbox, in the service's database.
+"""The engine's own store: alert state, history and the notification outbox.
 
-State and the outbox rows an evaluation produces are written in one transaction, so a crash
-either keeps both or neither: after a restart pending and firing alerts continue with their
-timers (``active_at``, ``fired_at``) and a notification already queued is neither lost nor
-queued again. Delivery is at-least-once: a row is marked delivered only after the receiver
-accepted it.
+The engine never waits on it to evaluate or to deliver: memory is the authority while the
+engine runs (``alerts.ledger``) and ``alerts.writer`` writes changes behind. Every write is
+idempotent (state is replaced per rule, history and outbox rows carry ids made by the engine),
+so a batch retried after an unclear failure changes nothing twice. At start the engine loads
+what the store holds, so a restart keeps timers and the undelivered outbox.
+
+``ALERT_STORE_URL`` names it: a SQLite file of its own in embedded mode, any PostgreSQL
+database in production (best not the service's own, which is what the engine watches).
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Collection, Mapping, Sequence
-from dataclasses import dataclass
-from datetime import datetime, timedelta
+from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import (
-    JSON,
-    Column,
-    Float,
-    Index,
-    Integer,
-    String,
-    Table,
-    and_,
-    delete,
-    func,
-    insert,
-    select,
-    update,
-)
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy import Table, and_, delete, event, func, select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.pool import NullPool
+from sqlalchemy.sql.dml import Insert
 
+from alerts.delivery import Delivery
 from alerts.query import labels_of
-from alerts.state import Alert, AlertState, Evaluation, Notification
-from api.models import Base, UTCDateTime
-
-alert_states = Table(
-    "alert_states",
-    Base.metadata,
-    Column("fingerprint", String(16), primary_key=True),
-    Column("rule", String(200), nullable=False, index=True),
-    Column("labels", JSON, nullable=False),
-    Column("state", String(16), nullable=False),
-    Column("value", Float, nullable=True),
-    Column("active_at", UTCDateTime(), nullable=False),
-    Column("fired_at", UTCDateTime(), nullable=True),
-    Column("resolved_at", UTCDateTime(), nullable=True),
-    Column("last_sent_at", UTCDateTime(), nullable=True),
-    Column("keep_firing_since", UTCDateTime(), nullable=True),
-    Column("annotations", JSON, nullable=False),
-)
-
-alert_history = Table(
-    "alert_history",
-    Base.metadata,
-    Column("id", Integer, primary_key=True, autoincrement=True),
-    Column("fingerprint", String(16), nullable=False, index=True),
-    Column("rule", String(200), nullable=False),
-    Column("labels", JSON, nullable=False),
-    Column("state", String(16), nullable=False),
-    Column("value", Float, nullable=True),
-    Column("at", UTCDateTime(), nullable=False, index=True),
-    Column("annotations", JSON, nullable=False),
-)
-
-alert_outbox = Table(
-    "alert_outbox",
-    Base.metadata,
-    Column("id", Integer, primary_key=True, autoincrement=True),
-    Column("receiver", String(100), nullable=False),
-    Column("dedup_key", String(16), nullable=False),
-    Column("status", String(16), nullable=False),
-    Column("payload", JSON, nullable=False),
-    Column("created_at", UTCDateTime(), nullable=False),
-    Column("attempts", Integer, nullable=False),
-    Column("next_attempt_at", UTCDateTime(), nullable=True),
-    Column("delivered_at", UTCDateTime(), nullable=True),
-    Column("abandoned_at", UTCDateTime(), nullable=True),
-    Column("last_error", String(300), nullable=True),
-    Index("ix_alert_outbox_due", "next_attempt_at"),
-    # Delivery in order per receiver and alert looks for an earlier undelivered row.
-    Index("ix_alert_outbox_key", "receiver", "dedup_key", "id"),
-)
+from alerts.schema import history, outbox, states
+from alerts.state import Alert, AlertState
 
 
 @dataclass(frozen=True)
 class HistoryEntry:
     """One transition of one alert."""
 
-    id: int
+    id: str
     rule: str
     fingerprint: str
     labels: dict[str, str]
@@ -98,40 +42,64 @@ class HistoryEntry:
     at: datetime
     annotations: dict[str, str]
 
+    @classmethod
+    def of(cls, alert: Alert, *, id: str, at: datetime) -> HistoryEntry:
+        return cls(
+            id=id,
+            rule=alert.rule,
+            fingerprint=alert.fingerprint,
+            labels=dict(alert.labels),
+            state=alert.state,
+            value=_number(alert.value),
+            at=at,
+            annotations=dict(alert.annotations),
+        )
+
+
+@dataclass
+class Changes:
+    """What the store has not seen yet: per rule its whole active set, new history, and the
+    latest version of each delivery."""
+
+    states: dict[str, tuple[Alert, ...]] = field(default_factory=dict)
+    history: list[HistoryEntry] = field(default_factory=list)
+    deliveries: dict[str, Delivery] = field(default_factory=dict)
+
+    def __bool__(self) -> bool:
+        return bool(self.states or self.history or self.deliveries)
+
+    def __len__(self) -> int:
+        return len(self.states) + len(self.history) + len(self.deliveries)
+
+    def under(self, newer: Changes) -> Changes:
+        """These (older, unwritten) changes with ``newer`` ones applied on top."""
+        return Changes(
+            states={**self.states, **newer.states},
+            history=[*self.history, *newer.history],
+            deliveries={**self.deliveries, **newer.deliveries},
+        )
+
 
 @dataclass(frozen=True)
-class Delivery:
-    """A queued notification for one receiver (``payload`` is ``notification_payload``)."""
+class Snapshot:
+    """What the store held at start: active alerts by rule, unfinished deliveries in order."""
 
-    id: int
-    receiver: str
-    dedup_key: str
-    status: str
-    payload: dict[str, Any]
-    attempts: int
+    alerts: dict[str, tuple[Alert, ...]]
+    deliveries: tuple[Delivery, ...]
 
 
 def _number(value: float) -> float | None:
-    # SQLite stores NaN as NULL anyway; do the same everywhere so both read back alike.
     return None if math.isnan(value) else value
 
 
-def _iso(value: datetime | None) -> str | None:
-    return value.isoformat().replace("+00:00", "Z") if value is not None else None
-
-
-def notification_payload(notification: Notification) -> dict[str, Any]:
-    """What receivers need about one alert, in Alertmanager's field names."""
-    alert = notification.alert
-    return {
-        "status": notification.status,
-        "labels": dict(alert.labels),
-        "annotations": dict(alert.annotations),
-        "startsAt": _iso(alert.fired_at or alert.active_at),
-        "endsAt": _iso(alert.resolved_at),
-        "fingerprint": alert.fingerprint,
-        "value": _number(alert.value),
-    }
+def upsert(dialect: str, table: Table, *, update: bool) -> Insert:
+    """``INSERT`` that replaces (``update``) or skips a row whose primary key exists."""
+    insert = postgresql.insert(table) if dialect == "postgresql" else sqlite.insert(table)
+    keys = [column.name for column in table.primary_key.columns]
+    if not update:
+        return insert.on_conflict_do_nothing(index_elements=keys)
+    others = {c.name: insert.excluded[c.name] for c in table.columns if c.name not in keys}
+    return insert.on_conflict_do_update(index_elements=keys, set_=others)
 
 
 def _state_row(alert: Alert) -> dict[str, Any]:
@@ -165,71 +133,130 @@ def _alert(row: Any) -> Alert:
     )
 
 
+def _history_row(entry: HistoryEntry) -> dict[str, Any]:
+    return {
+        "id": entry.id,
+        "fingerprint": entry.fingerprint,
+        "rule": entry.rule,
+        "labels": entry.labels,
+        "state": entry.state.value,
+        "value": entry.value,
+        "at": entry.at,
+        "annotations": entry.annotations,
+    }
+
+
+def _delivery_row(delivery: Delivery) -> dict[str, Any]:
+    return {
+        "id": delivery.id,
+        "receiver": delivery.receiver,
+        "dedup_key": delivery.dedup_key,
+        "status": delivery.status,
+        "payload": delivery.payload,
+        "created_at": delivery.created_at,
+        "attempts": delivery.attempts,
+        "next_attempt_at": None if delivery.finished else delivery.next_attempt_at,
+        "delivered_at": delivery.delivered_at,
+        "abandoned_at": delivery.abandoned_at,
+        "last_error": delivery.last_error,
+    }
+
+
+def _delivery(row: Any) -> Delivery:
+    return Delivery(
+        id=row.id,
+        receiver=row.receiver,
+        dedup_key=row.dedup_key,
+        status=row.status,
+        payload=dict(row.payload),
+        created_at=row.created_at,
+        attempts=row.attempts,
+        next_attempt_at=row.next_attempt_at,
+        delivered_at=row.delivered_at,
+        abandoned_at=row.abandoned_at,
+        last_error=row.last_error,
+    )
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    # Short: a locked store is a store that is down for this write, tried again next second.
+    cursor.execute("PRAGMA busy_timeout=1000")
+    cursor.close()
+
+
+def create_store_engine(url: str, *, timeout: float) -> AsyncEngine:
+    """The store's own engine: never the service's, so none of its statements reach the
+    service's ``db_client_*`` metrics, and its pool is never the one the service exhausts."""
+    if url.startswith("sqlite"):
+        engine = create_async_engine(url, hide_parameters=True, poolclass=NullPool)
+        event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+        return engine
+    return create_async_engine(
+        url,
+        hide_parameters=True,
+        pool_size=2,
+        max_overflow=2,
+        pool_pre_ping=True,
+        pool_timeout=timeout,
+        connect_args={"timeout": timeout, "command_timeout": timeout},
+    )
+
+
 class Store:
-    """Reads and writes alert tables through the service's async engine."""
+    """Reads and writes the alert tables through the store's engine."""
 
     def __init__(self, engine: AsyncEngine) -> None:
-        self._engine = engine
+        self.engine = engine
 
-    async def load(self, rules: Collection[str]) -> dict[str, tuple[Alert, ...]]:
-        """Pending and firing alerts of ``rules``, by rule name."""
-        found: dict[str, list[Alert]] = {name: [] for name in rules}
-        async with self._engine.connect() as connection:
-            rows = await connection.execute(
-                select(alert_states).where(alert_states.c.rule.in_(list(rules)))
-            )
-            for row in rows:
+    async def load(self) -> Snapshot:
+        """Every stored active alert, and every delivery not yet finished, oldest first."""
+        async with self.engine.connect() as connection:
+            found: dict[str, list[Alert]] = {}
+            for row in await connection.execute(select(states)):
                 found.setdefault(row.rule, []).append(_alert(row))
-        return {name: tuple(alerts) for name, alerts in found.items()}
+            pending = await connection.execute(
+                select(outbox).where(outbox.c.next_attempt_at.is_not(None)).order_by(outbox.c.id)
+            )
+            deliveries = tuple(_delivery(row) for row in pending)
+        return Snapshot(
+            alerts={rule: tuple(alerts) for rule, alerts in found.items()}, deliveries=deliveries
+        )
 
-    async def save(
-        self, evaluations: Mapping[str, Evaluation], *, receivers: Sequence[str], now: datetime
-    ) -> None:
-        """Replace the rules' active alerts, append history, queue notifications: atomically."""
-        changed = {name: e for name, e in evaluations.items() if not e.failed}
-        states = [_state_row(a) for e in changed.values() for a in e.alerts]
-        history = [{**_state_row(a), "at": now} for e in changed.values() for a in e.changes]
-        outbox = [
-            {
-                "receiver": receiver,
-                "dedup_key": n.dedup_key,
-                "status": n.status,
-                "payload": notification_payload(n),
-                "created_at": now,
-                "attempts": 0,
-                "next_attempt_at": now,
-            }
-            for e in changed.values()
-            for n in e.notifications
-            for receiver in receivers
-        ]
-        async with self._engine.begin() as connection:
-            if changed:
+    async def write(self, changes: Changes) -> None:
+        """Apply ``changes`` in one transaction."""
+        dialect = self.engine.dialect.name
+        rows = [_state_row(a) for alerts in changes.states.values() for a in alerts]
+        async with self.engine.begin() as connection:
+            if changes.states:
+                await connection.execute(delete(states).where(states.c.rule.in_(changes.states)))
+            if rows:
+                await connection.execute(upsert(dialect, states, update=True), rows)
+            if changes.history:
                 await connection.execute(
-                    delete(alert_states).where(alert_states.c.rule.in_(list(changed)))
+                    upsert(dialect, history, update=False),
+                    [_history_row(entry) for entry in changes.history],
                 )
-            if states:
-                await connection.execute(insert(alert_states), states)
-            if history:
-                columns = {c.name for c in alert_history.columns}
-                rows = [{k: v for k, v in row.items() if k in columns} for row in history]
-                await connection.execute(insert(alert_history), rows)
-            if outbox:
-                await connection.execute(insert(alert_outbox), outbox)
+            if changes.deliveries:
+                await connection.execute(
+                    upsert(dialect, outbox, update=True),
+                    [_delivery_row(d) for d in changes.deliveries.values()],
+                )
 
     async def active(self) -> list[Alert]:
         """Every pending and firing alert, oldest first."""
-        async with self._engine.connect() as connection:
+        async with self.engine.connect() as connection:
             rows = await connection.execute(
-                select(alert_states).order_by(alert_states.c.active_at, alert_states.c.fingerprint)
+                select(states).order_by(states.c.active_at, states.c.fingerprint)
             )
             return [_alert(row) for row in rows]
 
     async def history(self, *, limit: int = 100) -> list[HistoryEntry]:
         """The latest transitions, newest first."""
-        async with self._engine.connect() as connection:
+        async with self.engine.connect() as connection:
             rows = await connection.execute(
-                select(alert_history).order_by(alert_history.c.id.desc()).limit(limit)
+                select(history).order_by(history.c.id.desc()).limit(limit)
             )
             return [
                 HistoryEntry(
@@ -245,90 +272,19 @@ class Store:
                 for row in rows
             ]
 
-    async def due(self, *, now: datetime, limit: int = 100) -> list[Delivery]:
-        """Undelivered notifications whose next attempt is due, oldest first.
-
-        Per receiver and dedup key only the oldest undelivered row is eligible: a later row
-        (say "resolved") waits until the one before it ("firing", perhaps backing off) is
-        delivered or abandoned, so a receiver never ends up showing a stale state.
-        """
-        earlier = alert_outbox.alias("earlier")
-        blocked = (
-            select(earlier.c.id)
-            .where(
-                and_(
-                    earlier.c.receiver == alert_outbox.c.receiver,
-                    earlier.c.dedup_key == alert_outbox.c.dedup_key,
-                    earlier.c.next_attempt_at.is_not(None),
-                    earlier.c.id < alert_outbox.c.id,
-                )
-            )
-            .exists()
-        )
-        async with self._engine.connect() as connection:
-            rows = await connection.execute(
-                select(alert_outbox)
-                .where(
-                    and_(
-                        alert_outbox.c.next_attempt_at.is_not(None),
-                        alert_outbox.c.next_attempt_at <= now,
-                        ~blocked,
-                    )
-                )
-                .order_by(alert_outbox.c.id)
-                .limit(limit)
-            )
-            return [
-                Delivery(
-                    id=row.id,
-                    receiver=row.receiver,
-                    dedup_key=row.dedup_key,
-                    status=row.status,
-                    payload=dict(row.payload),
-                    attempts=row.attempts,
-                )
-                for row in rows
-            ]
-
-    async def pending_deliveries(self) -> int:
-        async with self._engine.connect() as connection:
-            count = await connection.execute(
-                select(func.count()).where(alert_outbox.c.next_attempt_at.is_not(None))
-            )
-            return int(count.scalar_one())
+    async def deliveries(self, *, receiver: str | None = None) -> list[Delivery]:
+        """Every outbox row (finished or not), oldest first."""
+        query = select(outbox).order_by(outbox.c.id)
+        if receiver is not None:
+            query = query.where(outbox.c.receiver == receiver)
+        async with self.engine.connect() as connection:
+            return [_delivery(row) for row in await connection.execute(query)]
 
     async def prune(self, *, before: datetime) -> int:
-        """Delete delivered and abandoned rows finished before ``before``; return how many."""
-        finished = func.coalesce(alert_outbox.c.delivered_at, alert_outbox.c.abandoned_at)
-        async with self._engine.begin() as connection:
+        """Delete outbox rows finished before ``before``; return how many."""
+        finished = func.coalesce(outbox.c.delivered_at, outbox.c.abandoned_at)
+        async with self.engine.begin() as connection:
             result = await connection.execute(
-                delete(alert_outbox).where(
-                    and_(alert_outbox.c.next_attempt_at.is_(None), finished < before)
-                )
+                delete(outbox).where(and_(outbox.c.next_attempt_at.is_(None), finished < before))
             )
             return int(result.rowcount)
-
-    async def delivered(self, delivery: Delivery, *, at: datetime) -> None:
-        await self._finish(delivery, attempts=delivery.attempts + 1, delivered_at=at)
-
-    async def retry(
-        self, delivery: Delivery, *, at: datetime, after: timedelta, error: str
-    ) -> None:
-        await self._finish(
-            delivery,
-            attempts=delivery.attempts + 1,
-            next_attempt_at=at + after,
-            last_error=error[:300],
-        )
-
-    async def abandon(self, delivery: Delivery, *, at: datetime, error: str) -> None:
-        await self._finish(
-            delivery, attempts=delivery.attempts + 1, abandoned_at=at, last_error=error[:300]
-        )
-
-    async def _finish(self, delivery: Delivery, **values: Any) -> None:
-        values.setdefault("next_attempt_at", None)
-        async with self._engine.begin() as connection:
-            await connection.execute(
-                update(alert_outbox).where(alert_outbox.c.id == delivery.id).values(**values)
-            )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -14,14 +14,14 @@ from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from alerts.app import attach_alerts
+from alerts.app import alert_routes, embedded_engine, runs_in_process, store_reader
 from api import __version__
 from api.errors import ApiError
 from api.limits import BodyLimit
 from api.routes import auth, events, health, properties
 from api.services import Services, build_services
 from api.settings import Settings
-from instrumentation.app import instrument_app
+from instrumentation.app import Telemetry, instrument_app
 
 log = logging.getLogger("dynoscope")
 
@@ -41,29 +41,61 @@ _STATUS_CODES = {
 
 def create_app(settings: Settings, *, services: Services | None = None) -> FastAPI:
     """Build the API for ``settings``; resources open and close with the app's lifespan."""
+    telemetry: Telemetry | None = None
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        built = services or build_services(settings)
-        app.state.services = built
-        log.info("dynoscope %s: %s", __version__, settings.describe())
-        try:
+        # One place, in order: services, then their telemetry, then the alert engine that
+        # reads it; closed in reverse.
+        async with AsyncExitStack() as stack:
+            built = services or build_services(settings)
+            stack.push_async_callback(built.close)
+            app.state.services = built
+            log.info("dynoscope %s: %s", __version__, settings.describe())
+            if telemetry is not None:
+                await telemetry.start(
+                    engine=built.engine,
+                    cache=built.cache,
+                    redis=built.redis,
+                    error_sources=[built.broadcaster],
+                )
+                stack.push_async_callback(telemetry.stop)
+            await _start_alerts(app, stack, settings=settings, telemetry=telemetry)
             yield
-        finally:
-            await built.close()
 
     app = FastAPI(title="dynoscope property API", version=__version__, lifespan=lifespan)
     app.state.settings = settings
+    app.state.alerts = None
+    app.state.alert_store = None
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     app.include_router(health.router)
     app.include_router(auth.router)
     app.include_router(events.router)  # before /properties/{id}, which would shadow it
     app.include_router(properties.router)
+    if settings.admin_token is not None:
+        app.include_router(alert_routes(settings.admin_token.get_secret_value()))
     _install_error_handlers(app)
-    # Package hooks: each package adds its own routes, middleware and start-up work.
-    instrument_app(app, settings)
-    attach_alerts(app, settings)
+    telemetry = instrument_app(app, settings.telemetry, version=__version__)
     return app
+
+
+async def _start_alerts(
+    app: FastAPI, stack: AsyncExitStack, *, settings: Settings, telemetry: Telemetry | None
+) -> None:
+    """The in-process engine in fully embedded mode; elsewhere only a reader of its store,
+    for ``/alerts``, when admin routes are on."""
+    if runs_in_process(settings.alerts, embedded=settings.embedded):
+        scrape = telemetry.scrape_source if telemetry is not None else None
+        app.state.alerts = await stack.enter_async_context(
+            embedded_engine(
+                settings.alerts,
+                metrics=app.state.metrics,
+                collectors=[scrape] if scrape is not None else [],
+                instance=telemetry.instance_id if telemetry is not None else "local",
+            )
+        )
+    elif settings.admin_token is not None:
+        app.state.alert_store = await stack.enter_async_context(store_reader(settings.alerts))
 
 
 def _error(status_code: int, detail: str, **extra: Any) -> JSONResponse:
@@ -80,7 +112,9 @@ def _install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
-        return _error(exc.status_code, str(exc.detail))
+        response = _error(exc.status_code, str(exc.detail))
+        response.headers.update(exc.headers or {})
+        return response
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:

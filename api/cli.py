@@ -34,19 +34,30 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
-async def _upgrade(settings: Settings) -> None:
+async def _upgrade(settings: Settings) -> int:
+    """The alert store first (it takes over alert tables left in the service's database),
+    then the service's schema."""
+    from alerts import migrate as alerts_migrate
+    from alerts.monitor import open_store
     from api.migrate import upgrade
 
     engine = create_engine(settings)
+    store = open_store(settings.alerts)
     try:
+        await alerts_migrate.upgrade(store)
+        moved = await alerts_migrate.import_legacy(service=engine, store=store)
+        if moved:
+            log.info("moved %d alert rows from the service's database to the alert store", moved)
         await upgrade(engine)
     finally:
+        await store.dispose()
         await engine.dispose()
+    return moved
 
 
 def _db(settings: Settings, args: argparse.Namespace) -> int:
     asyncio.run(_upgrade(settings))
-    log.info("database schema is up to date")
+    log.info("database schema and alert store are up to date")
     return 0
 
 

@@ -5,10 +5,17 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from enum import StrEnum
+from pathlib import Path
 from typing import Any
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from alerts.settings import AlertSettings, async_database_url
+from instrumentation.settings import SettingsError, TelemetrySettings
+from instrumentation.settings import describe as describe_errors
+
+__all__ = ["DEVELOPMENT_JWT_SECRET", "Mode", "Settings", "SettingsError"]
 
 DEVELOPMENT_JWT_SECRET = "dynoscope-development-secret-do-not-use-in-production"  # noqa: S105
 DEFAULT_DATABASE_URL = "sqlite:///./dynoscope.db"
@@ -20,10 +27,6 @@ class Mode(StrEnum):
     TEST = "test"
 
 
-class SettingsError(ValueError):
-    """The configuration is unusable; the message names the variable."""
-
-
 def normalise_database_url(url: str) -> str:
     """Map the usual URL forms onto the async drivers SQLAlchemy needs.
 
@@ -32,19 +35,7 @@ def normalise_database_url(url: str) -> str:
     >>> normalise_database_url("sqlite:///data/app.db")
     'sqlite+aiosqlite:///data/app.db'
     """
-    for prefix in ("postgresql://", "postgres://"):
-        if url.startswith(prefix):
-            return "postgresql+asyncpg://" + url[len(prefix) :]
-    if url.startswith("postgresql+psycopg://") or url.startswith("postgresql+psycopg2://"):
-        return "postgresql+asyncpg://" + url.split("://", 1)[1]
-    if url.startswith("sqlite://"):
-        return "sqlite+aiosqlite://" + url[len("sqlite://") :]
-    if url.startswith(("postgresql+asyncpg://", "sqlite+aiosqlite://")):
-        return url
-    raise SettingsError(
-        f"DATABASE_URL: unsupported scheme in {url.split('://', 1)[0]!r}; "
-        "use postgresql://user@host:port/db or sqlite:///path"
-    )
+    return async_database_url(url, variable="DATABASE_URL")
 
 
 class Settings(BaseSettings):
@@ -76,52 +67,27 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(default=1_048_576, gt=0, validation_alias="MAX_BODY_BYTES")
     admin_token: SecretStr | None = Field(default=None, validation_alias="ADMIN_TOKEN")
 
-    # --- telemetry (instrumentation/, exporters/) ---
-    instance_id: str | None = Field(default=None, validation_alias="INSTANCE_ID")
-    metrics_enabled: bool = Field(default=True, validation_alias="DYNOSCOPE_METRICS_ENABLED")
-    metrics_token: SecretStr | None = Field(default=None, validation_alias="METRICS_TOKEN")
-    metrics_port: int | None = Field(default=None, gt=0, lt=65536, validation_alias="METRICS_PORT")
-    prometheus_multiproc_dir: str | None = Field(
-        default=None, validation_alias="PROMETHEUS_MULTIPROC_DIR"
-    )
-    db_slow_query_seconds: float = Field(
-        default=1.0, gt=0, validation_alias="DB_SLOW_QUERY_SECONDS"
-    )
-    otel_sdk_disabled: bool = Field(default=False, validation_alias="OTEL_SDK_DISABLED")
-    otel_service_name: str = Field(default="dynoscope-api", validation_alias="OTEL_SERVICE_NAME")
-    otel_exporter_otlp_endpoint: str | None = Field(
-        default=None, validation_alias="OTEL_EXPORTER_OTLP_ENDPOINT"
-    )
-    otel_traces_sampler: str = Field(
-        default="parentbased_traceidratio", validation_alias="OTEL_TRACES_SAMPLER"
-    )
-    otel_traces_sampler_arg: float = Field(
-        default=0.1, ge=0, le=1, validation_alias="OTEL_TRACES_SAMPLER_ARG"
-    )
-    traces_file: str = Field(default="./var/traces.jsonl", validation_alias="DYNOSCOPE_TRACES_FILE")
-
-    # --- alerts (alerts/) ---
-    alert_rules_path: str | None = Field(default=None, validation_alias="ALERT_RULES_PATH")
-    alert_webhook_url: SecretStr | None = Field(default=None, validation_alias="ALERT_WEBHOOK_URL")
-    prometheus_url: str | None = Field(default=None, validation_alias="PROMETHEUS_URL")
+    # Each package owns its settings; they read the same environment (see ``from_env``).
+    telemetry: TelemetrySettings = Field(default_factory=lambda: TelemetrySettings.from_env({}))
+    alerts: AlertSettings = Field(default_factory=lambda: AlertSettings.from_env({}))
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
-        """Build settings from a mapping; tests pass a dict instead of patching os.environ."""
+        """Build settings from a mapping; tests pass a dict instead of patching os.environ.
+
+        The service's own variables are read here; telemetry and alert variables by their
+        packages' settings, composed in (the engine's store defaults to ``alerts.db`` beside
+        the trace file).
+        """
         source: Mapping[str, str] = os.environ if environ is None else environ
+        telemetry = TelemetrySettings.from_env(source)
+        store_dir = str(Path(telemetry.traces_file).parent)
+        alerts = AlertSettings.from_env(source, store_dir=store_dir)
         data: dict[str, Any] = {k.upper(): v for k, v in source.items() if v != ""}
         try:
-            return cls.model_validate(data)
+            return cls.model_validate({**data, "telemetry": telemetry, "alerts": alerts})
         except ValidationError as exc:
-            # Never echo the input: it holds secrets and database passwords.
-            problems = []
-            for error in exc.errors(include_input=False, include_url=False):
-                message = str(error["msg"]).removeprefix("Value error, ")
-                where = ".".join(str(part) for part in error["loc"])
-                problems.append(
-                    message if message.split(":")[0].isupper() else f"{where}: {message}"
-                )
-            raise SettingsError("; ".join(problems)) from None
+            raise SettingsError(describe_errors(exc)) from None
 
     @field_validator("database_url")
     @classmethod
@@ -145,7 +111,7 @@ class Settings(BaseSettings):
                 raise ValueError("JWT_SECRET: must be at least 32 characters in production mode")
             for name, token in (
                 ("ADMIN_TOKEN", self.admin_token),
-                ("METRICS_TOKEN", self.metrics_token),
+                ("METRICS_TOKEN", self.telemetry.metrics_token),
             ):
                 if token is not None and len(token.get_secret_value()) < 24:
                     raise ValueError(f"{name}: must be at least 24 characters in production mode")

@@ -1,8 +1,20 @@
 """Wire metrics, tracing and log correlation into a FastAPI app, as its settings say.
 
-``instrument_app(app, settings)`` is the one call: it adds the middleware and ``/metrics``
-at once, and hooks the app's lifespan so the database engine, cache and Redis client built
-at start-up are instrumented, and exporters are flushed and closed at shutdown.
+``instrument_app(app, settings)`` is the one call: it adds the middleware and ``/metrics`` at
+once and returns the ``Telemetry``, whose ``start``/``stop`` instrument the resources an app
+builds at start-up (database engine, cache, Redis client) and flush the exporters at
+shutdown. An app with a lifespan of its own calls them there, in its order; for any other app
+``instrument_app(app, settings, lifespan=True)`` wraps the app's lifespan instead::
+
+    app = FastAPI()
+    telemetry = instrument_app(app, TelemetrySettings.from_env(), version="1.2.0")
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app):
+        engine = create_async_engine(...)
+        await telemetry.start(engine=engine)
+        yield
+        await telemetry.stop()
 """
 
 from __future__ import annotations
@@ -10,9 +22,9 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import anyio.to_thread
 from fastapi import FastAPI
@@ -20,9 +32,8 @@ from opentelemetry.sdk.resources import Resource
 from prometheus_client import CollectorRegistry
 from prometheus_client.multiprocess import mark_process_dead
 from prometheus_client.registry import Collector
+from sqlalchemy.ext.asyncio import AsyncEngine
 
-from api import __version__
-from api.settings import Settings
 from exporters.metrics import MetricsEndpoint, scrape_registry
 from exporters.otlp import span_processor
 from exporters.server import MetricsServer
@@ -39,9 +50,23 @@ from instrumentation.process import (
     set_instance_info,
 )
 from instrumentation.redis import instrument_redis
+from instrumentation.settings import TelemetrySettings
 from instrumentation.tracing import Tracing, build_sampler
 
 log = logging.getLogger("dynoscope.telemetry")
+
+
+class Observable(Protocol):
+    """A cache (or anything) that reports its operations to one observer."""
+
+    def set_observer(self, observer: CacheTelemetry) -> None: ...
+
+
+class ReportsErrors(Protocol):
+    """A component that calls ``hook(dependency)`` when a dependency fails it."""
+
+    def on_error(self, hook: Callable[[str], None]) -> None: ...
+
 
 METRICS_PATH = "/metrics"
 
@@ -50,8 +75,9 @@ METRICS_PATH = "/metrics"
 class Telemetry:
     """Everything ``instrument_app`` set up for one app (on ``app.state.telemetry``)."""
 
-    settings: Settings
+    settings: TelemetrySettings
     instance_id: str
+    version: str = "unknown"
     metrics: Catalogue | None = None
     scrape_source: Collector | None = None
     tracing: Tracing | None = None
@@ -61,10 +87,12 @@ class Telemetry:
     _started: list[str] = field(default_factory=list)
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> Telemetry:
+    def from_settings(cls, settings: TelemetrySettings, *, version: str = "unknown") -> Telemetry:
         """Build the registry, catalogue and tracer provider ``settings`` ask for."""
         telemetry = cls(
-            settings=settings, instance_id=settings.instance_id or default_instance_id()
+            settings=settings,
+            instance_id=settings.instance_id or default_instance_id(),
+            version=version,
         )
         if settings.metrics_enabled:
             telemetry._build_metrics()
@@ -73,7 +101,7 @@ class Telemetry:
                 {
                     "service.name": settings.otel_service_name,
                     "service.instance.id": telemetry.instance_id,
-                    "service.version": __version__,
+                    "service.version": version,
                 }
             )
             telemetry.tracing = Tracing(
@@ -94,28 +122,40 @@ class Telemetry:
             register_process_collector(registry)
         else:
             self._sampler = ProcessSampler(ProcessMetrics(registry))
-        set_instance_info(self.metrics, instance_id=self.instance_id, version=__version__)
+        set_instance_info(self.metrics, instance_id=self.instance_id, version=self.version)
         self.scrape_source = scrape_registry(registry, directory)
 
-    async def start(self, services: Any) -> None:
-        """Instrument the resources built at start-up and start the exporters."""
+    async def start(
+        self,
+        *,
+        engine: AsyncEngine | None = None,
+        cache: Observable | None = None,
+        redis: Any = None,
+        error_sources: Sequence[ReportsErrors] = (),
+    ) -> None:
+        """Instrument the resources built at start-up and start the exporters.
+
+        ``engine``: statements, slow queries, errors and the pool; ``cache``: anything with
+        ``set_observer`` (lookups and their duration); ``redis``: spans for its commands;
+        ``error_sources``: anything with ``on_error(hook)``, counted per dependency.
+        """
         settings = self.settings
         tracing = self.tracing
-        if services is not None:
+        if engine is not None:
             self._listener = instrument_engine(
-                services.engine,
+                engine,
                 metrics=self.metrics,
                 tracing=tracing,
                 slow_query_seconds=settings.db_slow_query_seconds,
             )
-            services.cache.set_observer(CacheTelemetry(metrics=self.metrics, tracing=tracing))
-            if self.metrics is not None:
-                errors = self.metrics.dependency_errors
-                services.broadcaster.on_error(
-                    lambda dependency: errors.labels(dependency=dependency).inc()
-                )
-            if tracing is not None and services.redis is not None:
-                instrument_redis(services.redis, tracing=tracing)
+        if cache is not None:
+            cache.set_observer(CacheTelemetry(metrics=self.metrics, tracing=tracing))
+        if self.metrics is not None:
+            errors = self.metrics.dependency_errors
+            for source in error_sources:
+                source.on_error(lambda dependency: errors.labels(dependency=dependency).inc())
+        if tracing is not None and redis is not None:
+            instrument_redis(redis, tracing=tracing)
         if self._sampler is not None:
             self._sampler.start()
         if self.scrape_source is not None:
@@ -168,17 +208,21 @@ class Telemetry:
             mark_process_dead(os.getpid(), directory)  # type: ignore[no-untyped-call]
 
 
-def instrument_app(app: FastAPI, settings: Settings) -> None:
+def instrument_app(
+    app: FastAPI, settings: TelemetrySettings, *, version: str = "unknown", lifespan: bool = False
+) -> Telemetry | None:
     """Add metrics, tracing and log correlation to ``app`` as ``settings`` say.
 
-    ``DYNOSCOPE_METRICS_ENABLED=false`` with ``OTEL_SDK_DISABLED=true`` adds nothing at all.
-    The catalogue is on ``app.state.metrics`` (None when metrics are off) for other packages.
+    ``DYNOSCOPE_METRICS_ENABLED=false`` with ``OTEL_SDK_DISABLED=true`` adds nothing at all
+    (and returns None). The catalogue is on ``app.state.metrics`` (None when metrics are off)
+    for other packages. ``lifespan=True`` starts and stops the telemetry around the app's own
+    lifespan, for apps that do not call ``start``/``stop`` themselves.
     """
     app.state.metrics = None
     app.state.telemetry = None
     if not settings.metrics_enabled and settings.otel_sdk_disabled:
-        return
-    telemetry = Telemetry.from_settings(settings)
+        return None
+    telemetry = Telemetry.from_settings(settings, version=version)
     app.state.telemetry = telemetry
     app.state.metrics = telemetry.metrics
     app.add_middleware(
@@ -195,19 +239,21 @@ def instrument_app(app: FastAPI, settings: Settings) -> None:
         app.add_route(METRICS_PATH, endpoint.handle, methods=["GET"], include_in_schema=False)
     if telemetry.tracing is not None:
         install_log_correlation()
-    _hook_lifespan(app, telemetry)
+    if lifespan:
+        _wrap_lifespan(app, telemetry)
+    return telemetry
 
 
-def _hook_lifespan(app: FastAPI, telemetry: Telemetry) -> None:
+def _wrap_lifespan(app: FastAPI, telemetry: Telemetry) -> None:
     original = app.router.lifespan_context
 
     @contextlib.asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[Any]:
+    async def wrapped(app: FastAPI) -> AsyncIterator[Any]:
         async with original(app) as state:
-            await telemetry.start(getattr(app.state, "services", None))
+            await telemetry.start()
             try:
                 yield state
             finally:
                 await telemetry.stop()
 
-    app.router.lifespan_context = lifespan
+    app.router.lifespan_context = wrapped

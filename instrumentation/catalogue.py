@@ -1,7 +1,7 @@
 """The metric catalogue: every metric dynoscope emits, declared once.
 
 Names, types, labels and buckets are a contract with dashboards, alert rules and outside
-checks (see DESIGN.md, "Metric catalogue"). Every metric is registered on the registry passed
+checks (``docs/metrics.md``). Every metric is registered on the registry passed
 in, so tests and benchmarks use a fresh one:
 
     >>> from prometheus_client import CollectorRegistry
@@ -54,6 +54,13 @@ class Catalogue:
             "db_client_slow_queries",
             "Statements slower than the slow-query threshold.",
             ["operation", "table"],
+            registry=registry,
+        )
+        self.db_errors = Counter(
+            "db_client_errors",
+            "Statements and connection attempts that failed, by error type (connection, "
+            "timeout, integrity, other).",
+            ["operation", "error_type"],
             registry=registry,
         )
         self.db_connections = Gauge(
@@ -128,6 +135,24 @@ class Catalogue:
         self.scheduler_leader = Gauge(
             "dynoscope_scheduler_leader",
             "1 while this process is the scheduler leader.",
+            multiprocess_mode="livemax",
+            registry=registry,
+        )
+        self.alert_store_up = Gauge(
+            "dynoscope_alert_store_up",
+            "1 while the alert engine's own store answers, 0 while it runs from memory alone.",
+            multiprocess_mode="livemin",
+            registry=registry,
+        )
+        self.alert_store_failures = Counter(
+            "dynoscope_alert_store_failures",
+            "Failed or timed-out calls to the alert engine's store, by operation.",
+            ["operation"],
+            registry=registry,
+        )
+        self.alert_store_backlog = Gauge(
+            "dynoscope_alert_store_backlog",
+            "Changes (alert states, transitions, deliveries) not yet written to the store.",
             multiprocess_mode="livemax",
             registry=registry,
         )

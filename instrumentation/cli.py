@@ -4,15 +4,22 @@ from __future__ import annotations
 
 import argparse
 import time
-from typing import Any
+from typing import Any, Protocol
 
-from api.settings import Settings
 from exporters.tracefile import read_spans
+from instrumentation.settings import TelemetrySettings
 from instrumentation.traceview import find_trace, render_tree, slowest
 
 
-def _traces(settings: Settings, args: argparse.Namespace) -> int:
-    path = args.file or settings.traces_file
+class Configured(Protocol):
+    """What this command needs of the composed settings."""
+
+    @property
+    def telemetry(self) -> TelemetrySettings: ...
+
+
+def _traces(settings: Configured, args: argparse.Namespace) -> int:
+    path = args.file or settings.telemetry.traces_file
     spans = read_spans(path)
     if not spans:
         print(f"no traces in {path} (sampled requests are written there in embedded mode)")

@@ -1,8 +1,9 @@
-"""SQLAlchemy listeners: statement durations, slow queries, pool usage and SQL spans.
+"""SQLAlchemy listeners: statement durations, slow queries, errors, pool usage and SQL spans.
 
 Statements are timed around the driver call (``before/after_cursor_execute``), so the figure
 is the database round trip, not ORM work. A statement slower than the threshold is counted
 and reported once in a structured log line that names its fingerprint, never its parameters.
+Failed statements and failed connection attempts are counted by a bounded error type.
 """
 
 from __future__ import annotations
@@ -25,7 +26,47 @@ log = logging.getLogger("dynoscope.db")
 
 MAX_TABLES = 100
 OTHER_TABLE = "other"
+CONNECT = "CONNECT"
 _KEY = "_dynoscope_started"
+# Series that exist from the start at 0: an error counter born at 1 is invisible to rate(),
+# so the first minute of an outage would not alert.
+_EXPECTED_ERRORS = [
+    (operation, error_type)
+    for operation in (CONNECT, "SELECT", "INSERT", "UPDATE", "DELETE", "BEGIN", "COMMIT")
+    for error_type in ("connection", "timeout")
+]
+
+
+def error_type(exc: BaseException, *, disconnect: bool = False) -> str:
+    """A bounded name for what went wrong: ``connection``, ``timeout``, ``integrity``, ``other``.
+
+    Drivers wrap each other's exceptions, so the class names along the cause chain decide.
+
+    >>> error_type(ConnectionRefusedError()), error_type(TimeoutError())
+    ('connection', 'timeout')
+    """
+    names: set[str] = set()
+    messages: list[str] = []
+    seen: BaseException | None = exc
+    for _ in range(4):
+        if seen is None:
+            break
+        names.update(cls.__name__ for cls in type(seen).__mro__)
+        messages.append(str(seen).lower())
+        seen = getattr(seen, "orig", None) or seen.__cause__
+    if names & {"IntegrityError", "IntegrityConstraintViolationError"}:
+        return "integrity"
+    if names & {"TimeoutError", "QueryCanceledError", "PoolTimeout"} or any(
+        "database is locked" in m or "timeout" in m for m in messages
+    ):
+        return "timeout"
+    if (
+        disconnect
+        or names & {"OSError", "ConnectionError", "InterfaceError", "CannotConnectNowError"}
+        or any("connection" in name.lower() for name in names)
+    ):
+        return "connection"
+    return "other"
 
 
 @dataclass
@@ -65,7 +106,12 @@ class QueryListener:
 
     def error(self, context: Any) -> None:
         conn = context.connection
-        if conn is not None and conn.info.get(_KEY):
+        if conn is None:
+            return  # failed while connecting: counted by ``connect``
+        operation = describe(context.statement or "").operation
+        kind = error_type(context.original_exception, disconnect=context.is_disconnect)
+        self._count_error(operation, kind)
+        if conn.info.get(_KEY):
             self._finish(conn, context.statement or "", error=context.original_exception)
 
     def _finish(self, conn: Any, statement: str, *, error: BaseException | None) -> None:
@@ -106,6 +152,17 @@ class QueryListener:
                 children[1].inc()
         if slow:
             self._slow(described, seconds)
+
+    def connect(self, dialect: Any, _record: Any, cargs: Any, cparams: Any) -> Any:
+        try:
+            return dialect.connect(*cargs, **cparams)
+        except Exception as exc:
+            self._count_error(CONNECT, error_type(exc))
+            raise
+
+    def _count_error(self, operation: str, kind: str) -> None:
+        if self.metrics is not None:
+            self.metrics.db_errors.labels(operation=operation, error_type=kind).inc()
 
     def _slow(self, described: Statement, seconds: float) -> None:
         ids = current_ids.get()
@@ -148,6 +205,9 @@ class QueryListener:
         if self.metrics is not None:
             connections = self.metrics.db_connections
             self._pool_gauges = (connections.labels(state="used"), connections.labels(state="idle"))
+            for operation, kind in _EXPECTED_ERRORS:
+                self.metrics.db_errors.labels(operation=operation, error_type=kind)
+        event.listen(self.engine, "do_connect", self.connect)
         event.listen(self.engine, "before_cursor_execute", self.before)
         event.listen(self.engine, "after_cursor_execute", self.after)
         event.listen(self.engine, "handle_error", self.error)
@@ -157,6 +217,7 @@ class QueryListener:
 
     def remove(self) -> None:
         """Detach from the engine and report its pool as empty (it is being disposed)."""
+        event.remove(self.engine, "do_connect", self.connect)
         event.remove(self.engine, "before_cursor_execute", self.before)
         event.remove(self.engine, "after_cursor_execute", self.after)
         event.remove(self.engine, "handle_error", self.error)

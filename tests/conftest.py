@@ -70,7 +70,7 @@ def clean_postgres(postgres_database: str) -> str:
         _admin(
             postgres_database,
             "SELECT tablename FROM pg_tables WHERE schemaname = 'public' "
-            "AND tablename <> 'alembic_version'",
+            "AND tablename NOT IN ('alembic_version', 'dynoscope_alerts_version')",
         )
     )
     if tables:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import logging
 
-from alerts.store import Delivery
+from alerts.delivery import Delivery
 
 log = logging.getLogger("dynoscope.alerts")
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from alerts.store import Delivery
+from alerts.delivery import Delivery
 
 
 class Notifier(Protocol):

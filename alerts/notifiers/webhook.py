@@ -20,8 +20,8 @@ from typing import Any
 import httpx
 from pydantic import BaseModel, ConfigDict, SecretStr
 
+from alerts.delivery import Delivery
 from alerts.errors import NotificationError
-from alerts.store import Delivery
 
 ZERO_TIME = "0001-01-01T00:00:00Z"
 

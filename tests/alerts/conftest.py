@@ -1,22 +1,34 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator, Collection
-from datetime import datetime
+from collections.abc import AsyncIterator, Collection, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 
 import pytest
+from prometheus_client import CollectorRegistry
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from alerts.delivery import Delivery
+from alerts.evaluator import Evaluator
+from alerts.ledger import Ledger
+from alerts.migrate import upgrade
+from alerts.monitor import open_store
+from alerts.notifiers.notifier import Notifier
+from alerts.outbox import Outbox
 from alerts.query import QueryResult
-from alerts.rule import Query
-from api.db import create_engine
-from api.migrate import upgrade
+from alerts.rule import Query, Rule
+from alerts.sources.local import LocalSource
+from alerts.store import Store
+from alerts.writer import StoreWriter
 from api.settings import Settings
+from instrumentation.catalogue import Catalogue
 
 
 @contextlib.asynccontextmanager
-async def migrated(environ: dict[str, str]) -> AsyncIterator[AsyncEngine]:
-    built = create_engine(Settings.from_env(environ))
+async def migrated_store(environ: Mapping[str, str]) -> AsyncIterator[AsyncEngine]:
+    """The alert store ``environ`` names, migrated; disposed afterwards."""
+    built = open_store(Settings.from_env(environ).alerts)
     await upgrade(built)
     try:
         yield built
@@ -25,16 +37,24 @@ async def migrated(environ: dict[str, str]) -> AsyncIterator[AsyncEngine]:
 
 
 @pytest.fixture
-async def engine(environ: dict[str, str]) -> AsyncIterator[AsyncEngine]:
-    """A migrated database on each stack (SQLite, PostgreSQL)."""
-    async with migrated(environ) as built:
+def store_environ(environ: dict[str, str], stack: str) -> dict[str, str]:
+    """On PostgreSQL the store is a PostgreSQL database too (the run's own)."""
+    if stack == "sqlite":
+        return environ
+    return {**environ, "ALERT_STORE_URL": environ["DATABASE_URL"]}
+
+
+@pytest.fixture
+async def store_engine(store_environ: dict[str, str]) -> AsyncIterator[AsyncEngine]:
+    """A migrated alert store on each stack (SQLite, PostgreSQL)."""
+    async with migrated_store(store_environ) as built:
         yield built
 
 
 @pytest.fixture
-async def sqlite_engine(sqlite_environ: dict[str, str]) -> AsyncIterator[AsyncEngine]:
-    """A migrated SQLite database, for tests about timing rather than storage."""
-    async with migrated(sqlite_environ) as built:
+async def sqlite_store(sqlite_environ: dict[str, str]) -> AsyncIterator[AsyncEngine]:
+    """A migrated SQLite alert store, for tests about timing rather than storage."""
+    async with migrated_store(sqlite_environ) as built:
         yield built
 
 
@@ -50,3 +70,70 @@ class ScriptedSource:
     async def run(self, queries: Collection[Query], *, now: datetime) -> dict[Query, QueryResult]:
         self.asked.extend(q.promql for q in queries)
         return {q: self.answers[q.promql] for q in queries}
+
+
+class Recorder:
+    """A notifier (our interface) that fails while ``down``, recording what it accepted."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.down = False
+        self.accepted: list[str] = []
+
+    async def send(self, delivery: Delivery) -> None:
+        from alerts.errors import NotificationError
+
+        if self.down:
+            raise NotificationError("answered HTTP 503", receiver=self.name, retryable=True)
+        self.accepted.append(delivery.status)
+
+
+@dataclass
+class Parts:
+    """One engine process, wired as ``Monitor.build`` does, around a scripted source."""
+
+    ledger: Ledger
+    outbox: Outbox
+    writer: StoreWriter
+    evaluator: Evaluator
+    metrics: Catalogue
+    self_source: LocalSource
+
+
+def engine_parts(
+    store: AsyncEngine,
+    source: ScriptedSource,
+    *,
+    rules: Sequence[Rule],
+    notifiers: Mapping[str, Notifier] | None = None,
+    metrics: Catalogue | None = None,
+    timeout: float = 2.0,
+) -> Parts:
+    metrics = metrics or Catalogue(CollectorRegistry())
+    ledger = Ledger()
+    outbox = Outbox(
+        notifiers=notifiers if notifiers is not None else {"console": Recorder("console")},
+        ledger=ledger,
+        metrics=metrics,
+    )
+    writer = StoreWriter(
+        store=Store(store),
+        ledger=ledger,
+        outbox=outbox,
+        rules=[r.name for r in rules],
+        metrics=metrics,
+        timeout=timeout,
+    )
+    self_source = LocalSource(collectors=[metrics.registry], retention=timedelta(minutes=10))
+    evaluator = Evaluator(
+        source=source, self_source=self_source, ledger=ledger, outbox=outbox, metrics=metrics
+    )
+    evaluator.prepare(rules)
+    return Parts(
+        ledger=ledger,
+        outbox=outbox,
+        writer=writer,
+        evaluator=evaluator,
+        metrics=metrics,
+        self_source=self_source,
+    )

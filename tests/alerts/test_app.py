@@ -9,19 +9,36 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from fastapi import FastAPI
 
 from alerts.app import runs_in_process
+from alerts.ledger import Ledger
 from alerts.lock import lock_path
+from alerts.migrate import upgrade
 from alerts.monitor import Monitor
 from alerts.query import Sample, Vector
 from alerts.rule import Op, RawQuery, Rule
-from alerts.state import evaluate
+from alerts.state import Evaluation, evaluate
 from alerts.store import Store
 from api.settings import Settings
 from tests.support.stack import running_app
 
 TOKEN = "admin-token-" + "y" * 20
 T0 = datetime(2026, 11, 26, 9, 0, tzinfo=UTC)
+
+
+async def record(app: FastAPI, evaluations: dict[str, Evaluation]) -> None:
+    """What an engine decided: in the in-process engine's memory, or (engine elsewhere) in
+    the store the API reads."""
+    monitor: Monitor | None = app.state.alerts
+    if monitor is not None:
+        monitor.ledger.record(evaluations, now=T0)
+        return
+    store: Store = app.state.alert_store
+    await upgrade(store.engine)
+    ledger = Ledger()
+    ledger.record(evaluations, now=T0)
+    await store.write(ledger.take())
 
 
 async def test_alert_routes_do_not_exist_without_an_admin_token(environ: dict[str, str]) -> None:
@@ -42,7 +59,7 @@ async def test_alert_routes_need_the_admin_token(environ: dict[str, str]) -> Non
             annotations=(("summary", "hot {{ value }}"),),
         )
         outcome = evaluate(rule, (), result=Vector((Sample((("instance", "a"),), 2.0),)), now=T0)
-        await Store(api.services.engine).save({"Hot": outcome}, receivers=[], now=T0)
+        await record(api.app, {"Hot": outcome})
 
         assert (await api.client.get("/alerts")).status_code == 401
         wrong = {"Authorization": "Bearer not-it"}
@@ -84,7 +101,7 @@ async def test_bad_rules_leave_the_api_serving(sqlite_environ: dict[str, str], t
         assert (await api.client.get("/healthz")).status_code == 200
 
 
-async def test_one_engine_per_database_however_many_api_processes(
+async def test_one_engine_per_store_however_many_api_processes(
     sqlite_environ: dict[str, str], caplog: pytest.LogCaptureFixture
 ) -> None:
     # flock locks of two open files conflict even in one process: two apps act as two workers.
@@ -116,10 +133,11 @@ async def test_instances_sharing_redis_and_postgresql_leave_evaluation_to_alerts
 def test_only_fully_embedded_mode_runs_the_engine_in_process(
     sqlite_environ: dict[str, str], extra: dict[str, str], runs: bool
 ) -> None:
-    assert runs_in_process(Settings.from_env({**sqlite_environ, **extra})) is runs
+    settings = Settings.from_env({**sqlite_environ, **extra})
+    assert runs_in_process(settings.alerts, embedded=settings.embedded) is runs
 
 
-def test_the_lock_file_is_per_database(tmp_path: Path) -> None:
+def test_the_lock_file_is_per_store(tmp_path: Path) -> None:
     assert lock_path(f"sqlite+aiosqlite:///{tmp_path}/api.db") == tmp_path / "api.db.alerts.lock"
     assert lock_path("sqlite+aiosqlite:///:memory:") is None  # private to its process
     one = lock_path("postgresql+asyncpg://app@db:5432/one")

@@ -19,8 +19,7 @@ import yaml
 from prometheus_client import CollectorRegistry
 
 from alerts.loader import DEFAULT_RULES
-from alerts.monitor import Monitor
-from api.db import create_engine
+from alerts.monitor import Monitor, open_store
 from api.settings import Settings
 from instrumentation.catalogue import Catalogue
 from tests.alerts.harness import (
@@ -110,16 +109,16 @@ async def test_prometheus_source_end_to_end(shared_environ: dict[str, str], tmp_
                     "ALERT_RULES_PATH": str(rules),
                 }
             )
-            engine = create_engine(settings)  # the engine's own process would have its own
+            store = open_store(settings.alerts)
             monitor = Monitor.build(
-                settings, engine=engine, metrics=Catalogue(CollectorRegistry()), job="alerts"
+                settings.alerts, store=store, metrics=Catalogue(CollectorRegistry()), job="alerts"
             )
             await monitor.start(immediately=True)
             try:
                 await fires_then_resolves(receiver, api.client)
             finally:
                 await monitor.stop()
-                await engine.dispose()
+                await store.dispose()
             failures = monitor.metrics.registry.get_sample_value(
                 "dynoscope_rule_evaluation_failures_total", {"rule": "DatabaseSlowQuery"}
             )

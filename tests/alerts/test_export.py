@@ -28,7 +28,16 @@ from tests.support.prometheus import binary
 API = 'instance="a:8000", job="api"'
 H = "http_server_request_duration_seconds"
 SLOW = f'db_client_slow_queries_total{{{API}, operation="SELECT", table="properties"}}'
+STORE_UP = 'dynoscope_alert_store_up{instance="s:9", job="alerts"}'
 FAILURES = 'dynoscope_rule_evaluation_failures_total{instance="s:9", job="alerts", rule="X"}'
+
+
+def db_errors(kind: str) -> str:
+    return f'db_client_errors_total{{{API}, operation="CONNECT", error_type="{kind}"}}'
+
+
+def cache(result: str) -> str:
+    return f'cache_requests_total{{{API}, cache="properties", result="{result}"}}'
 
 
 def bucket_series(route: str, counts: dict[str, str]) -> list[dict[str, str]]:
@@ -192,6 +201,40 @@ CASES = [
         value=0.0,
     ),
     Case(
+        "DatabaseUnavailable",
+        bad=[{"series": db_errors("connection"), "values": "0+6x100"}],
+        healthy=[{"series": db_errors("connection"), "values": "0x100"}],
+        at="5m",
+        labels={},
+        value=0.4,
+        extra_quiet=[  # constraint violations are the callers' doing, not an outage
+            [{"series": db_errors("integrity"), "values": "0+6x100"}]
+        ],
+    ),
+    Case(
+        "CacheUnavailable",
+        bad=[
+            {"series": cache("error"), "values": "0+30x200"},
+            {"series": cache("hit"), "values": "0+10x200"},
+        ],
+        healthy=[
+            {"series": cache("error"), "values": "0x200"},
+            {"series": cache("hit"), "values": "0+30x200"},
+        ],
+        at="10m",
+        labels={"cache": "properties"},
+        value=0.75,
+        extra_quiet=[[{"series": cache("error"), "values": "0+1x200"}]],
+    ),
+    Case(
+        "MonitorStoreDegraded",
+        bad=[{"series": STORE_UP, "values": "0x40"}],
+        healthy=[{"series": STORE_UP, "values": "1x40"}],
+        at="5m",
+        labels={},
+        value=0.0,
+    ),
+    Case(
         "MonitorEvaluationFailing",
         bad=[
             {
@@ -317,7 +360,7 @@ def rules_interval() -> Any:
 
 def test_rules_check_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert cli(["rules", "check", str(DEFAULT_RULES)]) == 0
-    assert "ok: 9 rules" in capsys.readouterr().out
+    assert f"ok: {len(SHIPPED)} rules" in capsys.readouterr().out
     bad = tmp_path / "bad.yml"
     bad.write_text(
         "groups: [{name: g, rules: [{alert: A, signal: nope, window: 1m, op: '>', threshold: 1}]}]"

@@ -18,7 +18,10 @@ SHIPPED = {
     "MemoryLeakSuspected",
     "ApiErrorRateHigh",
     "InstanceDown",
+    "DatabaseUnavailable",
+    "CacheUnavailable",
     "MonitorEvaluationFailing",
+    "MonitorStoreDegraded",
     "Watchdog",
 }
 

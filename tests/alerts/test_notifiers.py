@@ -9,15 +9,15 @@ from datetime import UTC, datetime, timedelta
 import httpx
 import pytest
 from pydantic import SecretStr
-from sqlalchemy.ext.asyncio import AsyncEngine
 
+from alerts.delivery import Delivery, deliveries
 from alerts.errors import NotificationError
+from alerts.ledger import Ledger
 from alerts.notifiers import ConsoleNotifier, WebhookConfig, WebhookNotifier
 from alerts.outbox import Outbox
 from alerts.query import Sample, Vector
 from alerts.rule import Op, RawQuery, Rule
 from alerts.state import evaluate
-from alerts.store import Delivery, Store
 
 T0 = datetime(2026, 11, 26, 9, 0, tzinfo=UTC)
 SECRET_URL = "https://hooks.example.com/services/T0KEN-s3cret"
@@ -25,7 +25,7 @@ SECRET_URL = "https://hooks.example.com/services/T0KEN-s3cret"
 
 def delivery(status: str = "firing", attempts: int = 0) -> Delivery:
     return Delivery(
-        id=1,
+        id="1",
         receiver="webhook",
         dedup_key="abc123",
         status=status,
@@ -39,6 +39,7 @@ def delivery(status: str = "firing", attempts: int = 0) -> Delivery:
             "value": 4.0,
         },
         attempts=attempts,
+        created_at=T0,
     )
 
 
@@ -127,17 +128,16 @@ class Flaky:
         self.accepted.append(delivery.dedup_key)
 
 
-async def queue_one(store: Store) -> None:
+def queue_one(outbox: Outbox) -> None:
     rule = Rule(name="Hot", group="g", query=RawQuery("x"), op=Op.GT, threshold=0)
     outcome = evaluate(rule, (), result=Vector((Sample((), 1.0),)), now=T0)
-    await store.save({"Hot": outcome}, receivers=["webhook"], now=T0)
+    outbox.enqueue(deliveries(outcome.notifications, receivers=outbox.receivers, now=T0))
 
 
-async def test_failed_deliveries_are_retried_with_backoff(engine: AsyncEngine) -> None:
-    store = Store(engine)
-    await queue_one(store)
+async def test_failed_deliveries_are_retried_with_backoff() -> None:
     notifier = Flaky(failures=2)
-    outbox = Outbox(store=store, notifiers={"webhook": notifier}, backoff=timedelta(seconds=2))
+    outbox = Outbox(notifiers={"webhook": notifier}, ledger=Ledger(), backoff=timedelta(seconds=2))
+    queue_one(outbox)
     assert await outbox.deliver(now=T0) == 0  # attempt 1 fails: next after 2 s
     assert await outbox.deliver(now=T0 + timedelta(seconds=1)) == 0  # not due yet
     assert await outbox.deliver(now=T0 + timedelta(seconds=2)) == 0  # attempt 2 fails: +4 s
@@ -145,15 +145,17 @@ async def test_failed_deliveries_are_retried_with_backoff(engine: AsyncEngine) -
     assert await outbox.deliver(now=T0 + timedelta(seconds=6)) == 1
     assert len(notifier.accepted) == 1
     assert await outbox.deliver(now=T0 + timedelta(hours=1)) == 0  # delivered exactly once
-    assert not outbox.maybe_pending
+    assert outbox.pending() == 0
 
 
-async def test_hopeless_deliveries_are_abandoned(engine: AsyncEngine) -> None:
-    store = Store(engine)
-    await queue_one(store)
-    outbox = Outbox(store=store, notifiers={"webhook": Flaky(failures=1, retryable=False)})
+async def test_hopeless_deliveries_are_abandoned() -> None:
+    ledger = Ledger()
+    outbox = Outbox(notifiers={"webhook": Flaky(failures=1, retryable=False)}, ledger=ledger)
+    queue_one(outbox)
     await outbox.deliver(now=T0)
-    assert await store.pending_deliveries() == 0
+    assert outbox.pending() == 0
+    (abandoned,) = ledger.take().deliveries.values()  # recorded for the store as abandoned
+    assert abandoned.abandoned_at == T0 and abandoned.attempts == 1
 
 
 async def test_console_warns_on_firing_but_not_for_the_watchdog(

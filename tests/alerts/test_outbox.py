@@ -1,68 +1,57 @@
-"""Delivery order per alert, the wake-up flag, and pruning of finished rows (fixed clock)."""
+"""Delivery from memory: order per alert, retries, a broken receiver never stalls the others,
+restarts neither lose nor reorder, and finished rows are pruned (fixed clock)."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import func, select
+import httpx
+from prometheus_client import CollectorRegistry
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from alerts.errors import NotificationError
+from alerts.delivery import deliveries
+from alerts.ledger import Ledger
+from alerts.notifiers import WebhookConfig, WebhookNotifier
 from alerts.outbox import Outbox
 from alerts.query import Sample, Vector
 from alerts.rule import Op, RawQuery, Rule
 from alerts.state import Evaluation, evaluate
-from alerts.store import Delivery, Store, alert_outbox
+from alerts.store import Store
+from alerts.writer import StoreWriter
+from instrumentation.catalogue import Catalogue
+from tests.alerts.conftest import Recorder
 
 T0 = datetime(2026, 11, 26, 9, 0, tzinfo=UTC)
 RULE = Rule(name="Hot", group="g", query=RawQuery("x"), op=Op.GT, threshold=0)
+COLD = Rule(name="Cold", group="g", query=RawQuery("y"), op=Op.GT, threshold=0)
 
 
-class Receiver:
-    """A notifier (our interface) that fails while ``down``, recording what it accepted."""
-
-    def __init__(self, name: str) -> None:
-        self.name = name
-        self.down = False
-        self.accepted: list[str] = []
-
-    async def send(self, delivery: Delivery) -> None:
-        if self.down:
-            raise NotificationError("answered HTTP 503", receiver=self.name, retryable=True)
-        self.accepted.append(delivery.status)
-
-
-def firing(now: datetime) -> Evaluation:
-    return evaluate(RULE, (), result=Vector((Sample((), 1.0),)), now=now)
+def firing(now: datetime, *, rule: Rule = RULE) -> Evaluation:
+    return evaluate(rule, (), result=Vector((Sample((), 1.0),)), now=now)
 
 
 def resolved(previous: Evaluation, now: datetime) -> Evaluation:
     return evaluate(RULE, previous.alerts, result=Vector(()), now=now)
 
 
-async def rows(engine: AsyncEngine) -> int:
-    async with engine.connect() as connection:
-        return int(
-            (await connection.execute(select(func.count()).select_from(alert_outbox))).scalar_one()
-        )
+def queued(outbox: Outbox, evaluation: Evaluation, now: datetime) -> None:
+    outbox.enqueue(deliveries(evaluation.notifications, receivers=outbox.receivers, now=now))
 
 
-async def test_resolved_never_overtakes_a_firing_that_is_backing_off(engine: AsyncEngine) -> None:
-    store = Store(engine)
-    webhook, console = Receiver("webhook"), Receiver("console")
+async def test_resolved_never_overtakes_a_firing_that_is_backing_off() -> None:
+    webhook, console = Recorder("webhook"), Recorder("console")
     outbox = Outbox(
-        store=store,
         notifiers={"webhook": webhook, "console": console},
+        ledger=Ledger(),
         backoff=timedelta(minutes=1),
     )
-    receivers = ["webhook", "console"]
     fired = firing(T0)
-    await store.save({"Hot": fired}, receivers=receivers, now=T0)
+    queued(outbox, fired, T0)
     webhook.down = True
     await outbox.deliver(now=T0)  # the webhook's "firing" backs off until T0 + 1 min
     webhook.down = False
     later = T0 + timedelta(seconds=10)
-    await store.save({"Hot": resolved(fired, later)}, receivers=receivers, now=later)
+    queued(outbox, resolved(fired, later), later)
 
     await outbox.deliver(now=later)
     assert webhook.accepted == []  # "resolved" waits for the "firing" queued before it
@@ -71,16 +60,15 @@ async def test_resolved_never_overtakes_a_firing_that_is_backing_off(engine: Asy
     await outbox.deliver(now=T0 + timedelta(minutes=1))
     await outbox.deliver(now=T0 + timedelta(minutes=1, seconds=1))
     assert webhook.accepted == ["firing", "resolved"]
-    assert await store.pending_deliveries() == 0
+    assert outbox.pending() == 0
 
 
-async def test_an_abandoned_row_releases_the_ones_queued_after_it(engine: AsyncEngine) -> None:
-    store = Store(engine)
-    webhook = Receiver("webhook")
-    outbox = Outbox(store=store, notifiers={"webhook": webhook}, max_attempts=1)
+async def test_an_abandoned_delivery_releases_the_ones_queued_after_it() -> None:
+    webhook = Recorder("webhook")
+    outbox = Outbox(notifiers={"webhook": webhook}, ledger=Ledger(), max_attempts=1)
     fired = firing(T0)
-    await store.save({"Hot": fired}, receivers=["webhook"], now=T0)
-    await store.save({"Hot": resolved(fired, T0)}, receivers=["webhook"], now=T0)
+    queued(outbox, fired, T0)
+    queued(outbox, resolved(fired, T0), T0)
     webhook.down = True
     await outbox.deliver(now=T0)  # "firing" fails once and is abandoned
     webhook.down = False
@@ -88,53 +76,82 @@ async def test_an_abandoned_row_releases_the_ones_queued_after_it(engine: AsyncE
     assert webhook.accepted == ["resolved"]
 
 
-class RacingStore(Store):
-    """A store whose pending count is taken just before an evaluation queues a row."""
+async def test_an_unexpected_notifier_error_is_retried_and_stalls_nothing() -> None:
+    # A malformed URL (settings refuse one; config built by hand here) makes httpx raise
+    # InvalidURL, which is no NotificationError: it must cost a retry, not the queue.
+    metrics = Catalogue(CollectorRegistry())
+    console = Recorder("console")
+    async with httpx.AsyncClient() as client:
+        broken = WebhookNotifier(WebhookConfig(url="http://exa mple:99999/x"), client=client)
+        outbox = Outbox(
+            notifiers={"webhook": broken, "console": console},
+            ledger=Ledger(),
+            metrics=metrics,
+            max_attempts=3,
+        )
+        queued(outbox, firing(T0), T0)
+        queued(outbox, firing(T0, rule=COLD), T0)
+        for seconds in (0, 1, 3, 7):
+            await outbox.deliver(now=T0 + timedelta(seconds=seconds))
+    assert console.accepted == ["firing", "firing"]
+    assert outbox.pending() == 0  # the webhook's two were retried, then abandoned
+    value = metrics.registry.get_sample_value
+    assert value("dynoscope_notifications_total", {"receiver": "webhook", "outcome": "failed"}) == 2
+    assert (
+        value("dynoscope_notifications_total", {"receiver": "webhook", "outcome": "retried"}) == 4
+    )
 
-    outbox: Outbox
 
-    async def pending_deliveries(self) -> int:
-        count = await super().pending_deliveries()
-        # What Scheduler.run_group does while this count is on its way back.
-        await self.save({"Hot": firing(T0)}, receivers=["webhook"], now=T0)
-        self.outbox.maybe_pending = True
-        del RacingStore.pending_deliveries  # race once
-        return count
-
-
-async def test_a_wake_up_during_delivery_is_not_lost(sqlite_engine: AsyncEngine) -> None:
-    store = RacingStore(sqlite_engine)
-    webhook = Receiver("webhook")
-    outbox = Outbox(store=store, notifiers={"webhook": webhook})
-    store.outbox = outbox
-    assert await outbox.deliver(now=T0) == 0
-    assert outbox.maybe_pending
-    assert await outbox.deliver(now=T0) == 1
-    assert webhook.accepted == ["firing"]
-
-
-async def test_finished_rows_are_pruned_after_a_week_at_most_hourly(
-    engine: AsyncEngine,
+async def test_a_restart_queues_undelivered_notifications_again_in_order(
+    sqlite_store: AsyncEngine,
 ) -> None:
-    store = Store(engine)
-    webhook = Receiver("webhook")
-    outbox = Outbox(store=store, notifiers={"webhook": webhook}, backoff=timedelta(hours=1))
+    store = Store(sqlite_store)
+    ledger = Ledger()
+    down = Recorder("webhook")
+    down.down = True
+    before = Outbox(notifiers={"webhook": down}, ledger=ledger, backoff=timedelta(hours=1))
     fired = firing(T0)
-    await store.save({"Hot": fired}, receivers=["webhook"], now=T0)
+    queued(before, fired, T0)
+    queued(before, resolved(fired, T0 + timedelta(seconds=5)), T0 + timedelta(seconds=5))
+    await before.deliver(now=T0)
+    writer = StoreWriter(store=store, ledger=ledger, outbox=before, rules=["Hot"])
+    assert await writer.flush(now=T0 + timedelta(seconds=5))
+
+    webhook = Recorder("webhook")
+    ledger = Ledger()
+    after = Outbox(notifiers={"webhook": webhook}, ledger=ledger)
+    restarted = StoreWriter(store=store, ledger=ledger, outbox=after, rules=["Hot"])
+    later = T0 + timedelta(hours=2)
+    assert await restarted.connect(now=later)
+    assert after.pending() == 2
+    await after.deliver(now=later)
+    await after.deliver(now=later)
+    assert webhook.accepted == ["firing", "resolved"]
+    await restarted.flush(now=later)
+    rows = await store.deliveries()
+    assert [(d.status, d.attempts, d.delivered_at) for d in rows] == [
+        ("firing", 2, later),
+        ("resolved", 1, later),
+    ]
+
+
+async def test_finished_deliveries_are_pruned_after_a_week_at_most_hourly(
+    sqlite_store: AsyncEngine,
+) -> None:
+    store = Store(sqlite_store)
+    ledger = Ledger()
+    webhook = Recorder("webhook")
+    outbox = Outbox(notifiers={"webhook": webhook}, ledger=ledger, backoff=timedelta(hours=1))
+    writer = StoreWriter(store=store, ledger=ledger, outbox=outbox, rules=["Hot"])
+    await writer.connect(now=T0)
+    fired = firing(T0)
+    queued(outbox, fired, T0)
     assert await outbox.deliver(now=T0) == 1  # delivered at T0
-    later = T0 + timedelta(minutes=30)
-    await store.save({"Hot": resolved(fired, later)}, receivers=["webhook"], now=later)
-    (row,) = await store.due(now=later)
-    await store.abandon(row, at=later, error="gave up")  # abandoned at T0 + 30 min
+    await writer.flush(now=T0)
     week = T0 + timedelta(days=7, minutes=10)
     webhook.down = True
-    await store.save({"Hot": firing(week)}, receivers=["webhook"], now=week)
-    assert await rows(engine) == 3
-
-    await outbox.deliver(now=week)  # the new row fails and stays pending
-    assert await rows(engine) == 2  # delivered a week and 10 minutes ago: gone
-    await outbox.deliver(now=week + timedelta(minutes=40))
-    assert await rows(engine) == 2  # the abandoned row is old enough, but pruned < 1 h ago
-    await outbox.deliver(now=week + timedelta(hours=1))
-    assert await rows(engine) == 1  # the abandoned row went; the pending one stays
-    assert await store.pending_deliveries() == 1
+    queued(outbox, firing(week), week)
+    await outbox.deliver(now=week)  # fails and stays pending
+    await writer.flush(now=week + timedelta(minutes=30))  # pruned 7 days after T0 ...
+    assert [d.status for d in await store.deliveries()] == ["firing"]
+    assert (await store.deliveries())[0].delivered_at is None  # ... only the pending one left

@@ -10,13 +10,16 @@ from datetime import datetime, timedelta
 from prometheus_client import CollectorRegistry
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from alerts.delivery import Delivery
 from alerts.evaluator import Evaluator
+from alerts.ledger import Ledger
 from alerts.outbox import Outbox
 from alerts.query import QueryResult, Sample, Vector
 from alerts.rule import Group, Op, Query, RawQuery, Rule
 from alerts.scheduler import Scheduler
 from alerts.sources.local import LocalSource
-from alerts.store import Delivery, Store
+from alerts.store import Store
+from alerts.writer import StoreWriter
 from instrumentation.catalogue import Catalogue
 
 RULE = Rule(name="Hot", group="slow", query=RawQuery("hot"), op=Op.GT, threshold=0)
@@ -54,24 +57,26 @@ async def wait_for(condition: object, *, seconds: float = 5.0) -> None:
 
 
 async def test_an_overrunning_group_skips_and_counts_then_recovers(
-    sqlite_engine: AsyncEngine,
+    sqlite_store: AsyncEngine,
 ) -> None:
     metrics = Catalogue(CollectorRegistry())
     source = GatedSource()
-    store = Store(sqlite_engine)
     recorder = Recorder()
-    outbox = Outbox(store=store, notifiers={"console": recorder})
+    ledger = Ledger()
+    outbox = Outbox(notifiers={"console": recorder}, ledger=ledger)
+    writer = StoreWriter(store=Store(sqlite_store), ledger=ledger, outbox=outbox, rules=["Hot"])
     evaluator = Evaluator(
         source=source,
         self_source=LocalSource(collectors=[], retention=timedelta(minutes=1)),
-        store=store,
-        receivers=outbox.receivers,
+        ledger=ledger,
+        outbox=outbox,
         metrics=metrics,
     )
     scheduler = Scheduler(
         groups=[GROUP],
         evaluator=evaluator,
         outbox=outbox,
+        writer=writer,
         metrics=metrics,
         delivery_interval=timedelta(milliseconds=50),
     )
@@ -87,19 +92,23 @@ async def test_an_overrunning_group_skips_and_counts_then_recovers(
         await wait_for(lambda: scheduler.cycles["slow"] >= 3)
         # The alert fired once (for: 0) and was delivered once, by the delivery job.
         await wait_for(lambda: recorder.sent == ["firing"])
+        # ... and written behind by the store job.
+        await wait_for(lambda: ledger.backlog == 0 and writer.up is True)
     finally:
         await scheduler.stop()
+    (delivery,) = await Store(sqlite_store).deliveries()
+    assert delivery.delivered_at is not None
 
 
-async def test_stop_cancels_a_run_in_progress(sqlite_engine: AsyncEngine) -> None:
+async def test_stop_cancels_a_run_in_progress() -> None:
     source = GatedSource()  # never opens
-    store = Store(sqlite_engine)
-    outbox = Outbox(store=store, notifiers={})
+    ledger = Ledger()
+    outbox = Outbox(notifiers={}, ledger=ledger)
     evaluator = Evaluator(
         source=source,
         self_source=LocalSource(collectors=[], retention=timedelta(minutes=1)),
-        store=store,
-        receivers=[],
+        ledger=ledger,
+        outbox=outbox,
     )
     scheduler = Scheduler(groups=[GROUP], evaluator=evaluator, outbox=outbox)
     scheduler.start(immediately=True)

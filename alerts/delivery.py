@@ -1,0 +1,87 @@
+"""A notification queued for one receiver: the value notifiers receive and the outbox keeps.
+
+A delivery is identified by ``id``, made when it is queued; ids sort in the order deliveries
+were made, so a restart can queue undelivered ones again in their original order. Receivers
+deduplicate on ``dedup_key``, the alert's fingerprint.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import time
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from alerts.state import Notification
+
+_sequence = itertools.count()
+
+
+def new_id() -> str:
+    """A unique id that sorts by creation, also across restarts (nanoseconds, then a counter)."""
+    return f"{time.time_ns():020d}{next(_sequence) % 1_000_000:06d}"
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """One notification for one receiver (``payload`` is ``notification_payload``)."""
+
+    id: str
+    receiver: str
+    dedup_key: str
+    status: str
+    payload: dict[str, Any]
+    created_at: datetime
+    attempts: int = 0
+    next_attempt_at: datetime | None = None
+    delivered_at: datetime | None = None
+    abandoned_at: datetime | None = None
+    last_error: str | None = None
+
+    @property
+    def finished(self) -> bool:
+        return self.delivered_at is not None or self.abandoned_at is not None
+
+
+def _number(value: float) -> float | None:
+    # NaN is not JSON, and SQLite stores it as NULL anyway: the same everywhere.
+    return None if math.isnan(value) else value
+
+
+def iso(value: datetime | None) -> str | None:
+    return value.isoformat().replace("+00:00", "Z") if value is not None else None
+
+
+def notification_payload(notification: Notification) -> dict[str, Any]:
+    """What receivers need about one alert, in Alertmanager's field names."""
+    alert = notification.alert
+    return {
+        "status": notification.status,
+        "labels": dict(alert.labels),
+        "annotations": dict(alert.annotations),
+        "startsAt": iso(alert.fired_at or alert.active_at),
+        "endsAt": iso(alert.resolved_at),
+        "fingerprint": alert.fingerprint,
+        "value": _number(alert.value),
+    }
+
+
+def deliveries(
+    notifications: tuple[Notification, ...], *, receivers: tuple[str, ...], now: datetime
+) -> list[Delivery]:
+    """One delivery per notification and receiver, due at once."""
+    return [
+        Delivery(
+            id=new_id(),
+            receiver=receiver,
+            dedup_key=n.dedup_key,
+            status=n.status,
+            payload=notification_payload(n),
+            created_at=now,
+            next_attempt_at=now,
+        )
+        for n in notifications
+        for receiver in receivers
+    ]

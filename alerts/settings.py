@@ -1,0 +1,92 @@
+"""Settings of the alert engine, from a mapping (the environment); the engine owns these.
+
+>>> AlertSettings.from_env({"ALERT_STORE_URL": "postgresql://alerts@db/alerts"}).store_url
+'postgresql+asyncpg://alerts@db/alerts'
+>>> AlertSettings.from_env({}, store_dir="/srv/var").store_url
+'sqlite+aiosqlite:////srv/var/alerts.db'
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+
+import httpx
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from instrumentation.settings import settings_from
+
+
+def async_database_url(url: str, *, variable: str) -> str:
+    """Map the usual URL forms onto the async drivers SQLAlchemy needs.
+
+    >>> async_database_url("postgres://app@db:5432/listings", variable="DATABASE_URL")
+    'postgresql+asyncpg://app@db:5432/listings'
+    >>> async_database_url("sqlite:///data/app.db", variable="DATABASE_URL")
+    'sqlite+aiosqlite:///data/app.db'
+    """
+    for prefix in (
+        "postgresql://",
+        "postgres://",
+        "postgresql+psycopg://",
+        "postgresql+psycopg2://",
+    ):
+        if url.startswith(prefix):
+            return "postgresql+asyncpg://" + url[len(prefix) :]
+    if url.startswith("sqlite://"):
+        return "sqlite+aiosqlite://" + url[len("sqlite://") :]
+    if url.startswith(("postgresql+asyncpg://", "sqlite+aiosqlite://")):
+        return url
+    raise ValueError(
+        f"{variable}: unsupported scheme in {url.split('://', 1)[0]!r}; "
+        "use postgresql://user@host:port/db or sqlite:///path"
+    )
+
+
+class AlertSettings(BaseSettings):
+    """Rules, the metric source, the engine's own store and its receivers."""
+
+    model_config = SettingsConfigDict(extra="ignore", frozen=True, case_sensitive=False)
+
+    rules_path: str | None = Field(default=None, validation_alias="ALERT_RULES_PATH")
+    prometheus_url: str | None = Field(default=None, validation_alias="PROMETHEUS_URL")
+    store_url: str = Field(default="sqlite:///./var/alerts.db", validation_alias="ALERT_STORE_URL")
+    store_timeout_seconds: float = Field(default=2.0, gt=0, validation_alias="ALERT_STORE_TIMEOUT")
+    webhook_url: SecretStr | None = Field(default=None, validation_alias="ALERT_WEBHOOK_URL")
+
+    @classmethod
+    def from_env(
+        cls, environ: Mapping[str, str] | None = None, *, store_dir: str | None = None
+    ) -> AlertSettings:
+        """Build from a mapping; without ``ALERT_STORE_URL`` the store is ``alerts.db`` in
+        ``store_dir`` (the service puts it beside its trace file)."""
+        settings = settings_from(cls, environ)
+        if store_dir is not None and "store_url" not in settings.model_fields_set:
+            url = f"sqlite:///{Path(store_dir) / 'alerts.db'}"
+            settings = settings.model_copy(update={"store_url": cls._store(url)})
+        return settings
+
+    @field_validator("store_url")
+    @classmethod
+    def _store(cls, value: str) -> str:
+        return async_database_url(value, variable="ALERT_STORE_URL")
+
+    @field_validator("webhook_url")
+    @classmethod
+    def _webhook(cls, value: SecretStr | None) -> SecretStr | None:
+        # Checked at start, not at the first alert: a typo found during an outage is too late.
+        # The message never repeats the URL, which carries a token.
+        if value is None:
+            return None
+        try:
+            url = httpx.URL(value.get_secret_value())
+        except (httpx.InvalidURL, TypeError, ValueError):
+            raise ValueError("ALERT_WEBHOOK_URL: not a valid URL") from None
+        if url.scheme not in ("http", "https") or not url.host:
+            raise ValueError("ALERT_WEBHOOK_URL: must be an absolute http:// or https:// URL")
+        return value
+
+    @property
+    def store_is_sqlite(self) -> bool:
+        return self.store_url.startswith("sqlite")

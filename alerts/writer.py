@@ -1,0 +1,141 @@
+"""Write the engine's journal behind to its store, and survive the store being down.
+
+Nothing in evaluation or delivery waits for this. Every second (a scheduler job of its own)
+the ledger's journal is written in one transaction, bounded by a timeout. A store that is
+slow or unreachable turns ``dynoscope_alert_store_up`` to 0, is counted in
+``dynoscope_alert_store_failures_total`` and logged once; the journal is kept and written
+in full once the store answers again (logged once too). ``MonitorStoreDegraded`` fires on
+the gauge.
+
+The first successful contact also migrates the store and adopts what it holds (alerts from
+before a restart, undelivered notifications), also when that happens late because the store
+was down at start.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Collection
+from datetime import datetime, timedelta
+
+from alerts.delivery import deliveries
+from alerts.ledger import Ledger
+from alerts.outbox import Outbox
+from alerts.store import Store
+from instrumentation.catalogue import Catalogue
+
+log = logging.getLogger("dynoscope.alerts")
+
+Migrate = Callable[[], Awaitable[None]]
+
+
+class StoreWriter:
+    """Connects the in-memory engine to its store."""
+
+    def __init__(
+        self,
+        *,
+        store: Store,
+        ledger: Ledger,
+        outbox: Outbox,
+        rules: Collection[str],
+        metrics: Catalogue | None = None,
+        migrate: Migrate | None = None,
+        timeout: float = 2.0,
+        keep: timedelta = timedelta(days=7),
+        prune_every: timedelta = timedelta(hours=1),
+    ) -> None:
+        self.store = store
+        self._ledger = ledger
+        self._outbox = outbox
+        self._rules = frozenset(rules)
+        self._metrics = metrics
+        self._migrate = migrate
+        self._timeout = timeout
+        self._keep = keep
+        self._prune_every = prune_every
+        self._pruned_at: datetime | None = None
+        self.loaded = False
+        self.up: bool | None = None
+        self._lock = asyncio.Lock()
+
+    async def connect(self, *, now: datetime) -> bool:
+        """Migrate the store and adopt what it holds; False (and degraded) when it can't."""
+        async with self._lock:
+            return await self._connect(now=now)
+
+    async def flush(self, *, now: datetime) -> bool:
+        """Write the journal; True when the store has everything decided so far."""
+        async with self._lock:
+            if not self.loaded and not await self._connect(now=now):
+                return False
+            changes = self._ledger.take()
+            if changes:
+                try:
+                    async with asyncio.timeout(self._timeout):
+                        await self.store.write(changes)
+                except Exception as exc:
+                    self._ledger.put_back(changes)
+                    self._down("write", exc)
+                    return False
+            self._up()
+            await self._prune(now=now)
+            return True
+
+    async def _connect(self, *, now: datetime) -> bool:
+        if self.loaded:
+            return True
+        try:
+            async with asyncio.timeout(self._timeout * 5 if self._migrate else self._timeout):
+                if self._migrate is not None:
+                    await self._migrate()
+                snapshot = await self.store.load()
+        except Exception as exc:
+            self._down("load", exc)
+            return False
+        # Undelivered notifications first: they were queued before anything decided now.
+        restored = self._outbox.restore(snapshot.deliveries, now=now)
+        retired = self._ledger.adopt(snapshot.alerts, rules=self._rules, now=now)
+        self._outbox.enqueue(deliveries(tuple(retired), receivers=self._outbox.receivers, now=now))
+        if restored:
+            log.info("alert store: %d undelivered notification(s) queued again", restored)
+        self.loaded = True
+        self._up()
+        return True
+
+    async def _prune(self, *, now: datetime) -> None:
+        if self._pruned_at is not None and now - self._pruned_at < self._prune_every:
+            return
+        self._pruned_at = now
+        try:
+            async with asyncio.timeout(self._timeout):
+                removed = await self.store.prune(before=now - self._keep)
+        except Exception as exc:
+            self._down("prune", exc)
+            return
+        if removed:
+            log.debug("alert store: pruned %d finished notifications", removed)
+
+    def _down(self, operation: str, exc: BaseException) -> None:
+        if self._metrics is not None:
+            self._metrics.alert_store_failures.labels(operation=operation).inc()
+            self._metrics.alert_store_up.set(0)
+            self._metrics.alert_store_backlog.set(self._ledger.backlog)
+        if self.up is not False:
+            reason = "timed out" if isinstance(exc, TimeoutError) else type(exc).__name__
+            log.error(
+                "alert store unavailable (%s: %s): alerts are kept in memory and written once "
+                "it is back",
+                operation,
+                reason,
+            )
+        self.up = False
+
+    def _up(self) -> None:
+        if self._metrics is not None:
+            self._metrics.alert_store_up.set(1)
+            self._metrics.alert_store_backlog.set(self._ledger.backlog)
+        if self.up is False:
+            log.warning("alert store reachable again: caught up")
+        self.up = True
