@@ -139,6 +139,10 @@ class Scheduler:
             return
         self.cycles[group.name] += 1
         self.last_cycle[group.name] = cycle
+        if cycle.notifications and self._scheduler is not None:
+            # Announce now rather than at the next delivery tick: on-call hears a second
+            # sooner, and a resolved alert is announced at once.
+            self._scheduler.modify_job(DELIVERY_JOB, next_run_time=self.clock())
 
     async def deliver(self) -> None:
         """Send due notifications (the delivery job)."""

@@ -10,7 +10,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -18,6 +18,7 @@ from alerts.app import alert_routes, embedded_engine, runs_in_process, store_rea
 from api import __version__
 from api.errors import ApiError
 from api.limits import BodyLimit
+from api.outage import OutageLog
 from api.routes import auth, events, health, properties
 from api.services import Services, build_services
 from api.settings import Settings
@@ -131,17 +132,26 @@ def _install_error_handlers(app: FastAPI) -> None:
         summary = "; ".join(f"{e['field']}: {e['message']}" for e in errors)
         return _error(422, summary, errors=errors)
 
+    outage = OutageLog(log)
+
     @app.exception_handler(OperationalError)
     @app.exception_handler(InterfaceError)
     @app.exception_handler(PoolTimeout)
     @app.exception_handler(OSError)
     async def database_unavailable(request: Request, exc: Exception) -> JSONResponse:
-        log.warning("database unavailable on %s: %s", request.url.path, type(exc).__name__)
+        outage.failed("database unavailable on %s: %s", request.url.path, type(exc).__name__)
         return JSONResponse(
             {"error": "database_unavailable", "detail": "the database is unreachable; retry"},
             status_code=503,
             headers={"Retry-After": "1"},
         )
+
+    @app.exception_handler(DBAPIError)
+    async def database_error(request: Request, exc: DBAPIError) -> JSONResponse:
+        # A connection lost in the middle of a statement (the server died) is an outage too.
+        if exc.connection_invalidated:
+            return await database_unavailable(request, exc)
+        return await unexpected(request, exc)
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception) -> JSONResponse:

@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator, Collection, Mapping, Sequence
+from collections.abc import AsyncIterator, Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -23,6 +23,7 @@ from alerts.store import Store
 from alerts.writer import StoreWriter
 from api.settings import Settings
 from instrumentation.catalogue import Catalogue
+from tests.support.postgres_cluster import Cluster, private_cluster
 
 
 @contextlib.asynccontextmanager
@@ -137,3 +138,20 @@ def engine_parts(
         metrics=metrics,
         self_source=self_source,
     )
+
+
+@pytest.fixture(scope="session")
+def cluster() -> Iterator[Cluster]:
+    """One private PostgreSQL cluster per test session, for tests that stop it hard."""
+    with private_cluster() as built:
+        yield built
+
+
+@pytest.fixture
+def live_cluster(cluster: Cluster) -> Iterator[Cluster]:
+    """The private cluster, running; started again after a test that stopped it."""
+    if not cluster.up:
+        cluster.start()
+    yield cluster
+    if not cluster.up:
+        cluster.start()

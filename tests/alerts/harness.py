@@ -15,15 +15,18 @@ import contextlib
 import time
 from collections.abc import AsyncIterator, Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import httpx
+import yaml
 from fastapi import FastAPI, Request
 from sqlalchemy import text
 from starlette.applications import Starlette
 from starlette.responses import Response
 from starlette.routing import Route
 
+from alerts.loader import DEFAULT_RULES
 from api.app import create_app
 from api.migrate import upgrade
 from api.settings import Settings
@@ -124,6 +127,23 @@ async def webhook_receiver() -> AsyncIterator[Receiver]:
 
     async with serving(Starlette(routes=[Route("/hook", hook, methods=["POST"])]), port):
         yield receiver
+
+
+def rules_file(directory: Path, overrides: Mapping[str, Mapping[str, Any]]) -> Path:
+    """The shipped rules named in ``overrides``, changed by them (test-sized windows and
+    ``for``), in one group evaluated every second."""
+    shipped = yaml.safe_load(DEFAULT_RULES.read_text())
+    rules = [
+        {**rule, **overrides[rule["alert"]]}
+        for group in shipped["groups"]
+        for rule in group["rules"]
+        if rule["alert"] in overrides
+    ]
+    path = directory / "test-rules.yml"
+    path.write_text(
+        yaml.safe_dump({"groups": [{"name": "test", "interval": "1s", "rules": rules}]})
+    )
+    return path
 
 
 async def eventually(condition: Callable[[], bool], *, seconds: float, what: str) -> None:
