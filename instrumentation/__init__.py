@@ -1,7 +1,8 @@
 """Reusable FastAPI / SQLAlchemy / Redis instrumentation.
 
-One call instruments the property API (``instrument_app(app, settings)``); the parts below
-let any FastAPI app do the same piece by piece::
+One call instruments a FastAPI app (``instrument_app(app, TelemetrySettings.from_env())``,
+then ``telemetry.start(engine=...)`` in its lifespan, or ``lifespan=True``); the parts below
+let any app do the same piece by piece::
 
     registry = CollectorRegistry()
     metrics = Catalogue(registry)
@@ -12,11 +13,12 @@ let any FastAPI app do the same piece by piece::
 from instrumentation.app import Telemetry, instrument_app
 from instrumentation.cache import CacheTelemetry
 from instrumentation.catalogue import OTHER_METHOD, UNMATCHED_ROUTE, Catalogue, ProcessMetrics
+from instrumentation.correlation import install_log_correlation
 from instrumentation.db import QueryListener, instrument_engine
-from instrumentation.logging import install_log_correlation
 from instrumentation.middleware import HttpMetrics, TelemetryMiddleware
 from instrumentation.process import ProcessSampler
 from instrumentation.redis import instrument_redis
+from instrumentation.settings import SettingsError, TelemetrySettings
 from instrumentation.statement import Statement, describe, normalise
 from instrumentation.tracing import (
     RequestTrace,
@@ -36,9 +38,11 @@ __all__ = [
     "ProcessSampler",
     "QueryListener",
     "RequestTrace",
+    "SettingsError",
     "Statement",
     "Telemetry",
     "TelemetryMiddleware",
+    "TelemetrySettings",
     "Tracing",
     "build_sampler",
     "current_ids",

@@ -39,8 +39,8 @@ from exporters.otlp import span_processor
 from exporters.server import MetricsServer
 from instrumentation.cache import CacheTelemetry
 from instrumentation.catalogue import Catalogue, ProcessMetrics
+from instrumentation.correlation import install_log_correlation
 from instrumentation.db import QueryListener, instrument_engine
-from instrumentation.logging import install_log_correlation
 from instrumentation.middleware import HttpMetrics, TelemetryMiddleware
 from instrumentation.process import (
     ProcessSampler,

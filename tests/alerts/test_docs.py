@@ -4,13 +4,19 @@ from __future__ import annotations
 
 import doctest
 import importlib
+import re
+from pathlib import Path
 
 import pytest
+
+from alerts.loader import DEFAULT_RULES, load_rules
+from alerts.signals import SIGNALS
 
 MODULES = [
     "alerts.duration",
     "alerts.loader",
     "alerts.lock",
+    "alerts.settings",
     "alerts.signals",
     "alerts.state",
     "alerts.template",
@@ -29,3 +35,18 @@ def test_public_surfaces_export_what_they_claim() -> None:
         module = importlib.import_module(package)
         assert module.__all__ == sorted(module.__all__)
         assert all(hasattr(module, name) for name in module.__all__)
+
+
+RULES_DOC = Path(__file__).parents[2] / "docs" / "rules.md"
+
+
+def _documented(section: str) -> set[str]:
+    text = RULES_DOC.read_text().split(f"## {section}", 1)[1].split("\n## ", 1)[0]
+    return set(re.findall(r"^\| `([A-Za-z0-9_]+)`", text, flags=re.MULTILINE))
+
+
+def test_the_rules_page_names_every_shipped_rule_and_signal() -> None:
+    shipped = {rule.name for rule in load_rules([DEFAULT_RULES]).rules}
+    assert _documented("Shipped rules") == shipped
+    latency = {name for name in SIGNALS if name.startswith("http_latency_p")}
+    assert _documented("Signals") == set(SIGNALS) - latency | {"http_latency_pNN_seconds"}

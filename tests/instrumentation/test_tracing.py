@@ -15,7 +15,7 @@ from opentelemetry.sdk.trace.sampling import TraceIdRatioBased
 from prometheus_client import CollectorRegistry
 
 from instrumentation.catalogue import Catalogue
-from instrumentation.logging import TraceContextFormatter, install_log_correlation
+from instrumentation.correlation import TraceContextFormatter, install_log_correlation
 from instrumentation.middleware import HttpMetrics, TelemetryMiddleware
 from instrumentation.tracing import (
     SAMPLERS,
