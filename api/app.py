@@ -16,6 +16,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from alerts.app import attach_alerts
 from api import __version__
+from api.admission import AdmissionControl
 from api.errors import ApiError
 from api.limits import BodyLimit
 from api.routes import auth, events, health, properties
@@ -63,6 +64,14 @@ def create_app(settings: Settings, *, services: Services | None = None) -> FastA
     # Package hooks: each package adds its own routes, middleware and start-up work.
     instrument_app(app, settings)
     attach_alerts(app, settings)
+    # Outermost: a shed request costs next to nothing and touches no other layer.
+    rejected = app.state.metrics.http_rejected_requests if app.state.metrics else None
+    app.add_middleware(
+        AdmissionControl,
+        max_in_flight=settings.max_in_flight,
+        retry_after=1,
+        on_reject=(lambda reason: rejected.labels(reason=reason).inc()) if rejected else None,
+    )
     return app
 
 

@@ -78,6 +78,7 @@ class Settings(BaseSettings):
     log_level: str = Field(default="INFO", validation_alias="LOG_LEVEL")
     host: str = Field(default="127.0.0.1", validation_alias="HOST")
     port: int = Field(default=8000, gt=0, lt=65536, validation_alias="PORT")
+    max_in_flight: int = Field(default=128, gt=0, validation_alias="MAX_IN_FLIGHT")
     max_body_bytes: int = Field(default=1_048_576, gt=0, validation_alias="MAX_BODY_BYTES")
     admin_token: SecretStr | None = Field(default=None, validation_alias="ADMIN_TOKEN")
 

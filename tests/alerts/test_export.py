@@ -27,6 +27,7 @@ from tests.support.prometheus import binary
 
 API = 'instance="a:8000", job="api"'
 H = "http_server_request_duration_seconds"
+REJECTED = "http_server_rejected_requests_total"
 SLOW = f'db_client_slow_queries_total{{{API}, operation="SELECT", table="properties"}}'
 FAILURES = 'dynoscope_rule_evaluation_failures_total{instance="s:9", job="alerts", rule="X"}'
 
@@ -184,6 +185,17 @@ CASES = [
         value=0.1,
     ),
     Case(
+        "ApiOverloaded",
+        bad=[{"series": f'{REJECTED}{{{API}, reason="overload"}}', "values": "0+45x60"}],
+        healthy=[{"series": f'{REJECTED}{{{API}, reason="overload"}}', "values": "0x60"}],
+        at="10m",
+        labels={"instance": "a:8000"},
+        value=3.0,
+        extra_quiet=[  # a trickle under 1 request/s is not yet worth a page
+            [{"series": f'{REJECTED}{{{API}, reason="overload"}}', "values": "0+6x60"}]
+        ],
+    ),
+    Case(
         "InstanceDown",
         bad=[{"series": f"up{{{API}}}", "values": "0x40"}],
         healthy=[{"series": f"up{{{API}}}", "values": "1x40"}],
@@ -317,7 +329,7 @@ def rules_interval() -> Any:
 
 def test_rules_check_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert cli(["rules", "check", str(DEFAULT_RULES)]) == 0
-    assert "ok: 9 rules" in capsys.readouterr().out
+    assert "ok: 10 rules" in capsys.readouterr().out
     bad = tmp_path / "bad.yml"
     bad.write_text(
         "groups: [{name: g, rules: [{alert: A, signal: nope, window: 1m, op: '>', threshold: 1}]}]"

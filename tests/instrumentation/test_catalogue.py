@@ -24,6 +24,7 @@ CONTRACT = [
         HTTP_BUCKETS,
     ),
     ("http_server_active_requests", "gauge", {"method", "route"}, None),
+    ("http_server_rejected_requests", "counter", {"reason"}, None),
     ("db_client_operation_duration_seconds", "histogram", {"operation", "table"}, DB_BUCKETS),
     ("db_client_slow_queries", "counter", {"operation", "table"}, None),
     ("db_client_connections", "gauge", {"state"}, None),
