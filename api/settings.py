@@ -69,7 +69,7 @@ class Settings(BaseSettings):
     cache_ttl_seconds: int = Field(default=300, gt=0, validation_alias="CACHE_TTL")
     cache_max_entries: int = Field(default=10_000, gt=0, validation_alias="CACHE_MAX_ENTRIES")
     redis_timeout_seconds: float = Field(default=0.5, gt=0, validation_alias="REDIS_TIMEOUT")
-    redis_pool_size: int = Field(default=50, gt=0, validation_alias="REDIS_POOL_SIZE")
+    redis_pool_size: int = Field(default=128, gt=0, validation_alias="REDIS_POOL_SIZE")
     redis_pool_timeout_seconds: float = Field(
         default=0.25, gt=0, validation_alias="REDIS_POOL_TIMEOUT"
     )
