@@ -25,6 +25,7 @@ from alerts.query import Labels, Sample
 from alerts.window import Window, bucket_quantiles, project
 
 HTTP_DURATION = "http_server_request_duration_seconds"
+HTTP_REJECTED = "http_server_rejected_requests_total"
 DB_DURATION = "db_client_operation_duration_seconds"
 SLOW_QUERIES = "db_client_slow_queries_total"
 CACHE_REQUESTS = "cache_requests_total"
@@ -175,6 +176,10 @@ def _requests(window: Window, args: SignalArgs) -> dict[Labels, float]:
     return window.rates(f"{HTTP_DURATION}_count", by=args.by)
 
 
+def _rejected(window: Window, args: SignalArgs) -> dict[Labels, float]:
+    return window.rates(HTTP_REJECTED, by=args.by)
+
+
 # --- database ------------------------------------------------------------------------------
 
 
@@ -311,6 +316,13 @@ SIGNALS: Mapping[str, Signal] = {
             labels=frozenset({"method", "route", "status_code", *TARGET}),
             promql=lambda a: _rate(f"{HTTP_DURATION}_count", a),
             compute=_requests,
+        ),
+        Signal(
+            name="http_rejected_requests_per_second",
+            help="HTTP requests refused before handling (admission control), per second.",
+            labels=frozenset({"reason", *TARGET}),
+            promql=lambda a: _rate(HTTP_REJECTED, a),
+            compute=_rejected,
         ),
         Signal(
             name="db_slow_queries_per_minute",

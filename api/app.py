@@ -16,6 +16,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from alerts.app import alert_routes, embedded_engine, runs_in_process, store_reader
 from api import __version__
+from api.admission import AdmissionControl
 from api.errors import ApiError
 from api.limits import BodyLimit
 from api.outage import OutageLog
@@ -77,6 +78,14 @@ def create_app(settings: Settings, *, services: Services | None = None) -> FastA
         app.include_router(alert_routes(settings.admin_token.get_secret_value()))
     _install_error_handlers(app)
     telemetry = instrument_app(app, settings.telemetry, version=__version__)
+    # Outermost: a shed request costs next to nothing and touches no other layer.
+    rejected = app.state.metrics.http_rejected_requests if app.state.metrics else None
+    app.add_middleware(
+        AdmissionControl,
+        max_in_flight=settings.max_in_flight,
+        retry_after=1,
+        on_reject=(lambda reason: rejected.labels(reason=reason).inc()) if rejected else None,
+    )
     return app
 
 

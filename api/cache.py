@@ -6,40 +6,43 @@ namespace's generation counter, which is part of every key, so the next read on 
 misses without scanning for keys; the old entries simply age out.
 
 When the backend fails the cache opens: callers get the loader's value, the failure is logged
-once per outage and counted, and the backend is retried after ``retry_after`` seconds.
+once per outage and counted, and the backend is retried after ``retry_after`` seconds. A pool
+with every connection busy is not an outage: that one call goes to the loader, nothing opens.
+A load runs in a task of its own, so a caller that goes away (cancelled) leaves it running
+for the others waiting on it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
-from redis.asyncio import Redis
 from redis.exceptions import RedisError
+
+from api.cache_backends import CacheBackend, MemoryBackend, RedisBackend
+from api.redis_client import PoolExhausted
+
+__all__ = [
+    "BytesLoader",
+    "Cache",
+    "CacheBackend",
+    "CacheObserver",
+    "Loader",
+    "MemoryBackend",
+    "NullCache",
+    "NullObserver",
+    "RedisBackend",
+]
 
 log = logging.getLogger("dynoscope.cache")
 
 Loader = Callable[[], Awaitable[Any]]
 BytesLoader = Callable[[], Awaitable[bytes]]
-
-
-class CacheBackend(Protocol):
-    """Where cached bytes live: Redis across instances, or a dict in one process."""
-
-    async def lookup(self, generation_key: str, head: str, tail: str) -> tuple[int, bytes | None]:
-        """Read the namespace generation ``g`` and the value at ``head + g + tail`` at once."""
-        ...
-
-    async def set(self, key: str, value: bytes, ttl: float) -> None: ...
-    async def bump(self, *keys: str) -> None:
-        """Increment each counter (a namespace generation) by one."""
-        ...
-
-    async def ping(self) -> None: ...
 
 
 class CacheObserver(Protocol):
@@ -55,75 +58,6 @@ class NullObserver:
 
     def on_operation(self, cache: str, operation: str, seconds: float) -> None:
         pass
-
-
-# One round trip for a lookup: the generation and the value it points at.
-_LOOKUP = """
-local generation = redis.call('GET', KEYS[1]) or '0'
-return {generation, redis.call('GET', ARGV[1] .. generation .. ARGV[2])}
-"""
-
-
-class RedisBackend:
-    def __init__(self, client: Redis) -> None:
-        self._client = client
-        self._lookup = client.register_script(_LOOKUP)
-
-    async def lookup(self, generation_key: str, head: str, tail: str) -> tuple[int, bytes | None]:
-        generation, value = await self._lookup(keys=[generation_key], args=[head, tail])
-        return int(generation), value if value else None
-
-    async def set(self, key: str, value: bytes, ttl: float) -> None:
-        await self._client.set(key, value, px=max(1, int(ttl * 1000)))
-
-    async def bump(self, *keys: str) -> None:
-        async with self._client.pipeline(transaction=False) as pipe:
-            for key in keys:
-                pipe.incr(key)
-            await pipe.execute()
-
-    async def ping(self) -> None:
-        await self._client.ping()
-
-
-class MemoryBackend:
-    """A per-process stand-in for Redis (embedded mode only: not shared across instances)."""
-
-    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
-        self._clock = clock
-        self._data: dict[str, tuple[bytes, float | None]] = {}
-
-    def _get(self, key: str) -> bytes | None:
-        item = self._data.get(key)
-        if item is None:
-            return None
-        value, expires = item
-        if expires is not None and expires <= self._clock():
-            del self._data[key]
-            return None
-        return value
-
-    async def lookup(self, generation_key: str, head: str, tail: str) -> tuple[int, bytes | None]:
-        generation = int(self._get(generation_key) or b"0")
-        return generation, self._get(f"{head}{generation}{tail}")
-
-    async def set(self, key: str, value: bytes, ttl: float) -> None:
-        self._data[key] = (value, self._clock() + ttl)
-        if len(self._data) > 10_000:
-            self._evict_expired()
-
-    async def bump(self, *keys: str) -> None:
-        for key in keys:
-            current = int(self._get(key) or b"0") + 1
-            self._data[key] = (str(current).encode(), None)
-
-    async def ping(self) -> None:
-        return None
-
-    def _evict_expired(self) -> None:
-        now = self._clock()
-        for key in [k for k, (_, exp) in self._data.items() if exp is not None and exp <= now]:
-            del self._data[key]
 
 
 class Cache:
@@ -152,7 +86,7 @@ class Cache:
         self._clock = clock
         self._down_until: float | None = None
         self._pending_invalidations: set[str] = set()
-        self._flights: dict[str, asyncio.Future[Any]] = {}
+        self._flights: dict[str, asyncio.Future[bytes]] = {}
 
     @property
     def degraded(self) -> bool:
@@ -182,31 +116,26 @@ class Cache:
     ) -> bytes:
         """Like :meth:`cache_with_ttl` for a value that already is bytes (no re-encoding)."""
         full_key: str | None = None
-        if await self._available():
+        healthy = self._down_until is None and not self._pending_invalidations
+        if healthy or await self._available():
             started = time.perf_counter()
             try:
-                generation, value = await self._lookup(namespace, key)
+                generation, value = await self._backend.lookup(
+                    f"{self._prefix}gen:{namespace}", f"{self._prefix}{namespace}:g", f":{key}"
+                )
+            except PoolExhausted:
+                self._observer.on_lookup(self.name, "error")  # busy, not down: this call only
             except (RedisError, OSError) as exc:
                 self._failed(exc)
             else:
                 self._observer.on_operation(self.name, "get", time.perf_counter() - started)
-                full_key = self._key(namespace, generation, key)
                 if value is not None:
                     self._observer.on_lookup(self.name, "hit")
                     return value
                 self._observer.on_lookup(self.name, "miss")
+                full_key = f"{self._prefix}{namespace}:g{generation}:{key}"
         flight_key = full_key or f"\0uncached:{namespace}:{key}"
-        value = await self._single_flight(flight_key, lambda: self._load(full_key, ttl, loader))
-        assert isinstance(value, bytes)
-        return value
-
-    async def _lookup(self, namespace: str, key: str) -> tuple[int, bytes | None]:
-        return await self._backend.lookup(
-            self._generation_key(namespace), f"{self._prefix}{namespace}:g", f":{key}"
-        )
-
-    def _key(self, namespace: str, generation: int, key: str) -> str:
-        return f"{self._prefix}{namespace}:g{generation}:{key}"
+        return await self._single_flight(flight_key, lambda: self._load(full_key, ttl, loader))
 
     async def _load(self, full_key: str | None, ttl: float, loader: BytesLoader) -> bytes:
         value = await loader()
@@ -214,29 +143,30 @@ class Cache:
             started = time.perf_counter()
             try:
                 await self._backend.set(full_key, value, ttl)
+            except PoolExhausted:
+                pass  # the next miss stores it
             except (RedisError, OSError) as exc:
                 self._failed(exc)
             else:
                 self._observer.on_operation(self.name, "set", time.perf_counter() - started)
         return value
 
-    async def _single_flight(self, key: str, run: Loader) -> Any:
+    async def _single_flight(self, key: str, run: BytesLoader) -> bytes:
+        # The load runs in its own task, which every caller awaits through a shield: when
+        # the caller that started it is cancelled (its client went away), the load goes on
+        # and the others still get its answer.
         flight = self._flights.get(key)
-        if flight is not None:
-            return await asyncio.shield(flight)
-        flight = asyncio.get_running_loop().create_future()
-        self._flights[key] = flight
-        try:
-            value = await run()
-        except BaseException as exc:
-            flight.set_exception(exc)
-            flight.exception()  # mark retrieved: waiters re-raise it, nobody else must
-            raise
-        else:
-            flight.set_result(value)
-            return value
-        finally:
+        if flight is None:
+            flight = asyncio.ensure_future(run())
+            self._flights[key] = flight
+            flight.add_done_callback(functools.partial(self._landed, key))
+        return await asyncio.shield(flight)
+
+    def _landed(self, key: str, flight: asyncio.Future[bytes]) -> None:
+        if self._flights.get(key) is flight:
             del self._flights[key]
+        if not flight.cancelled():
+            flight.exception()  # mark retrieved: the callers re-raise it, nobody else must
 
     async def invalidate(self, *namespaces: str) -> None:
         """Make every cached entry of these namespaces unreachable, on every instance."""
@@ -250,6 +180,8 @@ class Cache:
         pending = sorted(self._pending_invalidations)
         try:
             await self._backend.bump(*(self._generation_key(namespace) for namespace in pending))
+        except PoolExhausted:
+            return  # still pending: reads bypass the cache until a flush gets through
         except (RedisError, OSError) as exc:
             self._failed(exc)
             return
@@ -257,6 +189,12 @@ class Cache:
 
     async def _available(self) -> bool:
         if self._down_until is None:
+            if self._pending_invalidations:
+                # A write the busy pool could not announce yet: no cached read until it is.
+                await self._flush_invalidations()
+                if self._pending_invalidations:
+                    self._observer.on_lookup(self.name, "error")
+                    return False
             return True
         if self._clock() < self._down_until:
             self._observer.on_lookup(self.name, "error")
@@ -273,7 +211,7 @@ class Cache:
         # Writes made while the backend was down could not bump their generation:
         # bump it now, before serving anything cached from before the outage.
         await self._flush_invalidations()
-        return self._down_until is None
+        return self._down_until is None and not self._pending_invalidations
 
     def _failed(self, exc: BaseException) -> None:
         self._observer.on_lookup(self.name, "error")

@@ -6,13 +6,12 @@ import logging
 from dataclasses import dataclass, field
 
 from redis.asyncio import Redis
-from redis.backoff import NoBackoff
-from redis.retry import Retry
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from api.cache import Cache, CacheBackend, MemoryBackend, NullCache, RedisBackend
 from api.db import create_engine, create_sessionmaker
 from api.events import Broadcaster, MemoryBroadcaster, RedisBroadcaster
+from api.redis_client import redis_client
 from api.security import AccessTokens, Passwords
 from api.settings import Settings
 
@@ -39,15 +38,15 @@ class Services:
         await self.engine.dispose()
 
 
-def redis_client(settings: Settings, *, socket_timeout: float | None) -> Redis:
+def _redis(settings: Settings, *, listener: bool) -> Redis:
     assert settings.redis_url is not None
-    # No retries: a cache must answer fast or step aside, not wait out a dead server.
-    return Redis.from_url(
+    return redis_client(
         settings.redis_url,
-        socket_timeout=socket_timeout,
-        socket_connect_timeout=settings.redis_timeout_seconds,
-        retry=Retry(NoBackoff(), 0),
-        health_check_interval=15,
+        # The listener holds one connection for its subscription and never times out on it.
+        pool_size=2 if listener else settings.redis_pool_size,
+        pool_timeout=settings.redis_pool_timeout_seconds,
+        socket_timeout=None if listener else settings.redis_timeout_seconds,
+        connect_timeout=settings.redis_timeout_seconds,
     )
 
 
@@ -58,8 +57,8 @@ def build_services(settings: Settings) -> Services:
     backend: CacheBackend
     broadcaster: Broadcaster
     if settings.redis_url is not None:
-        redis = redis_client(settings, socket_timeout=settings.redis_timeout_seconds)
-        listener = redis_client(settings, socket_timeout=None)
+        redis = _redis(settings, listener=False)
+        listener = _redis(settings, listener=True)
         extras.append(listener)
         backend = RedisBackend(redis)
         broadcaster = RedisBroadcaster(
@@ -72,7 +71,7 @@ def build_services(settings: Settings) -> Services:
             "no REDIS_URL: using an in-process cache and event broadcaster "
             "(not production-safe: instances will not share cache or events)"
         )
-        backend = MemoryBackend()
+        backend = MemoryBackend(max_entries=settings.cache_max_entries)
         broadcaster = MemoryBroadcaster()
     cache = (
         Cache(backend=backend, name="properties", prefix=settings.redis_key_prefix + "cache:")

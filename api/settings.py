@@ -58,12 +58,18 @@ class Settings(BaseSettings):
     )
     cache_enabled: bool = Field(default=True, validation_alias="CACHE_ENABLED")
     cache_ttl_seconds: int = Field(default=300, gt=0, validation_alias="CACHE_TTL")
+    cache_max_entries: int = Field(default=10_000, gt=0, validation_alias="CACHE_MAX_ENTRIES")
     redis_timeout_seconds: float = Field(default=0.5, gt=0, validation_alias="REDIS_TIMEOUT")
+    redis_pool_size: int = Field(default=128, gt=0, validation_alias="REDIS_POOL_SIZE")
+    redis_pool_timeout_seconds: float = Field(
+        default=0.25, gt=0, validation_alias="REDIS_POOL_TIMEOUT"
+    )
     readiness_timeout_seconds: float = Field(default=1.0, gt=0, validation_alias="READY_TIMEOUT")
     db_pool_size: int = Field(default=10, gt=0, validation_alias="DB_POOL_SIZE")
     log_level: str = Field(default="INFO", validation_alias="LOG_LEVEL")
     host: str = Field(default="127.0.0.1", validation_alias="HOST")
     port: int = Field(default=8000, gt=0, lt=65536, validation_alias="PORT")
+    max_in_flight: int = Field(default=128, gt=0, validation_alias="MAX_IN_FLIGHT")
     max_body_bytes: int = Field(default=1_048_576, gt=0, validation_alias="MAX_BODY_BYTES")
     admin_token: SecretStr | None = Field(default=None, validation_alias="ADMIN_TOKEN")
 

@@ -5,6 +5,9 @@ instrumentation. wrk loads one at a time, in alternating rounds, so drift on a s
 hits every variant alike: each variant's run sits next to a run of the uninstrumented
 server, and its ratio is the median over rounds of its throughput over that neighbour's.
 req/s and p99 are medians. A second uninstrumented server ("control") shows the noise floor.
+Each variant's server CPU time per request (``/proc`` CPU time over requests answered, median
+over rounds) is printed too: unlike wrk throughput, which strays ±20 % between two identical
+servers on a shared machine, it barely moves.
 On a machine with at least two CPUs the servers share one and wrk gets another, so the load
 generator does not compete with the server it measures.
 
@@ -29,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import psutil
 
 ROOT = Path(__file__).resolve().parents[1]
 ENDPOINT = "/properties/1"
@@ -111,7 +115,7 @@ def _cli(env: dict[str, str], *args: str) -> None:
 
 
 @contextmanager
-def _servers(workdir: Path) -> Iterator[dict[str, str]]:
+def _servers(workdir: Path) -> Iterator[dict[str, tuple[str, int]]]:
     base = {k: v for k, v in os.environ.items() if not k.startswith(("DYNOSCOPE", "OTEL", "PROM"))}
     base.update(
         {
@@ -124,7 +128,7 @@ def _servers(workdir: Path) -> Iterator[dict[str, str]]:
     _cli(base, "db", "upgrade")
     _cli(base, "seed", "--properties", "20")
     processes: list[subprocess.Popen[bytes]] = []
-    urls: dict[str, str] = {}
+    urls: dict[str, tuple[str, int]] = {}
     try:
         for variant in VARIANTS:
             port = _free_port()
@@ -145,9 +149,9 @@ def _servers(workdir: Path) -> Iterator[dict[str, str]]:
                     stderr=subprocess.DEVNULL,
                 )
             )
-            urls[variant.key] = f"http://127.0.0.1:{port}"
+            urls[variant.key] = (f"http://127.0.0.1:{port}", processes[-1].pid)
         deadline = time.monotonic() + 60
-        for url in urls.values():
+        for url, _ in urls.values():
             while True:
                 try:
                     if httpx.get(url + ENDPOINT, timeout=2).status_code == 200:
@@ -166,11 +170,20 @@ def _servers(workdir: Path) -> Iterator[dict[str, str]]:
 
 
 _RATE = re.compile(r"Requests/sec:\s+([\d.]+)")
+_REQUESTS = re.compile(r"(\d+) requests in")
 _P99 = re.compile(r"^\s+99%\s+([\d.]+)(us|ms|s)\s*$", re.MULTILINE)
 _UNITS = {"us": 1e-3, "ms": 1.0, "s": 1000.0}
 
 
-def _wrk(url: str, *, seconds: int, connections: int) -> tuple[float, float]:
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU time of the server (taskset execs uvicorn in the same process)."""
+    times = psutil.Process(pid).cpu_times()
+    return float(times.user + times.system)
+
+
+def _wrk(url: str, pid: int, *, seconds: int, connections: int) -> tuple[float, float, float]:
+    """(req/s, p99 ms, server CPU µs per request) of one wrk run."""
+    before = _cpu_seconds(pid)
     output = subprocess.run(
         _pinned(
             [
@@ -183,10 +196,12 @@ def _wrk(url: str, *, seconds: int, connections: int) -> tuple[float, float]:
         text=True,
         check=True,
     ).stdout
-    rate, p99 = _RATE.search(output), _P99.search(output)
-    if rate is None or p99 is None:
+    cpu = _cpu_seconds(pid) - before
+    rate, p99, count = _RATE.search(output), _P99.search(output), _REQUESTS.search(output)
+    if rate is None or p99 is None or count is None:
         raise RuntimeError(f"unexpected wrk output:\n{output}")
-    return float(rate.group(1)), float(p99.group(1)) * _UNITS[p99.group(2)]
+    cpu_us = cpu / max(1, int(count.group(1))) * 1e6
+    return float(rate.group(1)), float(p99.group(1)) * _UNITS[p99.group(2)], cpu_us
 
 
 def main() -> None:
@@ -201,11 +216,11 @@ def main() -> None:
         f"-d{seconds}s, {rounds} rounds; ratio = median of ratios to the adjacent bare run",
         flush=True,
     )
-    results: dict[str, list[tuple[float, float]]] = {v.key: [] for v in VARIANTS}
+    results: dict[str, list[tuple[float, float, float]]] = {v.key: [] for v in VARIANTS}
     ratios: dict[str, list[float]] = {v.key: [] for v in VARIANTS}
     with tempfile.TemporaryDirectory(prefix="dynoscope-bench-") as tmp, _servers(Path(tmp)) as urls:
-        for url in urls.values():
-            _wrk(url, seconds=1, connections=connections)  # warm-up
+        for url, pid in urls.values():
+            _wrk(url, pid, seconds=1, connections=connections)  # warm-up
         for round_number in range(rounds):
             # Each variant runs right next to an uninstrumented run (order alternating), and
             # its ratio is to that neighbour: slow drift on a shared machine cancels out.
@@ -214,18 +229,23 @@ def main() -> None:
                 if round_number % 2:
                     pair.reverse()
                 measured = {
-                    v.key: _wrk(urls[v.key], seconds=seconds, connections=connections) for v in pair
+                    v.key: _wrk(*urls[v.key], seconds=seconds, connections=connections)
+                    for v in pair
                 }
                 for key, figures in measured.items():
                     results[key].append(figures)
                 ratios[variant.key].append(measured[variant.key][0] / measured["none"][0])
             print(f"  round {round_number + 1}/{rounds} done", flush=True)
     ratios["none"] = [1.0]
-    print(f"\n{'variant':36} {'req/s':>8} {'ratio':>6} {'(min-max)':>11} {'p99 ms':>7}  target")
+    print(
+        f"\n{'variant':36} {'req/s':>8} {'ratio':>6} {'(min-max)':>11} {'p99 ms':>7}"
+        f" {'CPU/req':>8}  target"
+    )
     for variant in VARIANTS:
-        rates = [rate for rate, _ in results[variant.key]]
+        rates = [rate for rate, _, _ in results[variant.key]]
         ratio = statistics.median(ratios[variant.key])
-        p99 = statistics.median(p for _, p in results[variant.key])
+        p99 = statistics.median(p for _, p, _ in results[variant.key])
+        cpu = statistics.median(c for _, _, c in results[variant.key])
         target = ""
         if variant.target is not None:
             verdict = "ok" if ratio >= variant.target else "MISSED"
@@ -233,5 +253,5 @@ def main() -> None:
         spread = f"{min(ratios[variant.key]):.2f}-{max(ratios[variant.key]):.2f}"
         print(
             f"{variant.label:36} {statistics.median(rates):>8.0f} {ratio:>6.2f} {spread:>11}"
-            f" {p99:>7.1f}  {target}"
+            f" {p99:>7.1f} {cpu:>6.0f}µs  {target}"
         )

@@ -42,6 +42,13 @@ class Catalogue:
             multiprocess_mode="livesum",
             registry=registry,
         )
+        self.http_rejected_requests = Counter(
+            "http_server_rejected_requests",
+            "HTTP requests refused before they were handled, by reason (overload: admission "
+            "control shed it).",
+            ["reason"],
+            registry=registry,
+        )
         # Database client
         self.db_operation_duration = Histogram(
             "db_client_operation_duration_seconds",

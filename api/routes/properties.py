@@ -39,7 +39,7 @@ def item_namespace(property_id: int) -> str:
 PropertyId = Annotated[int, Path(ge=1, le=2**31 - 1, description="The property's id")]
 
 
-async def _list(session: AsyncSession, filters: PropertyFilters) -> bytes:
+async def _list(services: Services, filters: PropertyFilters) -> bytes:
     query = select(Property)
     if filters.city is not None:
         query = query.where(func.lower(Property.city) == filters.city.lower())
@@ -52,7 +52,8 @@ async def _list(session: AsyncSession, filters: PropertyFilters) -> bytes:
     if filters.status is not None:
         query = query.where(Property.status == filters.status)
     query = query.order_by(Property.id).limit(filters.limit).offset(filters.offset)
-    rows = (await session.scalars(query)).all()
+    async with services.sessions() as session:
+        rows = (await session.scalars(query)).all()
     page = PropertyPage(
         items=[PropertyOut.model_validate(row) for row in rows],
         limit=filters.limit,
@@ -62,17 +63,16 @@ async def _list(session: AsyncSession, filters: PropertyFilters) -> bytes:
 
 
 # Cached responses are stored as their final JSON body and sent as is: a hit costs one
-# Redis round trip and no (de)serialisation.
+# Redis round trip and no (de)serialisation. A load opens its own database session, so a
+# hit opens none, and a load outlives the request that started it (single flight) safely.
 @router.get("", response_model=PropertyPage)
 async def list_properties(
-    filters: Annotated[PropertyFilters, Query()],
-    services: ServicesDep,
-    session: SessionDep,
+    filters: Annotated[PropertyFilters, Query()], services: ServicesDep
 ) -> Response:
     body = await services.cache.cached_bytes(
         f"list:{filters.cache_key()}",
         services.settings.cache_ttl_seconds,
-        lambda: _list(session, filters),
+        lambda: _list(services, filters),
         namespace=city_namespace(filters.city) if filters.city else ALL_LISTS,
     )
     return Response(body, media_type="application/json")
@@ -103,13 +103,11 @@ async def _changed(
 
 
 @router.get("/{property_id}", response_model=PropertyOut)
-async def get_property(
-    property_id: PropertyId, services: ServicesDep, session: SessionDep
-) -> Response:
+async def get_property(property_id: PropertyId, services: ServicesDep) -> Response:
     async def load() -> bytes:
-        return (
-            PropertyOut.model_validate(await _get(session, property_id)).model_dump_json().encode()
-        )
+        async with services.sessions() as session:
+            found = await _get(session, property_id)
+            return PropertyOut.model_validate(found).model_dump_json().encode()
 
     body = await services.cache.cached_bytes(
         f"item:{property_id}",

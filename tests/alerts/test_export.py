@@ -27,6 +27,7 @@ from tests.support.prometheus import binary
 
 API = 'instance="a:8000", job="api"'
 H = "http_server_request_duration_seconds"
+REJECTED = "http_server_rejected_requests_total"
 SLOW = f'db_client_slow_queries_total{{{API}, operation="SELECT", table="properties"}}'
 STORE_UP = 'dynoscope_alert_store_up{instance="s:9", job="alerts"}'
 FAILURES = 'dynoscope_rule_evaluation_failures_total{instance="s:9", job="alerts", rule="X"}'
@@ -191,6 +192,17 @@ CASES = [
         at="15m",
         labels={},
         value=0.1,
+    ),
+    Case(
+        "ApiOverloaded",
+        bad=[{"series": f'{REJECTED}{{{API}, reason="overload"}}', "values": "0+45x60"}],
+        healthy=[{"series": f'{REJECTED}{{{API}, reason="overload"}}', "values": "0x60"}],
+        at="10m",
+        labels={"instance": "a:8000"},
+        value=3.0,
+        extra_quiet=[  # a trickle under 1 request/s is not yet worth a page
+            [{"series": f'{REJECTED}{{{API}, reason="overload"}}', "values": "0+6x60"}]
+        ],
     ),
     Case(
         "InstanceDown",

@@ -17,6 +17,7 @@ SHIPPED = {
     "CacheHitRateLow",
     "MemoryLeakSuspected",
     "ApiErrorRateHigh",
+    "ApiOverloaded",
     "InstanceDown",
     "DatabaseUnavailable",
     "CacheUnavailable",

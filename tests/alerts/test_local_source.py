@@ -97,6 +97,14 @@ async def test_error_ratio_counts_5xx_only(metrics: Catalogue) -> None:
     assert await answer(local, q, T0 + MINUTE) == {(): pytest.approx(0.05)}
 
 
+async def test_rejected_requests_per_second_by_instance(metrics: Catalogue) -> None:
+    local = source(metrics)
+    q = query("http_rejected_requests_per_second", by=("instance",))
+    await local.run([q], now=T0)
+    metrics.http_rejected_requests.labels(reason="overload").inc(180)
+    assert await answer(local, q, T0 + MINUTE) == {(("instance", "i1"),): 3.0}
+
+
 async def test_memory_growth_is_a_least_squares_slope_ignoring_fresh_starts() -> None:
     registry = CollectorRegistry()
     from prometheus_client import Gauge

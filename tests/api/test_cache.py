@@ -240,3 +240,67 @@ async def test_outage_fails_open_logs_once_and_recovers(
         assert any("reachable again" in r.getMessage() for r in caplog.records)
     finally:
         await client.aclose()
+
+
+async def test_a_cancelled_leader_does_not_fail_its_waiters(cache: Cache) -> None:
+    release = asyncio.Event()
+    calls = 0
+    started = AllMissed(1)
+    cache.set_observer(started)
+
+    async def slow_loader() -> list[int]:
+        nonlocal calls
+        calls += 1
+        await release.wait()
+        return [calls]
+
+    leader = asyncio.create_task(cache.cache_with_ttl("cold", 60, slow_loader, namespace="n"))
+    await asyncio.wait_for(started.event.wait(), 5)  # the leader has started the load
+    missed = AllMissed(3)
+    cache.set_observer(missed)
+    waiters = [
+        asyncio.create_task(cache.cache_with_ttl("cold", 60, slow_loader, namespace="n"))
+        for _ in range(3)
+    ]
+    await asyncio.wait_for(missed.event.wait(), 5)
+    leader.cancel()  # its client went away
+    with pytest.raises(asyncio.CancelledError):
+        await leader
+    release.set()
+    assert await asyncio.gather(*waiters) == [[1], [1], [1]]
+    assert calls == 1
+    assert await cache.cache_with_ttl("cold", 60, slow_loader, namespace="n") == [1]  # stored
+
+
+async def test_the_in_process_cache_holds_its_bound_under_100000_distinct_keys() -> None:
+    backend = MemoryBackend(max_entries=1_000)
+    cache = Cache(backend=backend, name="t")
+    load = Loader()
+    await cache.cache_with_ttl("popular", 60, load, namespace="n")
+    for index in range(100_000):
+        await cache.cache_with_ttl(f"list:page={index}", 60, load, namespace="n")
+        if index % 100 == 0:
+            await cache.cache_with_ttl("popular", 60, load, namespace="n")  # recently used
+    assert len(backend) <= 1_000 + 1  # the values, and the one generation counter
+    calls = load.calls
+    await cache.cache_with_ttl("popular", 60, load, namespace="n")
+    await cache.cache_with_ttl("list:page=99999", 60, load, namespace="n")
+    assert load.calls == calls  # the recently used survived
+    await cache.cache_with_ttl("list:page=0", 60, load, namespace="n")
+    assert load.calls == calls + 1  # the least recently used went first
+
+
+async def test_forgotten_generations_never_bring_old_entries_back() -> None:
+    backend = MemoryBackend(max_entries=1_000)
+    cache = Cache(backend=backend, name="t")
+    load = Loader()
+    await cache.cache_with_ttl("k", 60, load, namespace="item:1")
+    await cache.invalidate("item:1")
+    load.value = {"rows": ["new"]}
+    assert await cache.cache_with_ttl("k", 60, load, namespace="item:1") == {"rows": ["new"]}
+    for index in range(2, 100_002):  # writes to 100,000 other items push item:1's counter out
+        await cache.invalidate(f"item:{index}")
+    assert len(backend) <= 2 * 1_000
+    load.value = {"rows": ["newest"]}
+    # Neither entry stored under an old generation of item:1 is reachable any more.
+    assert await cache.cache_with_ttl("k", 60, load, namespace="item:1") == {"rows": ["newest"]}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import pytest
@@ -34,6 +34,15 @@ class QueryCounter:
 
     def close(self) -> None:
         event.remove(self._engine, "before_cursor_execute", self._record)
+
+
+@pytest.fixture
+async def api(environ: dict[str, str]) -> AsyncIterator[Running]:
+    # These tests count queries; a loaded machine that takes over the default 0.5 s to open
+    # 64 Redis connections at once would open the breaker and add a query (fail-open is
+    # tested on its own below).
+    async with running_app({**environ, "REDIS_TIMEOUT": "2"}) as running:
+        yield running
 
 
 @pytest.fixture
