@@ -192,7 +192,10 @@ class Monitor:
     async def stop(self) -> None:
         """Stop evaluating, write what is left (briefly), and close the HTTP client."""
         await self.scheduler.stop()
-        if not await self.writer.flush(now=self.scheduler.clock()):
+        # A store never reached is not written now either: without its state loaded, a
+        # write would replace stored alerts (and their timers) with this process's view.
+        written = self.writer.loaded and await self.writer.flush(now=self.scheduler.clock())
+        if not written and self.ledger.backlog:
             log.error("alert engine stopped with %d unwritten change(s)", self.ledger.backlog)
         if self._owns_http:
             await self.http.aclose()
