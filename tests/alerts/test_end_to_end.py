@@ -15,10 +15,8 @@ from pathlib import Path
 
 import httpx
 import pytest
-import yaml
 from prometheus_client import CollectorRegistry
 
-from alerts.loader import DEFAULT_RULES
 from alerts.monitor import Monitor, open_store
 from api.settings import Settings
 from instrumentation.catalogue import Catalogue
@@ -27,6 +25,7 @@ from tests.alerts.harness import (
     Receiver,
     eventually,
     in_background,
+    rules_file,
     served_api,
     webhook_receiver,
 )
@@ -34,7 +33,6 @@ from tests.support.prometheus import running_prometheus
 
 ADMIN = "admin-token-" + "z" * 20
 ALERTS = ("DatabaseSlowQuery", "ApiLatencyP95High")
-FAST = {"interval": "1s"}
 SHORT = {
     "DatabaseSlowQuery": {"window": "5s"},
     "ApiLatencyP95High": {"window": "5s", "for": "1s", "keep_firing_for": "0"},
@@ -43,16 +41,7 @@ SHORT = {
 
 def short_rules(directory: Path) -> Path:
     """The shipped rules for the two alerts under test, with test-sized windows."""
-    shipped = yaml.safe_load(DEFAULT_RULES.read_text())
-    rules = [
-        {**rule, **SHORT[rule["alert"]]}
-        for group in shipped["groups"]
-        for rule in group["rules"]
-        if rule["alert"] in SHORT
-    ]
-    path = directory / "e2e.yml"
-    path.write_text(yaml.safe_dump({"groups": [{"name": "e2e", **FAST, "rules": rules}]}))
-    return path
+    return rules_file(directory, SHORT)
 
 
 @contextlib.asynccontextmanager
