@@ -60,9 +60,11 @@ def test_a_directory_that_cannot_be_written_is_refused(tmp_path: Path) -> None:
         metrics_directory(workers=2, configured=str(blocker), environ={}),
     ):
         pass
-    with pytest.raises(WorkersError, match="--workers: must be at least 1"):
-        with metrics_directory(workers=0, configured=None, environ={}):
-            pass
+    with (
+        pytest.raises(WorkersError, match="--workers: must be at least 1"),
+        metrics_directory(workers=0, configured=None, environ={}),
+    ):
+        pass
 
 
 def _env(tmp_path: Path, **extra: str) -> dict[str, str]:
