@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from api.db import create_engine, create_sessionmaker
 from api.logs import configure_logging
 from api.settings import Mode, Settings, SettingsError
-from api.workers import WorkersError, metrics_directory
+from api.workers import WorkersError, check_port_free, metrics_directory
 
 log = logging.getLogger("dynoscope")
 
@@ -29,6 +29,8 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
     port = args.port or settings.port
     telemetry = settings.telemetry
     try:
+        if telemetry.metrics_enabled and telemetry.metrics_port is not None:
+            check_port_free(telemetry.host, telemetry.metrics_port)
         # Set in this process's environment before uvicorn starts the workers: they build
         # their settings from it, so every worker writes its metrics to the same directory.
         with metrics_directory(

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import shutil
+import socket
 import tempfile
 from collections.abc import Iterator, MutableMapping
 from pathlib import Path
@@ -74,3 +75,20 @@ def metrics_directory(
     finally:
         environ.pop(MULTIPROC_ENV, None)
         shutil.rmtree(directory, ignore_errors=True)
+
+
+def check_port_free(host: str, port: int) -> None:
+    """Raise ``WorkersError`` when ``METRICS_PORT`` is taken on ``host``.
+
+    Checked once before the workers start: a worker that cannot bind it would otherwise
+    serve without metrics and only log it, and Prometheus would see the instance as down.
+    """
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            raise WorkersError(
+                f"METRICS_PORT: cannot listen on {host}:{port} ({exc.strerror or exc}); "
+                "free it or choose another port"
+            ) from None

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -97,13 +98,36 @@ def test_serve_refuses_a_directory_it_cannot_use(tmp_path: Path) -> None:
     assert "Traceback" not in result.stderr
 
 
+def test_serve_refuses_a_metrics_port_it_cannot_listen_on(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = subprocess.run(
+            [*DYNOSCOPE, "serve", "--workers", "2", "--port", str(free_port())],
+            env=_env(tmp_path, METRICS_PORT=str(port)),
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+    assert result.returncode == 2
+    assert f"refusing to start: METRICS_PORT: cannot listen on 127.0.0.1:{port}" in result.stderr
+
+
+@pytest.mark.parametrize("own_port", [False, True], ids=["api-port", "metrics-port"])
 def test_two_workers_without_a_variable_are_one_instance_and_one_writer_per_trace_file(
-    tmp_path: Path,
+    tmp_path: Path, own_port: bool
 ) -> None:
     assert _run(tmp_path, "db", "upgrade").returncode == 0
     port = free_port()
     log = tmp_path / "serve.log"
     env = _env(tmp_path, OTEL_TRACES_SAMPLER="always_on")
+    metrics_url = f"http://127.0.0.1:{port}/metrics"
+    if own_port:  # every worker listens on it too (SO_REUSEPORT); any one answers for all
+        metrics_port = free_port()
+        env["METRICS_PORT"] = str(metrics_port)
+        metrics_url = f"http://127.0.0.1:{metrics_port}/metrics"
     with log.open("wb") as output:
         server = subprocess.Popen(
             [*DYNOSCOPE, "serve", "--port", str(port), "--workers", "2"],
@@ -119,8 +143,8 @@ def test_two_workers_without_a_variable_are_one_instance_and_one_writer_per_trac
                     assert fresh.get("/readyz").status_code == 200
             counts = []
             for _ in range(20):
-                with httpx.Client(base_url=url) as fresh:
-                    families = parse_text(fresh.get("/metrics").text)
+                with httpx.Client() as fresh:
+                    families = parse_text(fresh.get(metrics_url).text)
                 counts.append(
                     sample_value(
                         families, "http_server_request_duration_seconds_count", route="/readyz"
