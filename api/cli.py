@@ -1,7 +1,7 @@
 """The dynoscope command line: the property API, its database and its observability tools.
 
 The help is plain text for a terminal; each subcommand has a one-line description and an
-example (``help_for``).
+example (``command``).
 """
 
 from __future__ import annotations
