@@ -1,8 +1,8 @@
-"""``dynoscope`` subcommands of the alerts package.
+"""The alerts package's subcommands of the dynoscope command line.
 
 dynoscope rules check FILE [FILE ...]   validate rule files (exit 1 with every problem)
 dynoscope rules export [-o FILE]        print the configured rules as a Prometheus rule file
-dynoscope alerts run                    run the alert scheduler on its own
+dynoscope alerts run                    run the alert engine on its own, against Prometheus
 """
 
 from __future__ import annotations
@@ -11,12 +11,26 @@ import argparse
 import asyncio
 import sys
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Protocol
 
 from alerts.errors import AlertsError
 from alerts.loader import load_rules, rule_paths
 from alerts.settings import AlertSettings
 from instrumentation.settings import TelemetrySettings
+
+
+class AddCommand(Protocol):
+    """How the host command line adds a subcommand with a summary, details and an example."""
+
+    def __call__(
+        self,
+        commands: argparse._SubParsersAction[argparse.ArgumentParser],
+        name: str,
+        *,
+        summary: str,
+        example: str,
+        details: str = "",
+    ) -> argparse.ArgumentParser: ...
 
 
 class Configured(Protocol):
@@ -56,8 +70,21 @@ def _export(settings: Configured, args: argparse.Namespace) -> int:
     return 0
 
 
+NO_SOURCE = (
+    "dynoscope alerts run: PROMETHEUS_URL is not set.\n"
+    "On its own the engine can only see the service through the Prometheus that scrapes it;\n"
+    "without one it would evaluate its own, empty process and never fire. Set\n"
+    "PROMETHEUS_URL=http://prometheus-host:9090 (and ALERT_STORE_URL for its store).\n"
+    "For development, the API that make run starts runs the engine in its own process."
+)
+
+
 def _run(settings: Configured, args: argparse.Namespace) -> int:
     from alerts.monitor import run_standalone
+
+    if settings.alerts.prometheus_url is None:
+        print(NO_SOURCE, file=sys.stderr)
+        return 2
 
     try:
         asyncio.run(run_standalone(settings.alerts, settings.telemetry))
@@ -69,22 +96,51 @@ def _run(settings: Configured, args: argparse.Namespace) -> int:
     return 0
 
 
-def register(commands: argparse._SubParsersAction[Any]) -> None:
+def register(
+    commands: argparse._SubParsersAction[argparse.ArgumentParser], command: AddCommand
+) -> None:
     """Add ``dynoscope rules check|export`` and ``dynoscope alerts run``."""
-    rules = commands.add_parser("rules", help="alert rule files")
-    rule_commands = rules.add_subparsers(dest="rules_command", required=True)
-    check = rule_commands.add_parser("check", help="validate rule files and exit")
+    rules = command(
+        commands,
+        "rules",
+        summary="Check alert rule files, or export them for Prometheus.",
+        example="dynoscope rules check alerts/rules/",
+    )
+    rule_commands = rules.add_subparsers(dest="rules_command", required=True, metavar="COMMAND")
+    check = command(
+        rule_commands,
+        "check",
+        summary="Validate rule files and exit.",
+        details="Exit status 1 with every problem listed by file, rule and field.",
+        example="dynoscope rules check alerts/rules/default.yml overrides.yml",
+    )
     check.add_argument("files", nargs="+", metavar="FILE", help="rule file or folder")
     check.set_defaults(run=_check)
-    export = rule_commands.add_parser("export", help="print a Prometheus rule file")
+    export = command(
+        rule_commands,
+        "export",
+        summary="Print the rules as a Prometheus rule file.",
+        details="Recording and alerting rules that promtool check rules accepts.",
+        example="dynoscope rules export -o dynoscope-rules.yml",
+    )
     export.add_argument(
         "--rules", nargs="+", metavar="PATH", help="rule files (default: ALERT_RULES_PATH)"
     )
     export.add_argument("-o", "--output", help="write here instead of standard output")
     export.set_defaults(run=_export)
 
-    alerts = commands.add_parser("alerts", help="alert engine")
-    alert_commands = alerts.add_subparsers(dest="alerts_command", required=True)
-    alert_commands.add_parser("run", help="evaluate rules and notify, until stopped").set_defaults(
-        run=_run
+    alerts = command(
+        commands,
+        "alerts",
+        summary="Run the alert engine.",
+        example="PROMETHEUS_URL=http://127.0.0.1:9090 dynoscope alerts run",
     )
+    alert_commands = alerts.add_subparsers(dest="alerts_command", required=True, metavar="COMMAND")
+    command(
+        alert_commands,
+        "run",
+        summary="Evaluate the rules against Prometheus and notify, until stopped.",
+        details="Needs PROMETHEUS_URL (the Prometheus that scrapes the API); keeps its state\n"
+        "in ALERT_STORE_URL. Stops on SIGINT or SIGTERM.",
+        example="PROMETHEUS_URL=http://127.0.0.1:9090 dynoscope alerts run",
+    ).set_defaults(run=_run)

@@ -1,10 +1,15 @@
-"""The ``dynoscope`` command line."""
+"""The dynoscope command line: the property API, its database and its observability tools.
+
+The help is plain text for a terminal; each subcommand has a one-line description and an
+example (``command``).
+"""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
 import logging
+import os
 import secrets
 import sys
 from collections.abc import Sequence
@@ -12,6 +17,7 @@ from collections.abc import Sequence
 from api.db import create_engine, create_sessionmaker
 from api.logs import configure_logging
 from api.settings import Mode, Settings, SettingsError
+from api.workers import WorkersError, check_port_free, metrics_directory
 
 log = logging.getLogger("dynoscope")
 
@@ -21,16 +27,33 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
 
     host = args.host or settings.host
     port = args.port or settings.port
-    log.info("serving on http://%s:%d with %d worker(s)", host, port, args.workers)
-    uvicorn.run(
-        "api.asgi:create",
-        factory=True,
-        host=host,
-        port=port,
-        workers=args.workers,
-        log_level=settings.log_level.lower(),
-        access_log=False,
-    )
+    telemetry = settings.telemetry
+    try:
+        if telemetry.metrics_enabled and telemetry.metrics_port is not None:
+            check_port_free(telemetry.host, telemetry.metrics_port)
+        # Set in this process's environment before uvicorn starts the workers: they build
+        # their settings from it, so every worker writes its metrics to the same directory.
+        with metrics_directory(
+            workers=args.workers,
+            configured=telemetry.prometheus_multiproc_dir,
+            environ=os.environ,
+            metrics_enabled=telemetry.metrics_enabled,
+        ) as directory:
+            log.info("serving on http://%s:%d with %d worker(s)", host, port, args.workers)
+            if directory is not None:
+                log.info("metrics of all workers are aggregated in %s", directory)
+            uvicorn.run(
+                "api.asgi:create",
+                factory=True,
+                host=host,
+                port=port,
+                workers=args.workers,
+                log_level=settings.log_level.lower(),
+                access_log=False,
+            )
+    except WorkersError as exc:
+        print(f"dynoscope serve: refusing to start: {exc}", file=sys.stderr)
+        return 2
     return 0
 
 
@@ -84,22 +107,81 @@ async def _seed(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="dynoscope", description=__doc__)
-    commands = parser.add_subparsers(dest="command", required=True)
+def command(
+    commands: argparse._SubParsersAction[argparse.ArgumentParser],
+    name: str,
+    *,
+    summary: str,
+    example: str,
+    details: str = "",
+) -> argparse.ArgumentParser:
+    """A subcommand whose help has a one-line ``summary``, ``details`` and an ``example``.
 
-    serve = commands.add_parser("serve", help="run the property API")
-    serve.add_argument("--host", default=None)
-    serve.add_argument("--port", type=int, default=None)
-    serve.add_argument("--workers", type=int, default=1)
+    Every package registers its subcommands through this, so all help reads alike::
+
+        serve = command(commands, "serve", summary="Run the property API.",
+                        example="dynoscope serve --port 8000")
+    """
+    description = summary if not details else f"{summary}\n\n{details}"
+    short = summary.rstrip(".")
+    return commands.add_parser(
+        name,
+        help=short[:1].lower() + short[1:],
+        description=description,
+        epilog=f"example:\n  {example}",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="dynoscope",
+        description="Run the property-listings API and watch its scaling health.",
+        epilog="examples:\n"
+        "  dynoscope db upgrade\n"
+        "  dynoscope serve --workers 2\n"
+        "  dynoscope alerts run\n\n"
+        "Each command has its own help: dynoscope COMMAND --help",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    serve = command(
+        commands,
+        "serve",
+        summary="Run the property API.",
+        details="With several workers their metrics are always aggregated: in the directory\n"
+        "PROMETHEUS_MULTIPROC_DIR names, or else in a private one made at start and\n"
+        "removed at exit. Settings come from the environment (see the README).",
+        example="dynoscope serve --host 0.0.0.0 --port 8000 --workers 2",
+    )
+    serve.add_argument("--host", default=None, help="address to listen on (default: HOST)")
+    serve.add_argument("--port", type=int, default=None, help="port (default: PORT)")
+    serve.add_argument("--workers", type=int, default=1, help="worker processes (default: 1)")
     serve.set_defaults(run=_serve)
 
-    db = commands.add_parser("db", help="database schema")
-    db_commands = db.add_subparsers(dest="db_command", required=True)
-    db_commands.add_parser("upgrade", help="apply migrations").set_defaults(run=_db)
+    db = command(
+        commands,
+        "db",
+        summary="Manage the database schema.",
+        example="dynoscope db upgrade",
+    )
+    db_commands = db.add_subparsers(dest="db_command", required=True, metavar="COMMAND")
+    command(
+        db_commands,
+        "upgrade",
+        summary="Apply migrations to the service's database and the alert store.",
+        details="Idempotent: run it before every start of a new release.",
+        example="DATABASE_URL=postgresql://app@127.0.0.1:5432/listings dynoscope db upgrade",
+    ).set_defaults(run=_db)
 
-    seed = commands.add_parser("seed", help="load demo data")
-    seed.add_argument("--properties", type=int, default=200)
+    seed = command(
+        commands,
+        "seed",
+        summary="Load demo properties.",
+        example="dynoscope seed --properties 500 --if-empty",
+    )
+    seed.add_argument("--properties", type=int, default=200, help="how many (default: 200)")
     seed.add_argument("--if-empty", action="store_true", help="only when no property exists")
     seed.set_defaults(run=lambda s, a: asyncio.run(_seed(s, a)))
 
@@ -107,8 +189,8 @@ def build_parser() -> argparse.ArgumentParser:
     from alerts.cli import register as register_alerts
     from instrumentation.cli import register as register_instrumentation
 
-    register_instrumentation(commands)
-    register_alerts(commands)
+    register_instrumentation(commands, command)
+    register_alerts(commands, command)
     return parser
 
 

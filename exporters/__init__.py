@@ -3,7 +3,7 @@
 from exporters.metrics import Exposition, MetricsEndpoint, expose, render, scrape_registry
 from exporters.otlp import otlp_exporter, span_processor
 from exporters.server import MetricsServer
-from exporters.tracefile import TraceFileExporter, read_spans
+from exporters.tracefile import TraceFileExporter, read_spans, trace_files
 
 __all__ = [
     "Exposition",
@@ -16,4 +16,5 @@ __all__ = [
     "render",
     "scrape_registry",
     "span_processor",
+    "trace_files",
 ]

@@ -57,7 +57,8 @@ def span_processor(
         where = f"OTLP {redact(traces_url(otlp_endpoint))}"
     else:
         exporter = TraceFileExporter(traces_file)
-        where = f"file {traces_file}"
+        # Each worker claims a file of its own (traces.jsonl, traces-1.jsonl, ...).
+        where = f"file {traces_file} (or a numbered sibling per worker)"
     processor = BatchSpanProcessor(
         exporter, schedule_delay_millis=schedule_delay_millis, max_queue_size=8192
     )

@@ -2,15 +2,24 @@
 
 Embedded mode has no trace backend. The file uses the OTLP JSON encoding (the OpenTelemetry
 Collector's file exporter writes the same), so it can be replayed into Jaeger or Tempo later.
-It is bounded: past ``max_bytes`` it is rotated once to ``<name>.1``. Several worker processes
-may append to it: each batch is one ``write`` on a file opened with ``O_APPEND``.
+It is bounded: past ``max_bytes`` it is rotated once to ``<name>.1``.
+
+Each file has one writer. An exporter claims the first free slot (an ``flock`` on a hidden lock
+file beside it): the first writes ``traces.jsonl``, a second worker ``traces-1.jsonl``, and so
+on, so only the owner of a file ever appends to or rotates it. A restarted worker takes the
+slot its predecessor freed, so the number of files stays that of the workers. ``read_spans``
+reads every slot together::
+
+    traces.jsonl  traces.jsonl.1  traces-1.jsonl  traces-1.jsonl.1  .traces.jsonl.lock ...
 """
 
 from __future__ import annotations
 
+import fcntl
 import json
 import logging
 import os
+import re
 import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -25,6 +34,58 @@ from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 log = logging.getLogger("dynoscope.traces")
 
 DEFAULT_MAX_BYTES = 32 * 1024 * 1024
+MAX_SLOTS = 256
+
+
+def slot_path(path: Path, slot: int) -> Path:
+    """The file of writer ``slot``: the configured name for the first, numbered after it.
+
+    >>> slot_path(Path("var/traces.jsonl"), 0), slot_path(Path("var/traces.jsonl"), 2)
+    (PosixPath('var/traces.jsonl'), PosixPath('var/traces-2.jsonl'))
+    """
+    if slot == 0:
+        return path
+    return path.with_name(f"{path.stem}-{slot}{path.suffix}")
+
+
+def _lock_path(file: Path) -> Path:
+    return file.with_name(f".{file.name}.lock")
+
+
+def claim_slot(path: Path, *, limit: int = MAX_SLOTS) -> tuple[Path, int]:
+    """The first file of ``path``'s family no live writer holds, and the lock descriptor.
+
+    The lock lasts as long as the descriptor stays open (and dies with its process).
+    """
+    for slot in range(limit):
+        file = slot_path(path, slot)
+        descriptor = os.open(_lock_path(file), os.O_RDWR | os.O_CREAT, 0o640)
+        try:
+            fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(descriptor)
+            continue
+        return file, descriptor
+    raise OSError(f"all {limit} trace files beside {path} have a live writer")
+
+
+def trace_files(path: str | Path) -> list[Path]:
+    """Every writer's file of ``path``'s family that exists, each after its rotated half."""
+    path = Path(path)
+    numbered = re.compile(re.escape(path.stem) + r"-(\d+)" + re.escape(path.suffix) + "$")
+    slots = [0]
+    if path.parent.is_dir():
+        for candidate in path.parent.iterdir():
+            match = numbered.match(candidate.name)
+            if match:
+                slots.append(int(match.group(1)))
+    files = []
+    for slot in sorted(set(slots)):
+        current = slot_path(path, slot)
+        for file in (current.with_name(current.name + ".1"), current):
+            if file.exists():
+                files.append(file)
+    return files
 
 
 def _any_value(value: Any) -> str:
@@ -116,10 +177,19 @@ def encode_spans(spans: Sequence[ReadableSpan]) -> str:
 
 
 class TraceFileExporter(SpanExporter):
-    """A ``SpanExporter`` appending batches to ``path`` (use under a ``BatchSpanProcessor``)."""
+    """A ``SpanExporter`` appending batches to its own file of ``path``'s family.
+
+    Use under a ``BatchSpanProcessor``. The file (``self.file``) is claimed at the first
+    export and released at ``shutdown``::
+
+        exporter = TraceFileExporter("var/traces.jsonl")
+        BatchSpanProcessor(exporter)   # a second worker's exporter writes var/traces-1.jsonl
+    """
 
     def __init__(self, path: str | Path, *, max_bytes: int = DEFAULT_MAX_BYTES) -> None:
         self.path = Path(path)
+        self.file: Path | None = None
+        self._claim: int | None = None
         self._max_bytes = max_bytes
         self._lock = threading.Lock()
 
@@ -129,9 +199,9 @@ class TraceFileExporter(SpanExporter):
         line = encode_spans(spans) + "\n"
         try:
             with self._lock:
-                self.path.parent.mkdir(parents=True, exist_ok=True)
-                self._rotate_if_full()
-                descriptor = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
+                file = self._own_file()
+                self._rotate_if_full(file)
+                descriptor = os.open(file, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
                 try:
                     os.write(descriptor, line.encode())
                 finally:
@@ -141,16 +211,27 @@ class TraceFileExporter(SpanExporter):
             return SpanExportResult.FAILURE
         return SpanExportResult.SUCCESS
 
-    def _rotate_if_full(self) -> None:
+    def _own_file(self) -> Path:
+        if self.file is None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.file, self._claim = claim_slot(self.path)
+        return self.file
+
+    def _rotate_if_full(self, file: Path) -> None:
         try:
-            size = self.path.stat().st_size
+            size = file.stat().st_size
         except FileNotFoundError:
             return
         if size >= self._max_bytes:
-            os.replace(self.path, self.path.with_name(self.path.name + ".1"))
+            os.replace(file, file.with_name(file.name + ".1"))
 
     def shutdown(self) -> None:
-        return None
+        """Give the file up: the next exporter to start may take it over."""
+        with self._lock:
+            if self._claim is not None:
+                os.close(self._claim)
+            self._claim = None
+            self.file = None
 
     def force_flush(self, timeout_millis: int = 30000) -> bool:
         return True
@@ -221,13 +302,12 @@ def decode_line(line: str) -> Iterator[SpanRecord]:
 
 
 def read_spans(path: str | Path) -> list[SpanRecord]:
-    """Every readable span in ``path`` and its rotated predecessor, oldest first.
+    """Every readable span in the files of ``path``'s family (all writers, rotated halves too).
 
     A line cut short by a crash or a concurrent rotation is skipped, not fatal.
     """
-    path = Path(path)
     spans: list[SpanRecord] = []
-    for candidate in (path.with_name(path.name + ".1"), path):
+    for candidate in trace_files(path):
         try:
             text = candidate.read_text(encoding="utf-8")
         except FileNotFoundError:

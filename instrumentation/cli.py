@@ -1,14 +1,28 @@
-"""``dynoscope traces``: the slowest recent traces from the trace file, or one as a tree."""
+"""dynoscope traces: the slowest recent traces from the trace files, or one as a tree."""
 
 from __future__ import annotations
 
 import argparse
 import time
-from typing import Any, Protocol
+from typing import Protocol
 
 from exporters.tracefile import read_spans
 from instrumentation.settings import TelemetrySettings
 from instrumentation.traceview import find_trace, render_tree, slowest
+
+
+class AddCommand(Protocol):
+    """How the host command line adds a subcommand with a summary, details and an example."""
+
+    def __call__(
+        self,
+        commands: argparse._SubParsersAction[argparse.ArgumentParser],
+        name: str,
+        *,
+        summary: str,
+        example: str,
+        details: str = "",
+    ) -> argparse.ArgumentParser: ...
 
 
 class Configured(Protocol):
@@ -22,7 +36,10 @@ def _traces(settings: Configured, args: argparse.Namespace) -> int:
     path = args.file or settings.telemetry.traces_file
     spans = read_spans(path)
     if not spans:
-        print(f"no traces in {path} (sampled requests are written there in embedded mode)")
+        print(
+            f"no traces in {path} or its per-worker siblings "
+            "(sampled requests are written there in embedded mode)"
+        )
         return 1
     if args.trace_id:
         members = find_trace(spans, args.trace_id)
@@ -47,13 +64,17 @@ def _traces(settings: Configured, args: argparse.Namespace) -> int:
     return 0
 
 
-def register(commands: argparse._SubParsersAction[Any]) -> None:
+def register(
+    commands: argparse._SubParsersAction[argparse.ArgumentParser], command: AddCommand
+) -> None:
     """Add this package's subcommands (``dynoscope traces``) to the command line."""
-    traces = commands.add_parser(
+    traces = command(
+        commands,
         "traces",
-        help="slowest recent traces from the local trace file, or one as a span tree",
-        description="Lists the slowest recent traces written to DYNOSCOPE_TRACES_FILE, "
-        "or prints one trace as a tree of spans (route, SQL, cache calls, durations).",
+        summary="Show the slowest recent traces, or one trace as a tree of spans.",
+        details="Reads DYNOSCOPE_TRACES_FILE and the files beside it that other workers\n"
+        "write (traces-1.jsonl, ...): route, SQL, cache calls and their durations.",
+        example="dynoscope traces --since 15 --limit 5",
     )
     traces.add_argument("trace_id", nargs="?", help="print this trace (id or unique prefix)")
     traces.add_argument("--limit", type=int, default=10, help="how many traces to list")

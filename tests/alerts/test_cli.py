@@ -1,4 +1,5 @@
-"""``dynoscope alerts run`` on its own: evaluates, notifies on the console, stops on SIGTERM."""
+"""``dynoscope alerts run`` on its own: refuses to run blind; against Prometheus it evaluates,
+notifies on the console and stops on SIGTERM."""
 
 from __future__ import annotations
 
@@ -9,6 +10,8 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+
+from tests.support.prometheus import running_prometheus
 
 RULES = """\
 groups:
@@ -24,19 +27,39 @@ groups:
 """
 
 
+def test_alerts_run_without_prometheus_refuses_and_says_what_to_set(
+    tmp_path: Path, sqlite_environ: dict[str, str]
+) -> None:
+    environ = {k: v for k, v in os.environ.items() if k != "PROMETHEUS_URL"}
+    result = subprocess.run(
+        [sys.executable, "-m", "api.cli", "alerts", "run"],
+        env={**environ, **sqlite_environ, "LOG_LEVEL": "INFO"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 2
+    assert "PROMETHEUS_URL is not set" in result.stderr
+    assert "PROMETHEUS_URL=http://" in result.stderr
+    assert "source local" not in result.stderr + result.stdout
+    assert "Traceback" not in result.stderr
+
+
 def test_alerts_run_evaluates_until_terminated(
     tmp_path: Path, sqlite_environ: dict[str, str]
 ) -> None:
     rules = tmp_path / "rules.yml"
     rules.write_text(RULES)
     log = tmp_path / "out.log"
-    environ = {
-        **os.environ,
-        **sqlite_environ,
-        "LOG_LEVEL": "INFO",
-        "ALERT_RULES_PATH": str(rules),
-    }
-    with log.open("wb") as output:
+    with running_prometheus({}) as prometheus, log.open("wb") as output:
+        environ = {
+            **os.environ,
+            **sqlite_environ,
+            "LOG_LEVEL": "INFO",
+            "ALERT_RULES_PATH": str(rules),
+            "PROMETHEUS_URL": prometheus.url,
+        }
         process = subprocess.Popen(
             [sys.executable, "-m", "api.cli", "alerts", "run"],
             env=environ,
@@ -54,7 +77,7 @@ def test_alerts_run_evaluates_until_terminated(
             returncode = process.wait(timeout=10)
     text = log.read_text()
     assert returncode == 0, text
-    assert "source local" in text
+    assert "source prometheus" in text
     assert "Running job" not in text  # APScheduler's per-run chatter is kept out of INFO
     alert = next(line for line in text.splitlines() if '"event": "alert"' in line)
     line = json.loads(alert[alert.index("{") :])

@@ -56,8 +56,10 @@ def running_prometheus(
     scrape_interval: str = "1s",
     rule_files: Sequence[Path] = (),
     evaluation_interval: str = "1s",
+    scrape_configs: Sequence[Mapping[str, object]] = (),
 ) -> Iterator[Prometheus]:
-    """Prometheus scraping ``{job: ["host:port", ...]}``; stopped and deleted afterwards."""
+    """Prometheus scraping ``{job: ["host:port", ...]}`` and any further ``scrape_configs``
+    (as in ``prometheus.yml``); stopped and deleted afterwards."""
     executable = binary("prometheus")
     with tempfile.TemporaryDirectory(prefix="dynoscope-prometheus-") as name:
         directory = Path(name)
@@ -71,7 +73,8 @@ def running_prometheus(
             "scrape_configs": [
                 {"job_name": job, "static_configs": [{"targets": list(addresses)}]}
                 for job, addresses in targets.items()
-            ],
+            ]
+            + [dict(config) for config in scrape_configs],
         }
         (directory / "prometheus.yml").write_text(yaml.safe_dump(config))
         port = free_port()
