@@ -41,7 +41,7 @@ from tests.support.services import POSTGRES_ADMIN_DSN, REDIS_URL
 from tests.support.stack import free_port
 
 README = Path(__file__).resolve().parents[1] / "README.md"
-README_SHA256 = "f990da69ba2dc4600657b7b9518fd6bc30b410c81986e707206a0b12c82ec8fb"
+README_SHA256 = "70f598a42b7dce4723aff54c06d30af2a4aca4e8535ff4034d91059304ba1fb6"
 
 API_DATABASE = "postgresql://app@db.internal:5432/listings"
 ALERT_STORE = "postgresql://alerts@alerts-db.internal:5432/dynoscope_alerts"
@@ -202,7 +202,7 @@ def test_the_readme_production_section_runs_as_written(
             # Prometheus's own scrape after the last request, then its view of the traffic.
             _poll(
                 lambda: (
-                    _value(prometheus.query('timestamp(up{job="dynoscope-api"})')) > sent[-1] + 1.5
+                    _value(prometheus.query('timestamp(up{job="api"})')) > sent[-1] + 1.5
                 ),
                 seconds=10,
                 shell=api,
@@ -210,7 +210,7 @@ def test_the_readme_production_section_runs_as_written(
             at = sent[-1] - 1.0
             window = 10.0
             query = (
-                'sum(rate(http_server_request_duration_seconds_count{job="dynoscope-api",'
+                'sum(rate(http_server_request_duration_seconds_count{job="api",'
                 f'route="/properties"}}[{window:g}s]))'
             )
             response = httpx.get(
@@ -219,7 +219,7 @@ def test_the_readme_production_section_runs_as_written(
             measured = _value(response.json()["data"]["result"])
             expected = sum(1 for t in sent if at - window < t <= at) / window
             resets = prometheus.query(
-                'resets(http_server_request_duration_seconds_count{job="dynoscope-api"}[1m]) > 0'
+                'resets(http_server_request_duration_seconds_count{job="api"}[1m]) > 0'
             )
             evaluations = _first_cycle(f"http://127.0.0.1:{engine_port}/metrics", engine)
     finally:
