@@ -6,6 +6,7 @@ import json
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from dashboards.catalogue import DASHBOARDS, render
@@ -46,3 +47,21 @@ def resolved(expr: str, *, values: dict[str, str] | None = None) -> str:
     """``expr`` as Grafana sends it with every variable on All (``.*``)."""
     values = values or {}
     return VARIABLE.sub(lambda m: values.get(m.group(1) or m.group(2), ".*"), expr)
+
+
+def catalogue_names(doc: Path) -> set[str]:
+    """Every series name docs/metrics.md promises (histograms with their three series), the
+    standard process metrics it lists, and Prometheus's own ``up``."""
+    names = {"up"}
+    text = doc.read_text()
+    for line in text.splitlines():
+        cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
+        if len(cells) != 5 or not cells[0].startswith("`"):
+            continue
+        name, kind = cells[0].strip("`"), cells[1]
+        if kind == "histogram":
+            names |= {f"{name}_bucket", f"{name}_sum", f"{name}_count"}
+        else:
+            names.add(name)
+    names |= set(re.findall(r"`(process_\w+)`", text))
+    return names
