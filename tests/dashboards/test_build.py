@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import ast
+import doctest
+import importlib
 import json
 from pathlib import Path
 
@@ -143,3 +145,11 @@ def test_dashboards_never_import_the_service() -> None:
                 else []
             )
             assert not [m for m in modules if m == "api" or m.startswith("api.")], path
+
+
+@pytest.mark.parametrize(
+    "name", ["dashboards.catalogue", "dashboards.panels", "dashboards.promql", "dashboards.push"]
+)
+def test_docstring_examples(name: str) -> None:
+    result = doctest.testmod(importlib.import_module(name), verbose=False)
+    assert result.attempted > 0 and result.failed == 0
