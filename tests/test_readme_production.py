@@ -201,9 +201,7 @@ def test_the_readme_production_section_runs_as_written(
             sent, scrapes = _steady_traffic(url)
             # Prometheus's own scrape after the last request, then its view of the traffic.
             _poll(
-                lambda: (
-                    _value(prometheus.query('timestamp(up{job="api"})')) > sent[-1] + 1.5
-                ),
+                lambda: _value(prometheus.query('timestamp(up{job="api"})')) > sent[-1] + 1.5,
                 seconds=10,
                 shell=api,
             )

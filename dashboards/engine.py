@@ -1,0 +1,136 @@
+"""The "Alert engine" dashboard: is the engine itself evaluating, delivering and storing?"""
+
+from __future__ import annotations
+
+from grafana_foundation_sdk.builders import dashboard as builders
+from grafana_foundation_sdk.cog.builder import Builder
+from grafana_foundation_sdk.models.dashboard import Panel
+
+from dashboards.panels import (
+    Line,
+    Query,
+    datasource_variable,
+    label_variable,
+    series,
+    signal,
+    single,
+)
+
+UID = "dynoscope-alert-engine"
+
+
+def _panels() -> list[Builder[Panel]]:
+    return [
+        single(
+            "Leader",
+            Query("max by (instance) (dynoscope_scheduler_leader)", "{{instance}}"),
+            unit="none",
+            description="1 on the process that evaluates the rules now (one at a time).",
+        ),
+        single(
+            "Store up",
+            Query(signal("alert_store_up"), "store"),
+            unit="none",
+            description="1 while the engine's own store answers; 0 while it runs from memory.",
+            lines=[Line(1, "green")],
+        ),
+        single(
+            "Store backlog",
+            Query("sum(dynoscope_alert_store_backlog)", "backlog"),
+            unit="none",
+            description="Changes not yet written to the store (the outbox and alert states "
+            "waiting for the write-behind).",
+            lines=[Line(100, "orange"), Line(1000, "red")],
+        ),
+        single(
+            "Alerts firing",
+            Query('sum(dynoscope_alerts{state="firing"}) or vector(0)', "firing"),
+            unit="none",
+            description="Alerts firing now.",
+            lines=[Line(1, "red")],
+        ),
+        series(
+            "Evaluations per second by rule",
+            Query("sum by (rule) (rate(dynoscope_rule_evaluations_total[5m]))", "{{rule}}"),
+            unit="ops",
+            description="Rule evaluations per second.",
+        ),
+        series(
+            "Evaluation failures by rule",
+            Query(signal("rule_evaluation_failures", by=("rule",)), "{{rule}}"),
+            unit="none",
+            description="Failed evaluations within 5 m (the query, or the rule itself), as the "
+            "engine's self-monitoring rule counts them.",
+        ),
+        series(
+            "Group evaluation duration p95",
+            Query(
+                "histogram_quantile(0.95, sum by (le, group) "
+                "(rate(dynoscope_rule_evaluation_duration_seconds_bucket[5m])))",
+                "{{group}}",
+            ),
+            unit="s",
+            description="95th percentile of one evaluation of a rule group.",
+        ),
+        series(
+            "Skipped runs by group",
+            Query(
+                "sum by (group) (increase(dynoscope_scheduler_skipped_runs_total[5m]))",
+                "{{group}}",
+            ),
+            unit="none",
+            description="Evaluations skipped because the previous one still ran; empty while "
+            "none was skipped.",
+        ),
+        series(
+            "Alerts by state",
+            Query("sum by (state) (dynoscope_alerts)", "{{state}}"),
+            unit="none",
+            description="Pending and firing alerts.",
+        ),
+        series(
+            "Notifications by receiver and outcome",
+            Query(
+                "sum by (receiver, outcome) (rate(dynoscope_notifications_total[5m]))",
+                "{{receiver}} {{outcome}}",
+            ),
+            unit="ops",
+            description="Delivery attempts per second: sent, retried, failed (abandoned).",
+        ),
+        series(
+            "Store backlog and failures",
+            Query("sum by (instance) (dynoscope_alert_store_backlog)", "backlog {{instance}}"),
+            Query(
+                "sum by (operation) (rate(dynoscope_alert_store_failures_total[5m]))",
+                "failures {{operation}}",
+            ),
+            unit="none",
+            description="Unwritten changes, and failed or timed-out store calls per second "
+            "(load, write, prune; empty while none failed).",
+            span=24,
+        ),
+    ]
+
+
+def alert_engine() -> builders.Dashboard:
+    """The dashboard, ready for ``build()``."""
+    board = (
+        builders.Dashboard("Alert engine")
+        .uid(UID)
+        .tags(["dynoscope"])
+        .description("Is the alert engine evaluating, delivering and storing?")
+        .time("now-1h", "now")
+        .refresh("30s")
+        .with_variable(datasource_variable())
+        .with_variable(label_variable("job", label="Job", selector="dynoscope_scheduler_leader"))
+        .with_variable(
+            label_variable(
+                "instance",
+                label="Instance",
+                selector='dynoscope_scheduler_leader{job=~"$job"}',
+            )
+        )
+    )
+    for panel in _panels():
+        board = board.with_panel(panel)
+    return board
