@@ -27,6 +27,7 @@ from prometheus_client.registry import Collector
 
 from alerts.delivery import iso
 from alerts.errors import AlertsError
+from alerts.lease import HostLease
 from alerts.lock import EngineLock, lock_path
 from alerts.monitor import Monitor, open_store
 from alerts.settings import AlertSettings
@@ -144,7 +145,12 @@ async def embedded_engine(
     try:
         try:
             monitor = Monitor.build(
-                settings, store=store, metrics=metrics, collectors=collectors, instance=instance
+                settings,
+                store=store,
+                metrics=metrics,
+                collectors=collectors,
+                instance=instance,
+                lease=HostLease(),  # the lock file already makes it the only engine
             )
         except AlertsError as exc:
             log.error("alert engine not started: %s", exc)

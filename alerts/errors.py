@@ -4,6 +4,7 @@
      ├── RuleFileError        a rule or override file is unusable; carries every Problem
      ├── QueryError           a metric source did not answer (the query, the source, why)
      ├── NotificationError    a receiver did not take a notification (receiver, retryable)
+     ├── LeaseLost            a store write carried a stale fencing token (holder, token)
      └── ExportError          a rule has no Prometheus equivalent (the rule, why)
 
 Callers catch ``AlertsError`` to stop on any of them; each carries the data needed to say
@@ -70,3 +71,13 @@ class ExportError(AlertsError):
     def __init__(self, message: str, *, rule: str) -> None:
         self.rule = rule
         super().__init__(f"rule {rule}: {message}")
+
+
+class LeaseLost(AlertsError):
+    """Another engine has taken the lease: this one's writes are refused (fencing)."""
+
+    def __init__(self, *, lease: str, holder: str, token: int) -> None:
+        self.lease = lease
+        self.holder = holder
+        self.token = token
+        super().__init__(f"lease {lease}: token {token} of {holder} is no longer current")

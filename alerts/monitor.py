@@ -6,7 +6,10 @@
   ``LocalSource`` over the process's own registries;
 - ``ALERT_RULES_PATH``: rule files (default: the shipped ``alerts/rules/default.yml``);
 - ``ALERT_STORE_URL``: the engine's own store, written behind (``alerts.writer``);
-- receivers: console always, plus the webhook when ``ALERT_WEBHOOK_URL`` is set.
+- receivers: console always, plus the webhook when ``ALERT_WEBHOOK_URL`` is set;
+- leadership: by default a lease in the store (``alerts.lease``, ``ALERT_LEASE_SECONDS``), so
+  of several engines on one store exactly one evaluates and sends and a standby takes over
+  when it dies; the in-process engine passes a ``HostLease`` (its lock file decides).
 
 Alert state lives in memory (``alerts.ledger``) while the engine runs, so evaluation and
 delivery never wait on a database: not the one the service uses, which is what the engine
@@ -33,7 +36,9 @@ from prometheus_client.registry import Collector
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from alerts.election import Election
 from alerts.evaluator import Evaluator
+from alerts.lease import Lease, StoreLease
 from alerts.ledger import Ledger
 from alerts.loader import load_rules, rule_paths
 from alerts.migrate import upgrade
@@ -82,7 +87,11 @@ class Monitor:
     scheduler: Scheduler
     metrics: Catalogue
     http: httpx.AsyncClient
+    lease: Lease
+    election: Election | None = None
     _owns_http: bool = field(default=False, repr=False)
+    _immediately: bool = field(default=True, repr=False)
+    _campaign: asyncio.Task[None] | None = field(default=None, repr=False)
 
     @classmethod
     def build(
@@ -96,9 +105,11 @@ class Monitor:
         job: str = "api",
         clock: Clock = utc_now,
         http: httpx.AsyncClient | None = None,
+        lease: Lease | None = None,
     ) -> Monitor:
         """Wire an engine for ``settings`` on the store's engine ``store`` (migrated at start);
-        raises ``RuleFileError`` on bad rules."""
+        raises ``RuleFileError`` on bad rules. Without ``lease`` it competes for the store's
+        lease (``StoreLease``) with every other engine on that store."""
         rules = load_rules(rule_paths(settings.rules_path))
         quiet = logging.getLogger("httpx")
         if quiet.level == logging.NOTSET:
@@ -121,9 +132,12 @@ class Monitor:
             config = WebhookConfig(url=settings.webhook_url)
             notifiers["webhook"] = WebhookNotifier(config, client=client)
         ledger = Ledger()
-        outbox = Outbox(notifiers=notifiers, ledger=ledger, metrics=metrics)
+        held: Lease = lease if lease is not None else StoreLease(store, ttl=settings.lease_seconds)
+        outbox = Outbox(notifiers=notifiers, ledger=ledger, metrics=metrics, lease=held)
         stored = Store(store)
         writer = StoreWriter(
+            lease=held,
+            on_fenced=held.drop if isinstance(held, StoreLease) else None,
             store=stored,
             ledger=ledger,
             outbox=outbox,
@@ -155,6 +169,7 @@ class Monitor:
             scheduler=scheduler,
             metrics=metrics,
             http=client,
+            lease=held,
             _owns_http=http is None,
         )
 
@@ -178,22 +193,71 @@ class Monitor:
                     return await self.store.history(limit=limit)
         return list(reversed(self.ledger.recent))[:limit]
 
+    @property
+    def leading(self) -> bool:
+        """Whether this engine evaluates and sends (a standby waits for the lease)."""
+        return self.election is None or self.election.leading
+
     async def start(self, *, immediately: bool = False) -> None:
-        """Load the store (if it answers) and start evaluating on the running loop."""
+        """Start on the running loop: evaluate at once when this engine may lead (always with
+        a ``HostLease``; with a ``StoreLease`` when the lease is free), else wait as standby."""
         self.evaluator.prepare(self.rules.rules)
         now = self.scheduler.clock()
-        if not await self.writer.connect(now=now):
-            log.error("alert engine starts without its store; it is tried again every second")
         # A first snapshot now, so a rate over the first window has a starting point.
         self.self_source.sample(now)
-        self.scheduler.start(immediately=immediately)
         log.info("alert engine: %s", self.describe())
+        if not isinstance(self.lease, StoreLease):
+            if not await self.writer.connect(now=now):
+                log.error("alert engine starts without its store; it is tried again every second")
+            self.scheduler.start(immediately=immediately)
+            self.metrics.scheduler_leader.set(1)
+            return
+        self._immediately = immediately
+        self.election = Election(
+            self.lease,
+            on_elected=self._elected,
+            on_deposed=self._deposed,
+            prepare=self.writer.migrate,
+            metrics=self.metrics,
+        )
+        await self.election.step()
+        if not self.election.leading:
+            log.info("alert engine waits as standby (lease held by another engine)")
+        self._immediately = True  # a later takeover continues at once: no cycle is skipped
+        self._campaign = asyncio.create_task(self.election.run())
+
+    async def _elected(self) -> bool:
+        # Whatever this engine knew is stale: the store has what the last leader decided.
+        self._forget()
+        if not await self.writer.connect(now=self.scheduler.clock()):
+            log.error("lease taken but the store could not be loaded; trying again")
+            return False
+        self.scheduler.start(immediately=self._immediately)
+        return True
+
+    async def _deposed(self) -> None:
+        await self.scheduler.stop()
+        self._forget()
+
+    def _forget(self) -> None:
+        self.ledger.reset()
+        self.outbox.reset()
+        self.writer.reset()
 
     async def stop(self) -> None:
-        """Stop evaluating, write what is left (briefly), and close the HTTP client."""
-        await self.scheduler.stop()
-        if not await self.writer.flush(now=self.scheduler.clock()):
-            log.error("alert engine stopped with %d unwritten change(s)", self.ledger.backlog)
+        """Stop evaluating, write what is left (briefly), give up the lease, and close the
+        HTTP client."""
+        if self._campaign is not None:
+            self._campaign.cancel()
+            await asyncio.gather(self._campaign, return_exceptions=True)
+            self._campaign = None
+        if self.leading:
+            await self.scheduler.stop()
+            if not await self.writer.flush(now=self.scheduler.clock()):
+                log.error("alert engine stopped with %d unwritten change(s)", self.ledger.backlog)
+        if self.election is not None:
+            await self.election.resign()
+        self.metrics.scheduler_leader.set(0)
         if self._owns_http:
             await self.http.aclose()
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 from collections import deque
 from collections.abc import Iterable, Mapping
 from dataclasses import replace
@@ -22,6 +23,7 @@ from datetime import datetime, timedelta
 
 from alerts.delivery import Delivery
 from alerts.errors import NotificationError
+from alerts.lease import Lease
 from alerts.ledger import Ledger
 from alerts.notifiers.notifier import Notifier
 from instrumentation.catalogue import Catalogue
@@ -44,6 +46,7 @@ class Outbox:
         backoff: timedelta = timedelta(seconds=1),
         max_backoff: timedelta = timedelta(minutes=5),
         timeout: float = 10.0,
+        lease: Lease | None = None,
     ) -> None:
         self._notifiers = dict(notifiers)
         self._ledger = ledger
@@ -52,6 +55,7 @@ class Outbox:
         self._backoff = backoff
         self._max_backoff = max_backoff
         self._timeout = timeout
+        self._lease = lease
         self._queues: dict[Key, deque[Delivery]] = {}
         self._seen: set[Key] = set()
 
@@ -61,6 +65,11 @@ class Outbox:
 
     def pending(self) -> int:
         return sum(len(queue) for queue in self._queues.values())
+
+    def reset(self) -> None:
+        """Drop every queue (this engine lost the lead; its successor restores the store's)."""
+        self._queues.clear()
+        self._seen.clear()
 
     def enqueue(self, deliveries: Iterable[Delivery]) -> None:
         """Queue new deliveries (each is journaled for the store)."""
@@ -93,7 +102,12 @@ class Outbox:
         return restored
 
     async def deliver(self, *, now: datetime) -> int:
-        """Attempt every due delivery once (concurrently); return how many were accepted."""
+        """Attempt every due delivery once (concurrently); return how many were accepted.
+
+        Nothing is sent without the lease, and no send outlives it: one still running when the
+        lease runs out is cancelled (fencing), and retried by whoever holds the lease next."""
+        if self._held() <= 0:
+            return 0
         due = [
             queue[0]
             for queue in self._queues.values()
@@ -108,8 +122,11 @@ class Outbox:
             self._finish(delivery, abandoned_at=now, last_error="receiver no longer configured")
             return False
         attempts = delivery.attempts + 1
+        held = self._held()
+        if held <= 0:
+            return False
         try:
-            async with asyncio.timeout(self._timeout):
+            async with asyncio.timeout(min(self._timeout, held)):
                 await notifier.send(delivery)
         except (NotificationError, TimeoutError) as exc:
             retryable = getattr(exc, "retryable", True)
@@ -125,6 +142,9 @@ class Outbox:
         self._finish(delivery, attempts=attempts, delivered_at=now, last_error=None)
         self._count(delivery.receiver, "sent")
         return True
+
+    def _held(self) -> float:
+        return self._lease.remaining() if self._lease is not None else math.inf
 
     def _failed(self, delivery: Delivery, *, now: datetime, retryable: bool, error: str) -> None:
         attempts = delivery.attempts + 1

@@ -145,10 +145,19 @@ class Scheduler:
             self._scheduler.modify_job(DELIVERY_JOB, next_run_time=self.clock())
 
     async def deliver(self) -> None:
-        """Send due notifications (the delivery job)."""
+        """Send due notifications (the delivery job).
+
+        With a store that answers, what is queued is written before it is sent and what was
+        sent is written right after: an engine that takes over from one killed here sends
+        again at most what was in flight."""
         try:
             with self._tracked():
-                await self._outbox.deliver(now=self.clock())
+                writer = self._writer
+                if writer is not None and writer.up and writer.backlog:
+                    await writer.flush(now=self.clock())
+                sent = await self._outbox.deliver(now=self.clock())
+                if writer is not None and writer.up and sent:
+                    await writer.flush(now=self.clock())
         except Exception:
             log.exception("notification delivery failed")
 

@@ -1,7 +1,7 @@
 """The alert engine's own tables, on metadata of its own (never the service's).
 
 They live in the engine's store (``ALERT_STORE_URL``): state of pending and firing alerts,
-the history of transitions, and the notification outbox. Migrations are in
+the history of transitions, the notification outbox, and the leader's lease. Migrations are in
 ``alerts/migrations`` with a version table of their own, so the store may share a database
 with the service without either touching the other's schema.
 """
@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Column,
     DateTime,
     Dialect,
@@ -88,4 +89,15 @@ outbox = Table(
     Column("abandoned_at", UTCDateTime(), nullable=True),
     Column("last_error", String(300), nullable=True),
     Index("ix_dynoscope_alert_outbox_due", "next_attempt_at"),
+)
+
+lease = Table(
+    "dynoscope_alert_lease",
+    metadata,
+    Column("name", String(100), primary_key=True),
+    Column("holder", String(200), nullable=False),
+    # Grows by one at every change of leader: the fencing token every store write checks.
+    Column("token", BigInteger, nullable=False),
+    # Seconds since the epoch by the database's clock, never a host's: hosts may disagree.
+    Column("expires_at", Float, nullable=False),
 )

@@ -54,6 +54,9 @@ class AlertSettings(BaseSettings):
     store_url: str = Field(default="sqlite:///./var/alerts.db", validation_alias="ALERT_STORE_URL")
     store_timeout_seconds: float = Field(default=2.0, gt=0, validation_alias="ALERT_STORE_TIMEOUT")
     webhook_url: SecretStr | None = Field(default=None, validation_alias="ALERT_WEBHOOK_URL")
+    # Of several engines on one store the one holding this lease leads; a standby takes over
+    # within about 4/3 of it after the leader dies. Keep it under two evaluation intervals.
+    lease_seconds: float = Field(default=10.0, gt=0, validation_alias="ALERT_LEASE_SECONDS")
 
     @classmethod
     def from_env(
