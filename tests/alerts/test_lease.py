@@ -7,7 +7,10 @@ of a second of real time (a lease of 0.3 s) rather than stepping a clock of thei
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
+import time
+import uuid
 from datetime import UTC, datetime
 
 import pytest
@@ -20,11 +23,15 @@ from alerts.election import Election
 from alerts.errors import LeaseLost
 from alerts.lease import Fence, HostLease, StoreLease
 from alerts.ledger import Ledger
+from alerts.migrate import upgrade
+from alerts.monitor import open_store
 from alerts.outbox import Outbox
 from alerts.schema import lease as lease_table
+from alerts.settings import AlertSettings
 from alerts.store import Changes, Store
 from instrumentation.catalogue import Catalogue
 from tests.alerts.conftest import Recorder
+from tests.support.postgres_cluster import Cluster
 
 T0 = datetime(2026, 11, 29, 2, 0, tzinfo=UTC)
 SHORT = 0.3
@@ -170,3 +177,36 @@ async def test_a_send_never_outlives_the_lease() -> None:
 def test_a_host_lease_is_always_held_and_fences_nothing() -> None:
     lease = HostLease()
     assert lease.remaining() == math.inf and lease.fence() is None
+
+
+@pytest.mark.postgres
+async def test_a_leader_cut_off_from_its_store_stops_sending_before_the_lease_expires(
+    live_cluster: Cluster,
+) -> None:
+    url = live_cluster.create_database(f"lease_{uuid.uuid4().hex[:8]}")
+    engine = open_store(
+        AlertSettings.from_env({"ALERT_STORE_URL": url, "ALERT_STORE_TIMEOUT": "0.3"})
+    )
+    await upgrade(engine)
+    ttl = 1.0
+    lease = StoreLease(engine, ttl=ttl, holder="leader")
+    console = Recorder("console")
+    outbox = Outbox(notifiers={"console": console}, ledger=Ledger(), lease=lease)
+    sent_at: list[float] = []
+    try:
+        assert await lease.acquire()
+        renewed = time.monotonic()  # the store's expiry is later than this plus ttl
+        live_cluster.kill()  # the partition: every renewal from now on fails
+        for number in range(40):
+            with contextlib.suppress(Exception):
+                async with asyncio.timeout(0.2):
+                    await lease.acquire()
+            outbox.enqueue([delivery(f"{number:016x}")])
+            if await outbox.deliver(now=T0):
+                sent_at.append(time.monotonic())
+            await asyncio.sleep(0.05)
+    finally:
+        await engine.dispose()
+    assert sent_at, "it sent while the lease lasted"
+    assert max(sent_at) < renewed + ttl
+    assert lease.remaining() == 0 and outbox.pending() > 0
