@@ -6,7 +6,8 @@
   ``LocalSource`` over the process's own registries;
 - ``ALERT_RULES_PATH``: rule files (default: the shipped ``alerts/rules/default.yml``);
 - ``ALERT_STORE_URL``: the engine's own store, written behind (``alerts.writer``);
-- receivers: console always, plus the webhook when ``ALERT_WEBHOOK_URL`` is set;
+- receivers: console always, plus those of ``ALERT_RECEIVERS_PATH`` (``alerts.receivers``)
+  and the webhook when ``ALERT_WEBHOOK_URL`` is set, routed by labels;
 - leadership: by default a lease in the store (``alerts.lease``, ``ALERT_LEASE_SECONDS``), so
   of several engines on one store exactly one evaluates and sends and a standby takes over
   when it dies; the in-process engine passes a ``HostLease`` (its lock file decides).
@@ -42,8 +43,8 @@ from alerts.lease import Lease, StoreLease
 from alerts.ledger import Ledger
 from alerts.loader import load_rules, rule_paths
 from alerts.migrate import upgrade
-from alerts.notifiers import ConsoleNotifier, Notifier, WebhookConfig, WebhookNotifier
 from alerts.outbox import Outbox
+from alerts.resend import Resender
 from alerts.rule import RuleSet, SignalQuery
 from alerts.scheduler import Clock, Scheduler, utc_now
 from alerts.settings import AlertSettings
@@ -88,6 +89,7 @@ class Monitor:
     metrics: Catalogue
     http: httpx.AsyncClient
     lease: Lease
+    resender: Resender
     election: Election | None = None
     _owns_http: bool = field(default=False, repr=False)
     _immediately: bool = field(default=True, repr=False)
@@ -127,13 +129,17 @@ class Monitor:
             sampled = list(collectors) or [metrics.registry]
             self_source = LocalSource(collectors=sampled, retention=keep, target=target)
             source = self_source
-        notifiers: dict[str, Notifier] = {"console": ConsoleNotifier()}
-        if settings.webhook_url is not None:
-            config = WebhookConfig(url=settings.webhook_url)
-            notifiers["webhook"] = WebhookNotifier(config, client=client)
+        receivers = settings.receivers()
+        notifiers = receivers.notifiers(client=client)
         ledger = Ledger()
         held: Lease = lease if lease is not None else StoreLease(store, ttl=settings.lease_seconds)
-        outbox = Outbox(notifiers=notifiers, ledger=ledger, metrics=metrics, lease=held)
+        outbox = Outbox(
+            notifiers=notifiers,
+            ledger=ledger,
+            metrics=metrics,
+            lease=held,
+            router=receivers.router,
+        )
         stored = Store(store)
         writer = StoreWriter(
             lease=held,
@@ -149,6 +155,7 @@ class Monitor:
         evaluator = Evaluator(
             source=source, self_source=self_source, ledger=ledger, outbox=outbox, metrics=metrics
         )
+        resender = Resender(ledger=ledger, outbox=outbox, notifiers=notifiers)
         scheduler = Scheduler(
             groups=rules.groups,
             evaluator=evaluator,
@@ -156,6 +163,7 @@ class Monitor:
             writer=writer,
             metrics=metrics,
             clock=clock,
+            resend=resender,
         )
         return cls(
             rules=rules,
@@ -170,6 +178,7 @@ class Monitor:
             metrics=metrics,
             http=client,
             lease=held,
+            resender=resender,
             _owns_http=http is None,
         )
 
@@ -243,6 +252,7 @@ class Monitor:
         self.ledger.reset()
         self.outbox.reset()
         self.writer.reset()
+        self.resender.reset()
 
     async def stop(self) -> None:
         """Stop evaluating, write what is left (briefly), give up the lease, and close the

@@ -16,16 +16,19 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+import random
 from collections import deque
 from collections.abc import Iterable, Mapping
 from dataclasses import replace
 from datetime import datetime, timedelta
 
-from alerts.delivery import Delivery
+from alerts.delivery import Delivery, deliveries
 from alerts.errors import NotificationError
 from alerts.lease import Lease
 from alerts.ledger import Ledger
 from alerts.notifiers.notifier import Notifier
+from alerts.receivers import Router
+from alerts.state import Notification
 from instrumentation.catalogue import Catalogue
 
 log = logging.getLogger("dynoscope.alerts")
@@ -47,8 +50,12 @@ class Outbox:
         max_backoff: timedelta = timedelta(minutes=5),
         timeout: float = 10.0,
         lease: Lease | None = None,
+        router: Router | None = None,
+        jitter: float = 0.2,
     ) -> None:
         self._notifiers = dict(notifiers)
+        self._router = router
+        self._jitter = jitter
         self._ledger = ledger
         self._metrics = metrics
         self._max_attempts = max_attempts
@@ -65,6 +72,22 @@ class Outbox:
 
     def pending(self) -> int:
         return sum(len(queue) for queue in self._queues.values())
+
+    def receivers_for(self, labels: Mapping[str, str]) -> tuple[str, ...]:
+        """The receivers an alert with ``labels`` goes to (every one without a router)."""
+        if self._router is None:
+            return self.receivers
+        return tuple(r for r in self._router.receivers_for(labels) if r in self._notifiers)
+
+    def notify(self, notifications: Iterable[Notification], *, now: datetime) -> None:
+        """Queue one delivery per notification and receiver its labels route it to."""
+        for notification in notifications:
+            receivers = self.receivers_for(dict(notification.alert.labels))
+            self.enqueue(deliveries((notification,), receivers=receivers, now=now))
+
+    def queued(self, key: Key) -> bool:
+        """Whether a delivery for ``(receiver, dedup_key)`` is still waiting."""
+        return bool(self._queues.get(key))
 
     def reset(self) -> None:
         """Drop every queue (this engine lost the lead; its successor restores the store's)."""
@@ -95,10 +118,10 @@ class Outbox:
                 )
                 continue
             by_key.setdefault(key, []).append(delivery)
-        for key, deliveries in by_key.items():
-            self._queues.setdefault(key, deque()).extendleft(reversed(deliveries))
+        for key, waiting in by_key.items():
+            self._queues.setdefault(key, deque()).extendleft(reversed(waiting))
             self._seen.add(key)
-            restored += len(deliveries)
+            restored += len(waiting)
         return restored
 
     async def deliver(self, *, now: datetime) -> int:
@@ -130,7 +153,13 @@ class Outbox:
                 await notifier.send(delivery)
         except (NotificationError, TimeoutError) as exc:
             retryable = getattr(exc, "retryable", True)
-            self._failed(delivery, now=now, retryable=retryable, error=str(exc) or "timed out")
+            self._failed(
+                delivery,
+                now=now,
+                retryable=retryable,
+                error=str(exc) or "timed out",
+                retry_after=getattr(exc, "retry_after", None),
+            )
             return False
         except Exception as exc:
             # A notifier bug or an unexpected library error: retried like any failure, so
@@ -146,11 +175,23 @@ class Outbox:
     def _held(self) -> float:
         return self._lease.remaining() if self._lease is not None else math.inf
 
-    def _failed(self, delivery: Delivery, *, now: datetime, retryable: bool, error: str) -> None:
+    def _failed(
+        self,
+        delivery: Delivery,
+        *,
+        now: datetime,
+        retryable: bool,
+        error: str,
+        retry_after: float | None = None,
+    ) -> None:
         attempts = delivery.attempts + 1
         message = error if error.startswith(delivery.receiver) else f"{delivery.receiver}: {error}"
         if retryable and attempts < self._max_attempts:
             delay = min(self._backoff * 2**delivery.attempts, self._max_backoff)
+            # Jitter: receivers that come back are not hit by every engine's retries at once.
+            delay *= 1 + random.uniform(0, self._jitter)  # noqa: S311 - not a secret
+            if retry_after is not None:
+                delay = max(delay, timedelta(seconds=retry_after))
             self._finish(
                 delivery, attempts=attempts, next_attempt_at=now + delay, last_error=message[:300]
             )

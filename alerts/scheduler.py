@@ -21,6 +21,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from alerts.evaluator import Cycle, Evaluator
 from alerts.outbox import Outbox
+from alerts.resend import Resender
 from alerts.rule import Group
 from alerts.writer import StoreWriter
 from instrumentation.catalogue import Catalogue
@@ -30,6 +31,7 @@ log = logging.getLogger("dynoscope.alerts")
 Clock = Callable[[], datetime]
 DELIVERY_JOB = "outbox"
 STORE_JOB = "store"
+RESEND_JOB = "resend"
 
 
 def utc_now() -> datetime:
@@ -49,7 +51,9 @@ class Scheduler:
         metrics: Catalogue | None = None,
         clock: Clock = utc_now,
         delivery_interval: timedelta = timedelta(seconds=1),
+        resend: Resender | None = None,
     ) -> None:
+        self._resend = resend
         self._groups = {f"group:{group.name}": group for group in groups}
         self._evaluator = evaluator
         self._outbox = outbox
@@ -94,6 +98,16 @@ class Scheduler:
             max_instances=1,
             coalesce=True,
         )
+        period = self._resend.period if self._resend is not None else None
+        if period is not None:
+            scheduler.add_job(
+                self.resend,
+                "interval",
+                id=RESEND_JOB,
+                seconds=min(period, self._delivery_interval * 5).total_seconds(),
+                max_instances=1,
+                coalesce=True,
+            )
         if self._writer is not None:
             scheduler.add_job(
                 self.flush,
@@ -160,6 +174,14 @@ class Scheduler:
                     await writer.flush(now=self.clock())
         except Exception:
             log.exception("notification delivery failed")
+
+    async def resend(self) -> None:
+        """Refresh firing alerts at receivers that forget them (the resend job)."""
+        if self._resend is not None:
+            try:
+                self._resend.run(now=self.clock())
+            except Exception:
+                log.exception("resending firing alerts failed")
 
     async def flush(self) -> None:
         """Write what memory decided to the store (the store job)."""

@@ -19,7 +19,6 @@ import logging
 from collections.abc import Awaitable, Callable, Collection
 from datetime import datetime, timedelta
 
-from alerts.delivery import deliveries
 from alerts.errors import LeaseLost
 from alerts.lease import Lease
 from alerts.ledger import Ledger
@@ -129,7 +128,7 @@ class StoreWriter:
         # Undelivered notifications first: they were queued before anything decided now.
         restored = self._outbox.restore(snapshot.deliveries, now=now)
         retired = self._ledger.adopt(snapshot.alerts, rules=self._rules, now=now)
-        self._outbox.enqueue(deliveries(tuple(retired), receivers=self._outbox.receivers, now=now))
+        self._outbox.notify(retired, now=now)
         if restored:
             log.info("alert store: %d undelivered notification(s) queued again", restored)
         self.loaded = True
