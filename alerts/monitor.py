@@ -139,6 +139,7 @@ class Monitor:
             metrics=metrics,
             lease=held,
             router=receivers.router,
+            jitter=0.2,
         )
         stored = Store(store)
         writer = StoreWriter(

@@ -4,7 +4,8 @@ Evaluation queues deliveries here and never waits for them; this runs as its own
 job, so a slow or dead receiver delays nothing but its own messages, and nothing here waits
 on a database either (each change is journaled and written behind by ``alerts.writer``).
 
-A failed attempt is retried after ``backoff * 2**attempts`` (capped) and abandoned after
+A failed attempt is retried after ``backoff * 2**attempts`` (capped, stretched by up to
+``jitter``, and never sooner than a ``Retry-After`` the receiver asked for) and abandoned after
 ``max_attempts`` or on an error that cannot get better (e.g. HTTP 400). Any other exception
 from a notifier counts as a failed attempt too, so one broken receiver can never stall its
 queue. Per receiver and alert, deliveries go out strictly in the order they were queued: a
@@ -51,7 +52,7 @@ class Outbox:
         timeout: float = 10.0,
         lease: Lease | None = None,
         router: Router | None = None,
-        jitter: float = 0.2,
+        jitter: float = 0.0,
     ) -> None:
         self._notifiers = dict(notifiers)
         self._router = router

@@ -190,3 +190,25 @@ async def test_webhook_resolve_carries_the_same_group_key() -> None:
         assert one["fingerprint"] == fingerprint and one["startsAt"] == "2026-11-29T02:05:00Z"
     assert firing["alerts"][0]["endsAt"] == "0001-01-01T00:00:00Z"
     assert resolved["alerts"][0]["endsAt"] == "2026-11-29T02:09:00Z"
+
+
+async def test_jitter_spreads_retries_within_its_bound() -> None:
+    async with recording_server(status=503) as server, httpx.AsyncClient() as client:
+        config = WebhookConfig(url=SecretStr(f"{server.base}/hook"))
+        delays = set()
+        for _ in range(20):
+            ledger = Ledger()
+            outbox = Outbox(
+                notifiers={"webhook": WebhookNotifier(config, client=client)},
+                ledger=ledger,
+                jitter=0.5,
+            )
+            first, _ = firing_and_resolved("webhook")
+            outbox.enqueue([first])
+            await outbox.deliver(now=first.created_at)
+            (retried,) = ledger.take().deliveries.values()
+            assert retried.next_attempt_at is not None
+            delay = (retried.next_attempt_at - first.created_at).total_seconds()
+            assert 1.0 <= delay <= 1.5
+            delays.add(delay)
+    assert len(delays) > 1

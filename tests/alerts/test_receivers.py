@@ -92,27 +92,45 @@ def test_alert_webhook_url_is_a_shorthand_for_a_default_webhook(tmp_path: Path) 
     assert both.router.receivers_for({}) == ("console", "oncall-slack", "webhook")
 
 
-@pytest.mark.parametrize(
-    ("text", "environ", "message"),
-    [
-        (GOOD, {"SLACK_WEBHOOK_URL": "https://x"},
-         "receiver pager: field routing_key_env: environment variable 'PAGERDUTY_ROUTING_KEY' is not set"),
-        ("receivers: [{name: s, type: slack}]", {}, "receiver s: field url: Field required"),
-        ("receivers: [{name: s, type: sms, url: x}]", {}, "receiver s: field type:"),
-        ("receivers: [{name: a, type: alertmanager, url: 'ftp://x'}]", {}, "receiver a: field url:"),
-        ("receivers: [{name: a, type: alertmanager, url: 'http://x', colour: red}]", {},
-         "receiver a: field colour: Extra inputs are not permitted"),
-        ("receivers: [{type: slack}]", {}, "field name: receiver #1 needs a name"),
-        ("receivers: [{name: a, type: alertmanager, url: 'http://x'}, {name: a, type: alertmanager, url: 'http://y'}]",
-         {}, "receiver a: field name: defined twice"),
-        ("route: {receivers: [nobody]}", {}, "receiver nobody: field route: no such receiver"),
-        ("route: {routes: [{match_re: {route: '('}, receivers: [console]}]}", {},
-         "field route.routes.0.match_re.route: bad regular expression"),
-        ("route: {routes: [{matchers: [x], receivers: [console]}]}", {}, "field route.routes.0.matchers"),
-        ("receivers: {a: 1}", {}, "field receivers: must be a list"),
-        (": : :", {}, "not valid YAML"),
-    ],
-)  # fmt: skip
+AM = "type: alertmanager"
+MISTAKES = [
+    (
+        GOOD,
+        {"SLACK_WEBHOOK_URL": "https://x"},
+        "receiver pager: field routing_key_env: "
+        "environment variable 'PAGERDUTY_ROUTING_KEY' is not set",
+    ),
+    ("receivers: [{name: s, type: slack}]", {}, "receiver s: field url: Field required"),
+    ("receivers: [{name: s, type: sms, url: x}]", {}, "receiver s: field type:"),
+    (f"receivers: [{{name: a, {AM}, url: 'ftp://x'}}]", {}, "receiver a: field url:"),
+    (
+        f"receivers: [{{name: a, {AM}, url: 'http://x', colour: red}}]",
+        {},
+        "receiver a: field colour: Extra inputs are not permitted",
+    ),
+    ("receivers: [{type: slack}]", {}, "field name: receiver #1 needs a name"),
+    (
+        f"receivers: [{{name: a, {AM}, url: 'http://x'}}, {{name: a, {AM}, url: 'http://y'}}]",
+        {},
+        "receiver a: field name: defined twice",
+    ),
+    ("route: {receivers: [nobody]}", {}, "receiver nobody: field route: no such receiver"),
+    (
+        "route: {routes: [{match_re: {route: '('}, receivers: [console]}]}",
+        {},
+        "field route.routes.0.match_re.route: bad regular expression",
+    ),
+    (
+        "route: {routes: [{matchers: [x], receivers: [console]}]}",
+        {},
+        "field route.routes.0.matchers",
+    ),
+    ("receivers: {a: 1}", {}, "field receivers: must be a list"),
+    (": : :", {}, "not valid YAML"),
+]
+
+
+@pytest.mark.parametrize(("text", "environ", "message"), MISTAKES)
 def test_mistakes_name_file_receiver_and_field(
     tmp_path: Path, text: str, environ: dict[str, str], message: str
 ) -> None:
@@ -133,5 +151,5 @@ def test_a_secret_never_appears_in_an_error(
 
 
 def test_a_missing_file_is_named(tmp_path: Path) -> None:
-    with pytest.raises(ReceiverFileError, match="receivers.yml: cannot read"):
+    with pytest.raises(ReceiverFileError, match=r"receivers\.yml: cannot read"):
         load_receivers(tmp_path / "receivers.yml", environ={})
