@@ -140,6 +140,8 @@ class Monitor:
             lease=held,
             router=receivers.router,
             jitter=0.2,
+            max_attempts=None,
+            max_age=timedelta(seconds=settings.delivery_max_age_seconds),
         )
         stored = Store(store)
         writer = StoreWriter(

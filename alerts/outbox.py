@@ -5,11 +5,12 @@ job, so a slow or dead receiver delays nothing but its own messages, and nothing
 on a database either (each change is journaled and written behind by ``alerts.writer``).
 
 A failed attempt is retried after ``backoff * 2**attempts`` (capped, stretched by up to
-``jitter``, and never sooner than a ``Retry-After`` the receiver asked for) and abandoned after
-``max_attempts`` or on an error that cannot get better (e.g. HTTP 400). Any other exception
-from a notifier counts as a failed attempt too, so one broken receiver can never stall its
-queue. Per receiver and alert, deliveries go out strictly in the order they were queued: a
-"resolved" never overtakes the "firing" before it.
+``jitter``, and never sooner than a ``Retry-After`` the receiver asked for). It is abandoned
+after ``max_attempts``, or once it is ``max_age`` old (outcome ``expired``, logged), or on an
+error that cannot get better (e.g. HTTP 400). Any other exception from a notifier counts as a
+failed attempt too, so one broken receiver can never stall its queue. Per receiver and alert,
+deliveries go out strictly in the order they were queued: a "resolved" never overtakes the
+"firing" before it.
 """
 
 from __future__ import annotations
@@ -46,7 +47,8 @@ class Outbox:
         notifiers: Mapping[str, Notifier],
         ledger: Ledger,
         metrics: Catalogue | None = None,
-        max_attempts: int = 8,
+        max_attempts: int | None = 8,
+        max_age: timedelta | None = None,
         backoff: timedelta = timedelta(seconds=1),
         max_backoff: timedelta = timedelta(minutes=5),
         timeout: float = 10.0,
@@ -60,6 +62,7 @@ class Outbox:
         self._ledger = ledger
         self._metrics = metrics
         self._max_attempts = max_attempts
+        self._max_age = max_age
         self._backoff = backoff
         self._max_backoff = max_backoff
         self._timeout = timeout
@@ -187,7 +190,22 @@ class Outbox:
     ) -> None:
         attempts = delivery.attempts + 1
         message = error if error.startswith(delivery.receiver) else f"{delivery.receiver}: {error}"
-        if retryable and attempts < self._max_attempts:
+        too_many = self._max_attempts is not None and attempts >= self._max_attempts
+        age = now - delivery.created_at
+        expired = self._max_age is not None and age >= self._max_age
+        if retryable and expired:
+            # Given up by age, not by count: a receiver down for a while still gets everything
+            # it missed, but not an alert from hours ago. Counted apart, so it can be alerted on.
+            self._finish(delivery, attempts=attempts, abandoned_at=now, last_error=message[:300])
+            self._count(delivery.receiver, "expired")
+            log.error(
+                "notification %s given up after %d attempt(s) over %s: %s",
+                delivery.dedup_key,
+                attempts,
+                age,
+                message,
+            )
+        elif retryable and not too_many:
             delay = min(self._backoff * 2**delivery.attempts, self._max_backoff)
             # Jitter: receivers that come back are not hit by every engine's retries at once.
             delay *= 1 + random.uniform(0, self._jitter)  # noqa: S311 - not a secret

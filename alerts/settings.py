@@ -62,6 +62,10 @@ class AlertSettings(BaseSettings):
     # Of several engines on one store the one holding this lease leads; a standby takes over
     # within about 4/3 of it after the leader dies. Keep it under two evaluation intervals.
     lease_seconds: float = Field(default=10.0, gt=0, validation_alias="ALERT_LEASE_SECONDS")
+    # A notification is retried until it is this old, then given up (logged and counted).
+    delivery_max_age_seconds: float = Field(
+        default=3600.0, gt=0, validation_alias="ALERT_DELIVERY_MAX_AGE"
+    )
     receivers_path: str | None = Field(default=None, validation_alias="ALERT_RECEIVERS_PATH")
     # The variables a receivers file's ``*_env`` fields name are read from the same mapping
     # the settings came from; kept private, so never part of a repr or a dump.

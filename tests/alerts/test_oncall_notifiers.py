@@ -3,9 +3,12 @@ through the outbox (so retries, Retry-After and give-up are the real ones)."""
 
 from __future__ import annotations
 
+import logging
 from datetime import UTC, datetime, timedelta
 
 import httpx
+import pytest
+from prometheus_client import CollectorRegistry
 from pydantic import SecretStr
 from starlette.responses import Response
 
@@ -16,6 +19,7 @@ from alerts.notifiers.slack import SlackConfig, SlackNotifier
 from alerts.notifiers.webhook import WebhookConfig, WebhookNotifier
 from alerts.outbox import Outbox
 from alerts.state import Alert, AlertState, Notification
+from instrumentation.catalogue import Catalogue
 from tests.alerts.receiving import recording_server
 
 T0 = datetime(2026, 11, 29, 2, 0, tzinfo=UTC)
@@ -212,3 +216,42 @@ async def test_jitter_spreads_retries_within_its_bound() -> None:
             assert 1.0 <= delay <= 1.5
             delays.add(delay)
     assert len(delays) > 1
+
+
+async def test_a_receiver_down_gets_everything_once_back_and_too_old_is_given_up(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    metrics = Catalogue(CollectorRegistry())
+    async with recording_server(status=503) as server, httpx.AsyncClient() as client:
+        config = WebhookConfig(url=SecretStr(f"{server.base}/hook"))
+        outbox = Outbox(
+            notifiers={"webhook": WebhookNotifier(config, client=client)},
+            ledger=Ledger(),
+            metrics=metrics,
+            max_attempts=None,
+            max_age=timedelta(minutes=10),
+            max_backoff=timedelta(minutes=1),
+        )
+        firing, resolved = firing_and_resolved("webhook")
+        outbox.enqueue([firing, resolved])
+        start = firing.created_at
+        for second in range(0, 9 * 60, 5):  # down for nine minutes: retried, never dropped
+            await outbox.deliver(now=start + timedelta(seconds=second))
+        assert outbox.pending() == 2 and len(server.posts) > 5
+        server.status = 200
+        for second in range(9 * 60, 11 * 60, 5):
+            await outbox.deliver(now=start + timedelta(seconds=second))
+        statuses = [body["status"] for _, body in server.posts]
+        assert statuses[-2:] == ["firing", "resolved"] and outbox.pending() == 0
+        server.status = 503
+        late, _ = firing_and_resolved("webhook")
+        outbox.enqueue([late])
+        with caplog.at_level(logging.ERROR, logger="dynoscope.alerts"):
+            for second in range(0, 12 * 60, 5):
+                await outbox.deliver(now=late.created_at + timedelta(seconds=second))
+    assert outbox.pending() == 0
+    sample = metrics.registry.get_sample_value
+    assert (
+        sample("dynoscope_notifications_total", {"receiver": "webhook", "outcome": "expired"}) == 1
+    )
+    assert "given up after" in caplog.text and "0:10:" in caplog.text
