@@ -48,9 +48,10 @@ from alerts.resend import Resender
 from alerts.rule import RuleSet, SignalQuery
 from alerts.scheduler import Clock, Scheduler, utc_now
 from alerts.settings import AlertSettings
+from alerts.silence import Silences
 from alerts.sources import LocalSource, PrometheusSource, Source
 from alerts.state import Alert
-from alerts.store import HistoryEntry, Store, create_store_engine
+from alerts.store import HistoryEntry, SilenceStore, Store, create_store_engine
 from alerts.writer import StoreWriter
 from instrumentation.catalogue import Catalogue
 from instrumentation.settings import TelemetrySettings
@@ -90,6 +91,8 @@ class Monitor:
     http: httpx.AsyncClient
     lease: Lease
     resender: Resender
+    silences: Silences
+    silence_store: SilenceStore
     election: Election | None = None
     _owns_http: bool = field(default=False, repr=False)
     _immediately: bool = field(default=True, repr=False)
@@ -132,6 +135,8 @@ class Monitor:
         receivers = settings.receivers()
         notifiers = receivers.notifiers(client=client)
         ledger = Ledger()
+        silence_store = SilenceStore(store)
+        silences = Silences(silence_store.current, timeout=settings.store_timeout_seconds)
         held: Lease = lease if lease is not None else StoreLease(store, ttl=settings.lease_seconds)
         outbox = Outbox(
             notifiers=notifiers,
@@ -142,6 +147,7 @@ class Monitor:
             jitter=0.2,
             max_attempts=None,
             max_age=timedelta(seconds=settings.delivery_max_age_seconds),
+            silences=silences,
         )
         stored = Store(store)
         writer = StoreWriter(
@@ -167,6 +173,7 @@ class Monitor:
             metrics=metrics,
             clock=clock,
             resend=resender,
+            silences=silences,
         )
         return cls(
             rules=rules,
@@ -182,6 +189,8 @@ class Monitor:
             http=client,
             lease=held,
             resender=resender,
+            silences=silences,
+            silence_store=silence_store,
             _owns_http=http is None,
         )
 

@@ -30,6 +30,7 @@ from alerts.lease import Lease
 from alerts.ledger import Ledger
 from alerts.notifiers.notifier import Notifier
 from alerts.receivers import Router
+from alerts.silence import Silences
 from alerts.state import Notification
 from instrumentation.catalogue import Catalogue
 
@@ -55,8 +56,10 @@ class Outbox:
         lease: Lease | None = None,
         router: Router | None = None,
         jitter: float = 0.0,
+        silences: Silences | None = None,
     ) -> None:
         self._notifiers = dict(notifiers)
+        self._silences = silences
         self._router = router
         self._jitter = jitter
         self._ledger = ledger
@@ -84,9 +87,23 @@ class Outbox:
         return tuple(r for r in self._router.receivers_for(labels) if r in self._notifiers)
 
     def notify(self, notifications: Iterable[Notification], *, now: datetime) -> None:
-        """Queue one delivery per notification and receiver its labels route it to."""
+        """Queue one delivery per notification and receiver its labels route it to; a
+        silenced one is counted (outcome ``silenced``) and logged, not queued."""
         for notification in notifications:
-            receivers = self.receivers_for(dict(notification.alert.labels))
+            labels = dict(notification.alert.labels)
+            receivers = self.receivers_for(labels)
+            silence = self._silences.muting(labels, now=now) if self._silences else None
+            if silence is not None:
+                log.info(
+                    "notification %s (%s %s) held back by silence %s",
+                    notification.dedup_key,
+                    labels.get("alertname"),
+                    notification.status,
+                    silence.id,
+                )
+                for receiver in receivers:
+                    self._count(receiver, "silenced")
+                continue
             self.enqueue(deliveries((notification,), receivers=receivers, now=now))
 
     def queued(self, key: Key) -> bool:

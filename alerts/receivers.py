@@ -43,6 +43,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, TypeAdapter, ValidationError
 
 from alerts.errors import ReceiverFileError
+from alerts.matchers import Matcher
 from alerts.notifiers import ConsoleNotifier, Notifier, WebhookConfig, WebhookNotifier
 from alerts.notifiers.alertmanager import AlertmanagerConfig, AlertmanagerNotifier
 from alerts.notifiers.pagerduty import PagerDutyConfig, PagerDutyNotifier
@@ -55,21 +56,6 @@ ReceiverConfig = Annotated[
     Field(discriminator="type"),
 ]
 _configs: TypeAdapter[ReceiverConfig] = TypeAdapter(ReceiverConfig)
-
-
-@dataclass(frozen=True)
-class Matcher:
-    """``label`` equal to ``value``, or (``regex``) fully matching it; a missing label is ""."""
-
-    label: str
-    value: str
-    regex: bool = False
-
-    def matches(self, labels: Mapping[str, str]) -> bool:
-        found = labels.get(self.label, "")
-        if self.regex:
-            return re.fullmatch(self.value, found) is not None
-        return found == self.value
 
 
 @dataclass(frozen=True)

@@ -23,6 +23,7 @@ from alerts.evaluator import Cycle, Evaluator
 from alerts.outbox import Outbox
 from alerts.resend import Resender
 from alerts.rule import Group
+from alerts.silence import Silences
 from alerts.writer import StoreWriter
 from instrumentation.catalogue import Catalogue
 
@@ -32,6 +33,7 @@ Clock = Callable[[], datetime]
 DELIVERY_JOB = "outbox"
 STORE_JOB = "store"
 RESEND_JOB = "resend"
+SILENCE_JOB = "silences"
 
 
 def utc_now() -> datetime:
@@ -52,8 +54,12 @@ class Scheduler:
         clock: Clock = utc_now,
         delivery_interval: timedelta = timedelta(seconds=1),
         resend: Resender | None = None,
+        silences: Silences | None = None,
+        silence_interval: timedelta = timedelta(seconds=2),
     ) -> None:
         self._resend = resend
+        self._silences = silences
+        self._silence_interval = silence_interval
         self._groups = {f"group:{group.name}": group for group in groups}
         self._evaluator = evaluator
         self._outbox = outbox
@@ -107,6 +113,16 @@ class Scheduler:
                 seconds=min(period, self._delivery_interval * 5).total_seconds(),
                 max_instances=1,
                 coalesce=True,
+            )
+        if self._silences is not None:
+            scheduler.add_job(
+                self.refresh_silences,
+                "interval",
+                id=SILENCE_JOB,
+                seconds=self._silence_interval.total_seconds(),
+                max_instances=1,
+                coalesce=True,
+                next_run_time=now,
             )
         if self._writer is not None:
             scheduler.add_job(
@@ -174,6 +190,12 @@ class Scheduler:
                     await writer.flush(now=self.clock())
         except Exception:
             log.exception("notification delivery failed")
+
+    async def refresh_silences(self) -> None:
+        """Read silences made anywhere (the silence job)."""
+        if self._silences is not None:
+            with self._tracked():
+                await self._silences.refresh(now=self.clock())
 
     async def resend(self) -> None:
         """Refresh firing alerts at receivers that forget them (the resend job)."""

@@ -1,9 +1,9 @@
 """The alert engine's own tables, on metadata of its own (never the service's).
 
 They live in the engine's store (``ALERT_STORE_URL``): state of pending and firing alerts,
-the history of transitions, the notification outbox, and the leader's lease. Migrations are in
-``alerts/migrations`` with a version table of their own, so the store may share a database
-with the service without either touching the other's schema.
+the history of transitions, the notification outbox, the leader's lease, and silences.
+Migrations are in ``alerts/migrations`` with a version table of their own, so the store may
+share a database with the service without either touching the other's schema.
 """
 
 from __future__ import annotations
@@ -100,4 +100,17 @@ lease = Table(
     Column("token", BigInteger, nullable=False),
     # Seconds since the epoch by the database's clock, never a host's: hosts may disagree.
     Column("expires_at", Float, nullable=False),
+)
+
+silences = Table(
+    "dynoscope_alert_silences",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    # [[label, "=" or "=~", value], ...]
+    Column("matchers", JSON, nullable=False),
+    Column("starts_at", UTCDateTime(), nullable=False),
+    Column("ends_at", UTCDateTime(), nullable=False, index=True),
+    Column("author", String(200), nullable=False),
+    Column("comment", String(1000), nullable=False),
+    Column("created_at", UTCDateTime(), nullable=False),
 )

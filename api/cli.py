@@ -106,11 +106,13 @@ def build_parser() -> argparse.ArgumentParser:
     # Package hooks: each package registers its own subcommands.
     from alerts.cli import register as register_alerts
     from alerts.receivers_cli import register_receivers
+    from alerts.silence_cli import register_silences
     from instrumentation.cli import register as register_instrumentation
 
     register_instrumentation(commands)
     register_alerts(commands)
     register_receivers(commands)
+    register_silences(commands)
     return parser
 
 

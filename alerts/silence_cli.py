@@ -1,0 +1,96 @@
+"""``dynoscope silence add|list|expire``: silences in the alert store (``ALERT_STORE_URL``).
+
+    dynoscope silence add 'alertname="CacheHitRateLow"' --duration 2h --author ana \\
+        --comment "cache warm-up after deploy"
+    dynoscope silence list
+    dynoscope silence expire 3f9c0a1b2c3d4e5f
+
+The running engine picks a new or expired silence up within seconds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import getpass
+import sys
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+from alerts.duration import parse_duration
+from alerts.migrate import upgrade
+from alerts.settings import AlertSettings
+from alerts.silence import Silence
+from alerts.store import SilenceStore, create_store_engine
+
+
+class Configured(Protocol):
+    @property
+    def alerts(self) -> AlertSettings: ...
+
+
+async def _with_store(settings: AlertSettings, work: Any) -> Any:
+    engine = create_store_engine(settings.store_url, timeout=settings.store_timeout_seconds)
+    try:
+        await upgrade(engine)
+        return await work(SilenceStore(engine))
+    finally:
+        await engine.dispose()
+
+
+def _add(settings: Configured, args: argparse.Namespace) -> int:
+    now = datetime.now(UTC)
+    try:
+        duration = parse_duration(args.duration)
+        silence = Silence.new(
+            args.matchers,
+            starts_at=now,
+            ends_at=now + duration,
+            author=args.author,
+            comment=args.comment,
+        )
+    except ValueError as exc:
+        print(f"dynoscope silence add: {exc}", file=sys.stderr)
+        return 2
+    asyncio.run(_with_store(settings.alerts, lambda store: store.add(silence)))
+    print(silence.id)
+    return 0
+
+
+def _list(settings: Configured, args: argparse.Namespace) -> int:
+    now = datetime.now(UTC)
+    found = asyncio.run(_with_store(settings.alerts, lambda store: store.current(now)))
+    for silence in found:
+        matchers = ", ".join(str(m) for m in silence.matchers)
+        state = "active" if silence.active(now) else "pending"
+        ends = silence.ends_at.isoformat(timespec="seconds")
+        print(
+            f"{silence.id}  {state}  until {ends}  {matchers}  {silence.author}: {silence.comment}"
+        )
+    return 0
+
+
+def _expire(settings: Configured, args: argparse.Namespace) -> int:
+    now = datetime.now(UTC)
+    done = asyncio.run(_with_store(settings.alerts, lambda store: store.expire(args.id, now=now)))
+    if not done:
+        print(f"dynoscope silence expire: no running silence {args.id}", file=sys.stderr)
+        return 1
+    print(f"expired {args.id}")
+    return 0
+
+
+def register_silences(commands: argparse._SubParsersAction[Any]) -> None:
+    """Add ``dynoscope silence add|list|expire``."""
+    silence = commands.add_parser("silence", help="silence alert notifications")
+    sub = silence.add_subparsers(dest="silence_command", required=True)
+    add = sub.add_parser("add", help="hold back notifications of matching alerts")
+    add.add_argument("matchers", nargs="+", metavar="MATCHER", help='name="value" or name=~"re"')
+    add.add_argument("--duration", default="2h", help="how long (e.g. 30m, 2h; default 2h)")
+    add.add_argument("--author", default=getpass.getuser(), help="who (default: you)")
+    add.add_argument("--comment", default="", help="why")
+    add.set_defaults(run=_add)
+    sub.add_parser("list", help="silences not yet ended").set_defaults(run=_list)
+    expire = sub.add_parser("expire", help="end a silence now")
+    expire.add_argument("id", metavar="ID")
+    expire.set_defaults(run=_expire)
