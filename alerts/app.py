@@ -1,7 +1,8 @@
 """The alert engine inside a FastAPI app: admin routes, and the in-process engine.
 
 - ``GET /alerts`` (pending and firing), ``GET /alerts/history`` (latest transitions) and
-  ``/alerts/silences`` (``POST`` to make, ``GET`` to list, ``DELETE .../{id}`` to expire), for
+  ``/alerts/silences`` (``POST`` to make, ``GET`` to list, ``DELETE .../{id}`` to expire) and
+  ``POST /alerts/{fingerprint}/ack`` (no reminders of that alert until it resolves), for
   admins only: ``Authorization: Bearer $ADMIN_TOKEN``. Without ``ADMIN_TOKEN`` the routes do
   not exist (404), so nothing is exposed by default. They answer from the engine's memory
   when it runs in this process, otherwise from its store (``ALERT_STORE_URL``).
@@ -36,7 +37,7 @@ from alerts.matchers import parse_matcher
 from alerts.monitor import Monitor, open_store
 from alerts.settings import AlertSettings
 from alerts.silence import Silence, utc
-from alerts.state import Alert
+from alerts.state import Alert, AlertState
 from alerts.store import HistoryEntry, SilenceStore, Store
 from instrumentation.catalogue import Catalogue
 
@@ -140,6 +141,15 @@ class SilenceIn(BaseModel):
         return self
 
 
+class AckIn(BaseModel):
+    """Who acknowledges, and why: reminders of the alert stop until it resolves."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    author: str = Field(min_length=1, max_length=200)
+    comment: str = Field(default="", max_length=1000)
+
+
 def silence_json(silence: Silence) -> dict[str, Any]:
     return {
         "id": silence.id,
@@ -175,6 +185,22 @@ def _silence_routes(router: APIRouter) -> None:
             monitor.silences.add(silence)  # in force now, not at the next refresh
         log.info("silence %s made by %s", silence.id, silence.author)
         return silence_json(silence)
+
+    @router.post("/{fingerprint}/ack", status_code=201)
+    async def acknowledge(request: Request, fingerprint: str, body: AckIn) -> dict[str, Any]:
+        monitor: Monitor | None = request.app.state.alerts
+        alerts = monitor.active() if monitor is not None else await _store(request).active()
+        alert = next((a for a in alerts if a.fingerprint == fingerprint), None)
+        if alert is None or alert.state is not AlertState.FIRING:
+            raise HTTPException(404, "no firing alert with this fingerprint")
+        ack = Silence.acknowledge(
+            alert, now=datetime.now(UTC), author=body.author, comment=body.comment
+        )
+        await _silences(request).add(ack)
+        if monitor is not None:
+            monitor.silences.add(ack)
+        log.info("alert %s acknowledged by %s", fingerprint, body.author)
+        return {**silence_json(ack), "fingerprint": fingerprint, "episode": iso(ack.episode)}
 
     @router.get("/silences")
     async def listed(request: Request) -> dict[str, Any]:

@@ -31,7 +31,7 @@ from alerts.ledger import Ledger
 from alerts.notifiers.notifier import Notifier
 from alerts.receivers import Router
 from alerts.silence import Silences
-from alerts.state import Notification
+from alerts.state import Alert, Notification
 from instrumentation.catalogue import Catalogue
 
 log = logging.getLogger("dynoscope.alerts")
@@ -85,6 +85,16 @@ class Outbox:
         if self._router is None:
             return self.receivers
         return tuple(r for r in self._router.receivers_for(labels) if r in self._notifiers)
+
+    def repeat_for(self, labels: Mapping[str, str]) -> timedelta | None:
+        """How often a still-firing alert with ``labels`` is announced again, if at all."""
+        return self._router.repeat_for(labels) if self._router is not None else None
+
+    def muted(self, labels: Mapping[str, str], *, now: datetime) -> bool:
+        return self._silences is not None and self._silences.muting(labels, now=now) is not None
+
+    def acknowledged(self, alert: Alert, *, now: datetime) -> bool:
+        return self._silences is not None and self._silences.acknowledged(alert, now=now)
 
     def notify(self, notifications: Iterable[Notification], *, now: datetime) -> None:
         """Queue one delivery per notification and receiver its labels route it to; a

@@ -19,6 +19,7 @@ route:
     - match_re: {route: "/admin.*"}     # a full-match regular expression
       receivers: [am]
       continue: true                    # keep looking at later routes too
+  repeat_interval: 4h                   # remind while still firing (per route too); unset: never
 ```
 
 Each receiver type's typed configuration lives beside its notifier (``alerts.notifiers``);
@@ -35,6 +36,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -48,6 +50,7 @@ from alerts.notifiers import ConsoleNotifier, Notifier, WebhookConfig, WebhookNo
 from alerts.notifiers.alertmanager import AlertmanagerConfig, AlertmanagerNotifier
 from alerts.notifiers.pagerduty import PagerDutyConfig, PagerDutyNotifier
 from alerts.notifiers.slack import SlackConfig, SlackNotifier
+from alerts.rule import Duration
 
 CONSOLE = "console"
 
@@ -65,6 +68,7 @@ class Route:
     matchers: tuple[Matcher, ...]
     receivers: tuple[str, ...]
     carry_on: bool = False
+    repeat_interval: timedelta | None = None
 
     def matches(self, labels: Mapping[str, str]) -> bool:
         return all(m.matches(labels) for m in self.matchers)
@@ -83,6 +87,15 @@ class Router:
     routes: tuple[Route, ...] = ()
     default: tuple[str, ...] = ()
     always: tuple[str, ...] = (CONSOLE,)
+    repeat_interval: timedelta | None = None
+
+    def repeat_for(self, labels: Mapping[str, str]) -> timedelta | None:
+        """How often a still-firing alert is announced again (its first matching route's
+        ``repeat_interval``, else the tree's); ``None``: never."""
+        for route in self.routes:
+            if route.matches(labels) and route.repeat_interval is not None:
+                return route.repeat_interval
+        return self.repeat_interval
 
     def receivers_for(self, labels: Mapping[str, str]) -> tuple[str, ...]:
         chosen: list[str] = []
@@ -128,6 +141,7 @@ class _RouteSpec(BaseModel):
     match_re: dict[str, str] = {}
     receivers: list[str]
     carry_on: bool = Field(default=False, alias="continue")
+    repeat_interval: Duration | None = None
 
 
 class _Tree(BaseModel):
@@ -135,6 +149,7 @@ class _Tree(BaseModel):
 
     receivers: list[str] = []
     routes: list[_RouteSpec] = []
+    repeat_interval: Duration | None = None
 
 
 def load_receivers(
@@ -151,7 +166,11 @@ def load_receivers(
         configs, router = _parse(Path(path), environ=environ)
     if webhook_url is not None and "webhook" not in configs:
         configs["webhook"] = WebhookConfig(url=webhook_url)
-        router = Router(routes=router.routes, default=(*router.default, "webhook"))
+        router = Router(
+            routes=router.routes,
+            default=(*router.default, "webhook"),
+            repeat_interval=router.repeat_interval,
+        )
     if path is None and webhook_url is None:
         return Receivers()
     return Receivers(configs=configs, router=router)
@@ -228,9 +247,9 @@ def _router(spec: Any, *, file: str, known: set[str]) -> Router:
                     "no such receiver", file=file, receiver=name, field=f"route.routes.{number}"
                 )
         routes.append(Route(_matchers(item, file=file, number=number), tuple(item.receivers),
-                            item.carry_on))  # fmt: skip
+                            item.carry_on, item.repeat_interval))  # fmt: skip
     default = tuple(tree.receivers) if tree.receivers else tuple(sorted(known))
-    return Router(routes=tuple(routes), default=default)
+    return Router(routes=tuple(routes), default=default, repeat_interval=tree.repeat_interval)
 
 
 def _matchers(item: _RouteSpec, *, file: str, number: int) -> tuple[Matcher, ...]:

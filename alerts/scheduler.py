@@ -104,8 +104,8 @@ class Scheduler:
             max_instances=1,
             coalesce=True,
         )
-        period = self._resend.period if self._resend is not None else None
-        if period is not None:
+        if self._resend is not None:
+            period = self._resend.period or self._delivery_interval * 5
             scheduler.add_job(
                 self.resend,
                 "interval",
@@ -198,7 +198,7 @@ class Scheduler:
                 await self._silences.refresh(now=self.clock())
 
     async def resend(self) -> None:
-        """Refresh firing alerts at receivers that forget them (the resend job)."""
+        """Refreshes and reminders of firing alerts (the resend job)."""
         if self._resend is not None:
             try:
                 self._resend.run(now=self.clock())

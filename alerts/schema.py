@@ -113,4 +113,7 @@ silences = Table(
     Column("author", String(200), nullable=False),
     Column("comment", String(1000), nullable=False),
     Column("created_at", UTCDateTime(), nullable=False),
+    # An acknowledgement: one alert (by fingerprint) for one episode (its active_at) only.
+    Column("fingerprint", String(16), nullable=True),
+    Column("episode", UTCDateTime(), nullable=True),
 )

@@ -1,10 +1,11 @@
 """Silences: matchers over labels with a start, an end, an author and a comment.
 
 A silenced alert still changes state and is recorded in the history; only its notifications
-are held back (``Outbox.notify`` asks ``Silences.muting``). Silences live in the store, so a
-silence made through any API instance or ``dynoscope silence add`` reaches the leader: it
-reads them every few seconds into memory (``Silences.refresh``), and a store that is down
-leaves the last known set in force.
+are held back (``Outbox.notify`` asks ``Silences.muting``). An acknowledgement
+(``Silence.acknowledge``) mutes the reminders of one firing alert until it resolves; its
+resolution is still announced. Both live in the store, so one made through any API instance
+or ``dynoscope silence add`` reaches the leader: it reads them every few seconds into memory
+(``Silences.refresh``), and a store that is down leaves the last known set in force.
 
     >>> t0 = datetime(2026, 11, 29, 2, 0, tzinfo=UTC)
     >>> quiet = Silence.new(["alertname=\\"CacheHitRateLow\\""], starts_at=t0,
@@ -23,8 +24,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from alerts.matchers import Matcher, parse_matcher
+from alerts.state import Alert
 
 log = logging.getLogger("dynoscope.alerts")
+
+# Long enough for any episode; bounded so the table does not keep acknowledgements for ever.
+ACK_KEEP = timedelta(days=30)
 
 
 @dataclass(frozen=True)
@@ -39,6 +44,35 @@ class Silence:
     author: str
     comment: str
     created_at: datetime
+    fingerprint: str | None = None
+    """Set on an acknowledgement: it mutes reminders of this alert only..."""
+    episode: datetime | None = None
+    """...while it stays in the episode that began at this ``active_at``."""
+
+    @classmethod
+    def acknowledge(
+        cls, alert: Alert, *, now: datetime, author: str, comment: str, keep: timedelta = ACK_KEEP
+    ) -> Silence:
+        """Mute reminders of one firing ``alert`` until it resolves (a later episode of the
+        same alert is not muted)."""
+        return cls(
+            id=secrets.token_hex(8),
+            matchers=tuple(Matcher(name, value) for name, value in alert.labels),
+            starts_at=now,
+            ends_at=now + keep,
+            author=author,
+            comment=comment,
+            created_at=now,
+            fingerprint=alert.fingerprint,
+            episode=alert.active_at,
+        )
+
+    def acknowledges(self, alert: Alert, *, now: datetime) -> bool:
+        return (
+            self.fingerprint == alert.fingerprint
+            and self.episode == alert.active_at
+            and self.active(now)
+        )
 
     @classmethod
     def new(
@@ -71,6 +105,8 @@ class Silence:
         return self.starts_at <= now < self.ends_at
 
     def mutes(self, labels: Mapping[str, str], *, now: datetime) -> bool:
+        if self.fingerprint is not None:
+            return False  # an acknowledgement mutes reminders only (``acknowledges``)
         return self.active(now) and all(m.matches(labels) for m in self.matchers)
 
 
@@ -90,6 +126,10 @@ class Silences:
 
     def add(self, silence: Silence) -> None:
         self._known[silence.id] = silence
+
+    def acknowledged(self, alert: Alert, *, now: datetime) -> bool:
+        """Whether reminders of ``alert`` are muted by an acknowledgement."""
+        return any(s.acknowledges(alert, now=now) for s in self._known.values())
 
     def muting(self, labels: Mapping[str, str], *, now: datetime) -> Silence | None:
         """The silence holding back an alert with ``labels`` at ``now``, if any."""

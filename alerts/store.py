@@ -305,6 +305,8 @@ def _silence_row(silence: Silence) -> dict[str, Any]:
         "author": silence.author,
         "comment": silence.comment,
         "created_at": silence.created_at,
+        "fingerprint": silence.fingerprint,
+        "episode": silence.episode,
     }
 
 
@@ -317,6 +319,8 @@ def _silence(row: Any) -> Silence:
         author=row.author,
         comment=row.comment,
         created_at=row.created_at,
+        fingerprint=row.fingerprint,
+        episode=row.episode,
     )
 
 

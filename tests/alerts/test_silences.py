@@ -18,6 +18,8 @@ from alerts.matchers import Matcher, parse_matcher
 from alerts.migrate import upgrade
 from alerts.outbox import Outbox
 from alerts.query import Sample, Vector
+from alerts.receivers import Router
+from alerts.resend import Resender
 from alerts.rule import Op, RawQuery, Rule
 from alerts.silence import Silence, Silences
 from alerts.state import AlertState, evaluate
@@ -196,3 +198,76 @@ async def test_silence_command_adds_lists_and_expires(sqlite_environ: dict[str, 
     assert (await cli("expire", silence_id)).returncode == 0
     assert (await cli("expire", silence_id)).returncode == 1
     assert silence_id not in (await cli("list")).stdout
+
+
+def reminders_setup(*, repeat: timedelta) -> tuple[Ledger, Outbox, Silences, Resender]:
+    ledger = Ledger()
+    silences = Silences()
+    router = Router(default=(), repeat_interval=repeat)
+    outbox = Outbox(
+        notifiers={"console": Recorder("console")}, ledger=ledger, router=router, silences=silences
+    )
+    fired = evaluate(RULE, (), result=Vector((Sample((), 1.0),)), now=T0)
+    ledger.record({RULE.name: fired}, now=T0)
+    resender = Resender(ledger=ledger, outbox=outbox, notifiers={"console": Recorder("console")})
+    return ledger, outbox, silences, resender
+
+
+async def test_reminders_follow_repeat_interval_on_a_fixed_clock() -> None:
+    _, outbox, _, resender = reminders_setup(repeat=timedelta(hours=1))
+    assert resender.run(now=T0) == 0  # the notification itself was the first
+    assert resender.run(now=T0 + timedelta(minutes=59)) == 0
+    assert resender.run(now=T0 + timedelta(hours=1)) == 1
+    await outbox.deliver(now=T0 + timedelta(hours=1))
+    assert resender.run(now=T0 + timedelta(hours=1, minutes=30)) == 0
+    assert resender.run(now=T0 + timedelta(hours=2)) == 1
+
+
+async def test_an_acknowledged_alert_gets_no_reminders_until_it_resolves() -> None:
+    ledger, outbox, silences, resender = reminders_setup(repeat=timedelta(hours=1))
+    (alert,) = ledger.active()
+    silences.add(Silence.acknowledge(alert, now=T0 + timedelta(minutes=5), author="ana",
+                                     comment="on it"))  # fmt: skip
+    assert resender.run(now=T0) == 0
+    assert resender.run(now=T0 + timedelta(hours=3)) == 0  # acknowledged: quiet
+    ended = evaluate(RULE, tuple(ledger.active()), result=Vector(()), now=T0 + timedelta(hours=4))
+    ledger.record({RULE.name: ended}, now=T0 + timedelta(hours=4))
+    outbox.notify(ended.notifications, now=T0 + timedelta(hours=4))
+    assert outbox.pending() == 1  # the resolution is still announced
+    await outbox.deliver(now=T0 + timedelta(hours=4))
+    again = T0 + timedelta(hours=5)
+    refired = evaluate(RULE, (), result=Vector((Sample((), 1.0),)), now=again)
+    ledger.record({RULE.name: refired}, now=again)
+    assert resender.run(now=again) == 0
+    assert resender.run(now=again + timedelta(hours=1)) == 1  # a new episode: reminded
+
+
+async def test_a_silenced_alert_gets_no_reminders() -> None:
+    _, _, silences, resender = reminders_setup(repeat=timedelta(hours=1))
+    silences.add(Silence.new(["severity=warning"], starts_at=T0, ends_at=T0 + timedelta(hours=2),
+                             author="ana", comment=""))  # fmt: skip
+    assert resender.run(now=T0) == 0
+    assert resender.run(now=T0 + timedelta(hours=1)) == 0
+    assert resender.run(now=T0 + timedelta(hours=2)) == 1  # silence over
+
+
+async def test_acknowledge_over_http(sqlite_environ: dict[str, str]) -> None:
+    async with running_app({**sqlite_environ, "ADMIN_TOKEN": TOKEN}) as api:
+        monitor = api.app.state.alerts
+        assert monitor is not None  # embedded mode: the engine runs in the API
+        now = datetime.now(UTC)
+        fired = evaluate(RULE, (), result=Vector((Sample((), 1.0),)), now=now)
+        monitor.ledger.record({RULE.name: fired}, now=now)
+        (alert,) = fired.alerts
+        auth = {"Authorization": f"Bearer {TOKEN}"}
+        url = f"/alerts/{alert.fingerprint}/ack"
+        assert (await api.client.post(url, json={"author": "ana"})).status_code == 401
+        made = await api.client.post(url, json={"author": "ana", "comment": "on it"}, headers=auth)
+        assert made.status_code == 201, made.text
+        assert made.json()["fingerprint"] == alert.fingerprint
+        assert monitor.silences.acknowledged(alert, now=datetime.now(UTC))
+        missing = await api.client.post("/alerts/0000000000000000/ack", json={"author": "a"},
+                                        headers=auth)  # fmt: skip
+        assert missing.status_code == 404
+        nobody = await api.client.post(url, json={"author": ""}, headers=auth)
+        assert nobody.status_code == 422

@@ -1,4 +1,4 @@
-"""Silences: matchers, start, end, author and comment.
+"""Silences (matchers, start, end, author, comment) and acknowledgements of one alert.
 
 Revision ID: a0003
 Revises: a0002
@@ -26,6 +26,8 @@ def upgrade() -> None:
         sa.Column("author", sa.String(200), nullable=False),
         sa.Column("comment", sa.String(1000), nullable=False),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("fingerprint", sa.String(16), nullable=True),
+        sa.Column("episode", sa.DateTime(timezone=True), nullable=True),
         sa.PrimaryKeyConstraint("id", name="pk_dynoscope_alert_silences"),
     )
     op.create_index("ix_dynoscope_alert_silences_ends_at", "dynoscope_alert_silences", ["ends_at"])
