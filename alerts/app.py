@@ -21,7 +21,7 @@ import logging
 import math
 import secrets
 from collections.abc import AsyncIterator, Iterable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
@@ -35,6 +35,7 @@ from alerts.lease import HostLease
 from alerts.lock import EngineLock, lock_path
 from alerts.matchers import parse_matcher
 from alerts.monitor import Monitor, open_store
+from alerts.recurrence import Recurrence
 from alerts.settings import AlertSettings
 from alerts.silence import Silence, utc
 from alerts.state import Alert, AlertState
@@ -42,6 +43,9 @@ from alerts.store import HistoryEntry, SilenceStore, Store
 from instrumentation.catalogue import Catalogue
 
 log = logging.getLogger("dynoscope.alerts")
+
+# A recurring maintenance window without an end stays for a year unless expired.
+RECURRING_DEFAULT = timedelta(days=365)
 
 _bearer = HTTPBearer(auto_error=False, description="ADMIN_TOKEN")
 
@@ -111,6 +115,24 @@ def alert_routes(token: str) -> APIRouter:
     return router
 
 
+class EveryIn(BaseModel):
+    """A weekly maintenance window: ``{"days": "sun", "at": "02:00", "length": "1h"}`` (UTC)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    days: str
+    at: str
+    length: str
+
+    @model_validator(mode="after")
+    def _valid(self) -> EveryIn:
+        Recurrence.parse(days=self.days, at=self.at, length=self.length)
+        return self
+
+    def recurrence(self) -> Recurrence:
+        return Recurrence.parse(days=self.days, at=self.at, length=self.length)
+
+
 class SilenceIn(BaseModel):
     """A silence to make: matchers like ``severity="page"`` or ``route=~"/admin.*"``."""
 
@@ -118,9 +140,10 @@ class SilenceIn(BaseModel):
 
     matchers: list[str] = Field(min_length=1)
     starts_at: datetime | None = None
-    ends_at: datetime
+    ends_at: datetime | None = None
     author: str = Field(min_length=1, max_length=200)
     comment: str = Field(default="", max_length=1000)
+    every: EveryIn | None = None
 
     @field_validator("matchers")
     @classmethod
@@ -136,7 +159,9 @@ class SilenceIn(BaseModel):
 
     @model_validator(mode="after")
     def _order(self) -> SilenceIn:
-        if self.starts_at is not None and self.ends_at <= self.starts_at:
+        if self.ends_at is None and self.every is None:
+            raise ValueError("ends_at is required (only a recurring window may leave it out)")
+        if self.starts_at and self.ends_at and self.ends_at <= self.starts_at:
             raise ValueError("ends_at must be after starts_at")
         return self
 
@@ -159,6 +184,7 @@ def silence_json(silence: Silence) -> dict[str, Any]:
         "author": silence.author,
         "comment": silence.comment,
         "created_at": iso(silence.created_at),
+        "every": silence.recurrence.to_json() if silence.recurrence else None,
     }
 
 
@@ -169,15 +195,17 @@ def _silence_routes(router: APIRouter) -> None:
     async def add(request: Request, body: SilenceIn) -> dict[str, Any]:
         now = datetime.now(UTC)
         starts_at = body.starts_at or now
-        if body.ends_at <= now:
+        ends_at = body.ends_at or starts_at + RECURRING_DEFAULT
+        if ends_at <= now:
             raise HTTPException(422, "ends_at must be in the future")
         silence = Silence.new(
             body.matchers,
             starts_at=starts_at,
-            ends_at=body.ends_at,
+            ends_at=ends_at,
             author=body.author,
             comment=body.comment,
             created_at=now,
+            recurrence=body.every.recurrence() if body.every else None,
         )
         await _silences(request).add(silence)
         monitor: Monitor | None = request.app.state.alerts

@@ -116,4 +116,6 @@ silences = Table(
     # An acknowledgement: one alert (by fingerprint) for one episode (its active_at) only.
     Column("fingerprint", String(16), nullable=True),
     Column("episode", UTCDateTime(), nullable=True),
+    # A maintenance window: {"days": "sun", "at": "02:00", "length": "1h"} (UTC).
+    Column("recurrence", JSON, nullable=True),
 )

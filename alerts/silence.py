@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from alerts.matchers import Matcher, parse_matcher
+from alerts.recurrence import Recurrence
 from alerts.state import Alert
 
 log = logging.getLogger("dynoscope.alerts")
@@ -48,6 +49,8 @@ class Silence:
     """Set on an acknowledgement: it mutes reminders of this alert only..."""
     episode: datetime | None = None
     """...while it stays in the episode that began at this ``active_at``."""
+    recurrence: Recurrence | None = None
+    """A maintenance window: in force only inside these weekly windows (between start and end)."""
 
     @classmethod
     def acknowledge(
@@ -84,6 +87,7 @@ class Silence:
         author: str,
         comment: str,
         created_at: datetime | None = None,
+        recurrence: Recurrence | None = None,
     ) -> Silence:
         """Validate and make one; ``ValueError`` names the bad matcher or the bad times."""
         if not matchers:
@@ -99,10 +103,13 @@ class Silence:
             author=author,
             comment=comment,
             created_at=created_at or starts_at,
+            recurrence=recurrence,
         )
 
     def active(self, now: datetime) -> bool:
-        return self.starts_at <= now < self.ends_at
+        if not self.starts_at <= now < self.ends_at:
+            return False
+        return self.recurrence is None or self.recurrence.covers(now)
 
     def mutes(self, labels: Mapping[str, str], *, now: datetime) -> bool:
         if self.fingerprint is not None:

@@ -2,6 +2,7 @@
 
     dynoscope silence add 'alertname="CacheHitRateLow"' --duration 2h --author ana \\
         --comment "cache warm-up after deploy"
+    dynoscope silence add 'job="api"' --every sun --at 02:00 --length 1h --comment backups
     dynoscope silence list
     dynoscope silence expire 3f9c0a1b2c3d4e5f
 
@@ -19,6 +20,7 @@ from typing import Any, Protocol
 
 from alerts.duration import parse_duration
 from alerts.migrate import upgrade
+from alerts.recurrence import Recurrence
 from alerts.settings import AlertSettings
 from alerts.silence import Silence
 from alerts.store import SilenceStore, create_store_engine
@@ -41,13 +43,17 @@ async def _with_store(settings: AlertSettings, work: Any) -> Any:
 def _add(settings: Configured, args: argparse.Namespace) -> int:
     now = datetime.now(UTC)
     try:
-        duration = parse_duration(args.duration)
+        recurrence = None
+        if args.every is not None:
+            recurrence = Recurrence.parse(days=args.every, at=args.at, length=args.length)
+        duration = parse_duration(args.duration or ("365d" if recurrence else "2h"))
         silence = Silence.new(
             args.matchers,
             starts_at=now,
             ends_at=now + duration,
             author=args.author,
             comment=args.comment,
+            recurrence=recurrence,
         )
     except ValueError as exc:
         print(f"dynoscope silence add: {exc}", file=sys.stderr)
@@ -62,10 +68,14 @@ def _list(settings: Configured, args: argparse.Namespace) -> int:
     found = asyncio.run(_with_store(settings.alerts, lambda store: store.current(now)))
     for silence in found:
         matchers = ", ".join(str(m) for m in silence.matchers)
-        state = "active" if silence.active(now) else "pending"
+        state = "active" if silence.active(now) else "waiting"
         ends = silence.ends_at.isoformat(timespec="seconds")
+        kind = f"{silence.recurrence}, " if silence.recurrence else ""
+        if silence.fingerprint:
+            kind = f"acknowledges {silence.fingerprint}, "
         print(
-            f"{silence.id}  {state}  until {ends}  {matchers}  {silence.author}: {silence.comment}"
+            f"{silence.id}  {state}  {kind}until {ends}  {matchers}  "
+            f"{silence.author}: {silence.comment}"
         )
     return 0
 
@@ -86,7 +96,12 @@ def register_silences(commands: argparse._SubParsersAction[Any]) -> None:
     sub = silence.add_subparsers(dest="silence_command", required=True)
     add = sub.add_parser("add", help="hold back notifications of matching alerts")
     add.add_argument("matchers", nargs="+", metavar="MATCHER", help='name="value" or name=~"re"')
-    add.add_argument("--duration", default="2h", help="how long (e.g. 30m, 2h; default 2h)")
+    add.add_argument(
+        "--duration", help="how long it exists (e.g. 30m, 2h; default 2h, 365d with --every)"
+    )
+    add.add_argument("--every", metavar="DAYS", help="a weekly window: sun, mon,tue or daily")
+    add.add_argument("--at", default="00:00", help="window start, HH:MM UTC (with --every)")
+    add.add_argument("--length", default="1h", help="window length (with --every)")
     add.add_argument("--author", default=getpass.getuser(), help="who (default: you)")
     add.add_argument("--comment", default="", help="why")
     add.set_defaults(run=_add)

@@ -27,6 +27,7 @@ from alerts.delivery import Delivery
 from alerts.lease import Fence, check_fence
 from alerts.matchers import Matcher
 from alerts.query import labels_of
+from alerts.recurrence import Recurrence
 from alerts.schema import history, outbox, silences, states
 from alerts.silence import Silence
 from alerts.state import Alert, AlertState
@@ -307,6 +308,7 @@ def _silence_row(silence: Silence) -> dict[str, Any]:
         "created_at": silence.created_at,
         "fingerprint": silence.fingerprint,
         "episode": silence.episode,
+        "recurrence": silence.recurrence.to_json() if silence.recurrence else None,
     }
 
 
@@ -321,6 +323,7 @@ def _silence(row: Any) -> Silence:
         created_at=row.created_at,
         fingerprint=row.fingerprint,
         episode=row.episode,
+        recurrence=Recurrence.from_json(row.recurrence) if row.recurrence else None,
     )
 
 

@@ -1,4 +1,5 @@
-"""Silences (matchers, start, end, author, comment) and acknowledgements of one alert.
+"""Silences (matchers, start, end, author, comment), acknowledgements of one alert, and
+recurring maintenance windows.
 
 Revision ID: a0003
 Revises: a0002
@@ -28,6 +29,7 @@ def upgrade() -> None:
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("fingerprint", sa.String(16), nullable=True),
         sa.Column("episode", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("recurrence", sa.JSON(), nullable=True),
         sa.PrimaryKeyConstraint("id", name="pk_dynoscope_alert_silences"),
     )
     op.create_index("ix_dynoscope_alert_silences_ends_at", "dynoscope_alert_silences", ["ends_at"])
