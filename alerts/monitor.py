@@ -148,6 +148,7 @@ class Monitor:
             max_attempts=None,
             max_age=timedelta(seconds=settings.delivery_max_age_seconds),
             silences=silences,
+            grafana_url=settings.grafana_url_template,
         )
         stored = Store(store)
         writer = StoreWriter(

@@ -32,6 +32,7 @@ from alerts.notifiers.notifier import Notifier
 from alerts.receivers import Router
 from alerts.silence import Silences
 from alerts.state import Alert, Notification
+from alerts.template import render
 from instrumentation.catalogue import Catalogue
 
 log = logging.getLogger("dynoscope.alerts")
@@ -57,8 +58,10 @@ class Outbox:
         router: Router | None = None,
         jitter: float = 0.0,
         silences: Silences | None = None,
+        grafana_url: str | None = None,
     ) -> None:
         self._notifiers = dict(notifiers)
+        self._grafana_url = grafana_url
         self._silences = silences
         self._router = router
         self._jitter = jitter
@@ -114,7 +117,12 @@ class Outbox:
                 for receiver in receivers:
                     self._count(receiver, "silenced")
                 continue
-            self.enqueue(deliveries((notification,), receivers=receivers, now=now))
+            made = deliveries((notification,), receivers=receivers, now=now)
+            if self._grafana_url is not None:
+                link = render(self._grafana_url, labels=labels, value=notification.alert.value)
+                for delivery in made:
+                    delivery.payload["links"] = {"grafana": link}
+            self.enqueue(made)
 
     def queued(self, key: Key) -> bool:
         """Whether a delivery for ``(receiver, dedup_key)`` is still waiting."""

@@ -66,6 +66,10 @@ class AlertSettings(BaseSettings):
     delivery_max_age_seconds: float = Field(
         default=3600.0, gt=0, validation_alias="ALERT_DELIVERY_MAX_AGE"
     )
+    # A dashboard link per alert, e.g. https://grafana/d/scaling?var-route={{ labels.route }}
+    grafana_url_template: str | None = Field(
+        default=None, validation_alias="ALERT_GRAFANA_URL_TEMPLATE"
+    )
     receivers_path: str | None = Field(default=None, validation_alias="ALERT_RECEIVERS_PATH")
     # The variables a receivers file's ``*_env`` fields name are read from the same mapping
     # the settings came from; kept private, so never part of a repr or a dump.
@@ -99,6 +103,15 @@ class AlertSettings(BaseSettings):
     @classmethod
     def _store(cls, value: str) -> str:
         return async_database_url(value, variable="ALERT_STORE_URL")
+
+    @field_validator("grafana_url_template")
+    @classmethod
+    def _grafana(cls, value: str | None) -> str | None:
+        if value is not None:
+            from alerts.template import check
+
+            check(value, label_names=None)  # ValueError names the template
+        return value
 
     @field_validator("webhook_url")
     @classmethod

@@ -51,6 +51,9 @@ def postable_alerts(delivery: Delivery, *, now: datetime, ends_after: timedelta)
         "annotations": dict(payload.get("annotations") or {}),
         "startsAt": payload.get("startsAt"),
     }
+    grafana = (payload.get("links") or {}).get("grafana")
+    if grafana:
+        alert["generatorURL"] = grafana
     if delivery.status == "resolved":
         alert["endsAt"] = payload.get("endsAt") or iso(now)
     else:

@@ -82,9 +82,15 @@ def pagerduty_event(delivery: Delivery, *, routing_key: str, source: str) -> dic
         "client": "dynoscope",
         "payload": body,
     }
+    links = []
     runbook = annotations.get("runbook_url")
     if runbook:
-        event["links"] = [{"href": runbook, "text": "Runbook"}]
+        links.append({"href": runbook, "text": "Runbook"})
+    grafana = (payload.get("links") or {}).get("grafana")
+    if grafana:
+        links.append({"href": grafana, "text": "Dashboard"})
+    if links:
+        event["links"] = links
     return event
 
 

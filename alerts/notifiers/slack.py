@@ -59,11 +59,16 @@ def slack_payload(delivery: Delivery) -> dict[str, Any]:
         {"type": "section", "text": {"type": "mrkdwn", "text": summary}},
         {"type": "context", "elements": [{"type": "mrkdwn", "text": context}]},
     ]
+    links = []
     runbook = (payload.get("annotations") or {}).get("runbook_url")
     if runbook:
-        blocks.append(
-            {"type": "section", "text": {"type": "mrkdwn", "text": f"<{runbook}|Runbook>"}}
-        )
+        links.append(f"<{runbook}|Runbook>")
+    grafana = (payload.get("links") or {}).get("grafana")
+    if grafana:
+        links.append(f"<{grafana}|Dashboard>")
+    if links:
+        text = " · ".join(links)
+        blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": text}})
     return {"text": f"[{status}] {name}: {summary}", "blocks": blocks}
 
 

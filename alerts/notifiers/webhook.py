@@ -59,7 +59,7 @@ def alertmanager_payload(delivery: Delivery, *, receiver: str, external_url: str
                 "annotations": alert["annotations"],
                 "startsAt": alert["startsAt"],
                 "endsAt": alert["endsAt"] or ZERO_TIME,
-                "generatorURL": "",
+                "generatorURL": (alert.get("links") or {}).get("grafana", ""),
                 "fingerprint": delivery.dedup_key,
             }
         ],

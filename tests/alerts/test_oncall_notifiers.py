@@ -255,3 +255,30 @@ async def test_a_receiver_down_gets_everything_once_back_and_too_old_is_given_up
         sample("dynoscope_notifications_total", {"receiver": "webhook", "outcome": "expired"}) == 1
     )
     assert "given up after" in caplog.text and "0:10:" in caplog.text
+
+
+async def test_a_grafana_link_reaches_every_receiver() -> None:
+    template = "https://grafana.example/d/scaling?var-route={{ labels.route | urlencode }}"
+    link = "https://grafana.example/d/scaling?var-route=/properties"
+    async with recording_server(status=202) as server, httpx.AsyncClient() as client:
+        notifiers = {
+            "slack": SlackNotifier(
+                SlackConfig(url=SecretStr(f"{server.base}/slack")), client=client
+            ),
+            "pagerduty": PagerDutyNotifier(
+                PagerDutyConfig(routing_key=SecretStr("k"), url=f"{server.base}/pd"), client=client
+            ),
+            "webhook": WebhookNotifier(
+                WebhookConfig(url=SecretStr(f"{server.base}/hook")), client=client
+            ),
+        }
+        outbox = Outbox(notifiers=notifiers, ledger=Ledger(), grafana_url=template)
+        fired = T0 + timedelta(minutes=5)
+        outbox.notify([Notification(alert(AlertState.FIRING, at=fired), fired)], now=fired)
+        await drain(outbox, start=fired, seconds=2)
+    (slack,) = server.bodies("/slack")
+    (pd,) = server.bodies("/pd")
+    (hook,) = server.bodies("/hook")
+    assert f"<{link}|Dashboard>" in slack["blocks"][-1]["text"]["text"]
+    assert {"href": link, "text": "Dashboard"} in pd["links"]
+    assert hook["alerts"][0]["generatorURL"] == link
