@@ -49,9 +49,10 @@ from alerts.rule import RuleSet, SignalQuery
 from alerts.scheduler import Clock, Scheduler, utc_now
 from alerts.settings import AlertSettings
 from alerts.silence import Silences
+from alerts.silence_store import SilenceStore
 from alerts.sources import LocalSource, PrometheusSource, Source
 from alerts.state import Alert
-from alerts.store import HistoryEntry, SilenceStore, Store, create_store_engine
+from alerts.store import HistoryEntry, Store, create_store_engine
 from alerts.writer import StoreWriter
 from instrumentation.catalogue import Catalogue
 from instrumentation.settings import TelemetrySettings

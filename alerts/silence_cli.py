@@ -23,7 +23,8 @@ from alerts.migrate import upgrade
 from alerts.recurrence import Recurrence
 from alerts.settings import AlertSettings
 from alerts.silence import Silence
-from alerts.store import SilenceStore, create_store_engine
+from alerts.silence_store import SilenceStore
+from alerts.store import create_store_engine
 
 
 class Configured(Protocol):

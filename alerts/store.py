@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Table, and_, delete, event, func, insert, select, update
+from sqlalchemy import Table, and_, delete, event, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import NullPool
@@ -25,11 +25,8 @@ from sqlalchemy.sql.dml import Insert
 
 from alerts.delivery import Delivery
 from alerts.lease import Fence, check_fence
-from alerts.matchers import Matcher
 from alerts.query import labels_of
-from alerts.recurrence import Recurrence
-from alerts.schema import history, outbox, silences, states
-from alerts.silence import Silence
+from alerts.schema import history, outbox, states
 from alerts.state import Alert, AlertState
 
 
@@ -295,62 +292,3 @@ class Store:
                 delete(outbox).where(and_(outbox.c.next_attempt_at.is_(None), finished < before))
             )
             return int(result.rowcount)
-
-
-def _silence_row(silence: Silence) -> dict[str, Any]:
-    return {
-        "id": silence.id,
-        "matchers": [[m.label, "=~" if m.regex else "=", m.value] for m in silence.matchers],
-        "starts_at": silence.starts_at,
-        "ends_at": silence.ends_at,
-        "author": silence.author,
-        "comment": silence.comment,
-        "created_at": silence.created_at,
-        "fingerprint": silence.fingerprint,
-        "episode": silence.episode,
-        "recurrence": silence.recurrence.to_json() if silence.recurrence else None,
-    }
-
-
-def _silence(row: Any) -> Silence:
-    return Silence(
-        id=row.id,
-        matchers=tuple(Matcher(label, value, op == "=~") for label, op, value in row.matchers),
-        starts_at=row.starts_at,
-        ends_at=row.ends_at,
-        author=row.author,
-        comment=row.comment,
-        created_at=row.created_at,
-        fingerprint=row.fingerprint,
-        episode=row.episode,
-        recurrence=Recurrence.from_json(row.recurrence) if row.recurrence else None,
-    )
-
-
-class SilenceStore:
-    """Silences in the store: made, listed and expired from any process."""
-
-    def __init__(self, engine: AsyncEngine) -> None:
-        self.engine = engine
-
-    async def add(self, silence: Silence) -> None:
-        async with self.engine.begin() as connection:
-            await connection.execute(insert(silences).values(_silence_row(silence)))
-
-    async def current(self, now: datetime) -> list[Silence]:
-        """Silences not yet ended (active or starting later), soonest-ending first."""
-        async with self.engine.connect() as connection:
-            rows = await connection.execute(
-                select(silences).where(silences.c.ends_at > now).order_by(silences.c.ends_at)
-            )
-            return [_silence(row) for row in rows]
-
-    async def expire(self, silence_id: str, *, now: datetime) -> bool:
-        """End a silence now; False when there is no such silence still running."""
-        async with self.engine.begin() as connection:
-            result = await connection.execute(
-                update(silences)
-                .where(silences.c.id == silence_id, silences.c.ends_at > now)
-                .values(ends_at=now)
-            )
-            return bool(result.rowcount)

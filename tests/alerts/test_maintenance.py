@@ -18,8 +18,8 @@ from alerts.query import Sample, Vector
 from alerts.recurrence import Recurrence
 from alerts.rule import Op, RawQuery, Rule
 from alerts.silence import Silence, Silences
+from alerts.silence_store import SilenceStore
 from alerts.state import evaluate
-from alerts.store import SilenceStore
 from tests.alerts.conftest import Recorder
 from tests.support.stack import running_app
 

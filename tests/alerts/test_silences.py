@@ -22,8 +22,8 @@ from alerts.receivers import Router
 from alerts.resend import Resender
 from alerts.rule import Op, RawQuery, Rule
 from alerts.silence import Silence, Silences
+from alerts.silence_store import SilenceStore
 from alerts.state import AlertState, evaluate
-from alerts.store import SilenceStore
 from instrumentation.catalogue import Catalogue
 from tests.alerts.conftest import Recorder
 from tests.support.stack import running_app
