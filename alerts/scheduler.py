@@ -163,6 +163,8 @@ class Scheduler:
         try:
             with self._tracked():
                 cycle = await self._evaluator.run(group, now=self.clock())
+        except asyncio.CancelledError:
+            return  # ``stop`` cancelled it (shutdown, or stepping down): expected, not an error
         except Exception:
             # The evaluator has already counted each rule's failure; this is a bug.
             log.exception("group %s: evaluation failed", group.name)
@@ -188,14 +190,20 @@ class Scheduler:
                 sent = await self._outbox.deliver(now=self.clock())
                 if writer is not None and writer.up and sent:
                     await writer.flush(now=self.clock())
+        except asyncio.CancelledError:
+            return
         except Exception:
             log.exception("notification delivery failed")
 
     async def refresh_silences(self) -> None:
         """Read silences made anywhere (the silence job)."""
-        if self._silences is not None:
+        if self._silences is None:
+            return
+        try:
             with self._tracked():
                 await self._silences.refresh(now=self.clock())
+        except asyncio.CancelledError:
+            return
 
     async def resend(self) -> None:
         """Refreshes and reminders of firing alerts (the resend job)."""
@@ -212,6 +220,8 @@ class Scheduler:
         try:
             with self._tracked():
                 await self._writer.flush(now=self.clock())
+        except asyncio.CancelledError:
+            return
         except Exception:
             log.exception("writing to the alert store failed")
 

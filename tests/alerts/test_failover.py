@@ -217,3 +217,66 @@ async def test_a_standby_takes_over_from_a_killed_leader_and_loses_nothing(
         f" (in flight at the kill: {len(in_flight)})",
         file=sys.stderr,
     )
+
+
+@pytest.mark.postgres
+@pytest.mark.prometheus
+async def test_a_paused_leader_is_fenced_when_it_wakes_up(
+    clean_postgres: str, sqlite_environ: dict[str, str], tmp_path: Path
+) -> None:
+    """SIGSTOP stands for a long GC pause or a frozen VM: the leader keeps its memory, and its
+    clock has moved on when it resumes. It must not send, and its writes are refused."""
+    rules = tmp_path / "ha.yml"
+    rules.write_text(RULES)
+    store_engine = open_store(AlertSettings.from_env({"ALERT_STORE_URL": clean_postgres}))
+    await upgrade(store_engine)
+    store = Store(store_engine)
+    try:
+        async with counting_receiver() as receiver:
+            with running_prometheus({}) as prometheus:
+                environ = {
+                    **os.environ,
+                    **sqlite_environ,
+                    "LOG_LEVEL": "INFO",
+                    "PROMETHEUS_URL": prometheus.url,
+                    "ALERT_RULES_PATH": str(rules),
+                    "ALERT_STORE_URL": clean_postgres,
+                    "ALERT_WEBHOOK_URL": receiver.url,
+                    "ALERT_LEASE_SECONDS": f"{LEASE:g}",
+                }
+                with engines(2, environ, tmp_path) as processes:
+                    await eventually(
+                        lambda: len(receiver.received) >= 2,
+                        seconds=30,
+                        what=f"first notifications\n{logs(tmp_path)}",
+                    )
+                    holder, token = await lease_row(store)
+                    paused = int(holder.split(":")[1])
+                    os.kill(paused, signal.SIGSTOP)
+                    in_flight = set(+receiver.in_flight)
+                    try:
+                        deadline = time.monotonic() + 10
+                        while (await lease_row(store))[1] == token:
+                            assert time.monotonic() < deadline, logs(tmp_path)
+                            await asyncio.sleep(0.05)
+                        await asyncio.sleep(2 * INTERVAL)  # the standby leads for a while
+                    finally:
+                        os.kill(paused, signal.SIGCONT)
+                    resumed = len(receiver.received)
+                    await asyncio.sleep(3 * LEASE)
+                    holder_after, _ = await lease_row(store)
+                    assert int(holder_after.split(":")[1]) != paused
+                    old_log = next(
+                        (tmp_path / f"engine-{n}.log").read_text()
+                        for n, p in enumerate(processes)
+                        if p.pid == paused
+                    )
+                    assert "lost the lease" in old_log or "steps down" in old_log, old_log
+                    assert len(receiver.received) >= resumed
+        history = await store.history(limit=10_000)
+    finally:
+        await store_engine.dispose()
+    counts = receiver.counts()
+    assert {key for key, _ in counts} <= {h.fingerprint for h in history}
+    repeated = {key: n for key, n in counts.items() if n > 1}
+    assert set(repeated) <= in_flight, (repeated, in_flight)
