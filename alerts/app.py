@@ -1,6 +1,8 @@
 """The alert engine inside a FastAPI app: admin routes, and the in-process engine.
 
-- ``GET /alerts`` (pending and firing) and ``GET /alerts/history`` (latest transitions), for
+- ``GET /alerts`` (pending and firing), ``GET /alerts/history`` (latest transitions) and
+  ``/alerts/silences`` (``POST`` to make, ``GET`` to list, ``DELETE .../{id}`` to expire) and
+  ``POST /alerts/{fingerprint}/ack`` (no reminders of that alert until it resolves), for
   admins only: ``Authorization: Bearer $ADMIN_TOKEN``. Without ``ADMIN_TOKEN`` the routes do
   not exist (404), so nothing is exposed by default. They answer from the engine's memory
   when it runs in this process, otherwise from its store (``ALERT_STORE_URL``).
@@ -27,9 +29,11 @@ from prometheus_client.registry import Collector
 
 from alerts.delivery import iso
 from alerts.errors import AlertsError
+from alerts.lease import HostLease
 from alerts.lock import EngineLock, lock_path
 from alerts.monitor import Monitor, open_store
 from alerts.settings import AlertSettings
+from alerts.silence_routes import add_silence_routes
 from alerts.state import Alert
 from alerts.store import HistoryEntry, Store
 from instrumentation.catalogue import Catalogue
@@ -100,6 +104,7 @@ def alert_routes(token: str) -> APIRouter:
             entries = await _store(request).history(limit=limit)
         return {"history": [history_json(entry) for entry in entries]}
 
+    add_silence_routes(router, store=_store)
     return router
 
 
@@ -144,7 +149,12 @@ async def embedded_engine(
     try:
         try:
             monitor = Monitor.build(
-                settings, store=store, metrics=metrics, collectors=collectors, instance=instance
+                settings,
+                store=store,
+                metrics=metrics,
+                collectors=collectors,
+                instance=instance,
+                lease=HostLease(),  # the lock file already makes it the only engine
             )
         except AlertsError as exc:
             log.error("alert engine not started: %s", exc)

@@ -4,6 +4,8 @@
      ├── RuleFileError        a rule or override file is unusable; carries every Problem
      ├── QueryError           a metric source did not answer (the query, the source, why)
      ├── NotificationError    a receiver did not take a notification (receiver, retryable)
+     ├── ReceiverFileError    the receivers file is unusable (file, receiver, field)
+     ├── LeaseLost            a store write carried a stale fencing token (holder, token)
      └── ExportError          a rule has no Prometheus equivalent (the rule, why)
 
 Callers catch ``AlertsError`` to stop on any of them; each carries the data needed to say
@@ -58,10 +60,35 @@ class QueryError(AlertsError):
 class NotificationError(AlertsError):
     """A receiver did not accept a notification; ``retryable`` says whether to try again."""
 
-    def __init__(self, message: str, *, receiver: str, retryable: bool = True) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        receiver: str,
+        retryable: bool = True,
+        retry_after: float | None = None,
+    ) -> None:
         self.receiver = receiver
         self.retryable = retryable
+        self.retry_after = retry_after
         super().__init__(f"{receiver}: {message}")
+
+
+class ReceiverFileError(AlertsError):
+    """The receivers file names something wrong: where (file, receiver, field) and what."""
+
+    def __init__(
+        self, message: str, *, file: str, receiver: str | None = None, field: str | None = None
+    ) -> None:
+        self.file = file
+        self.receiver = receiver
+        self.field = field
+        where = [file]
+        if receiver is not None:
+            where.append(f"receiver {receiver}")
+        if field:
+            where.append(f"field {field}")
+        super().__init__(f"{': '.join(where)}: {message}")
 
 
 class ExportError(AlertsError):
@@ -70,3 +97,13 @@ class ExportError(AlertsError):
     def __init__(self, message: str, *, rule: str) -> None:
         self.rule = rule
         super().__init__(f"rule {rule}: {message}")
+
+
+class LeaseLost(AlertsError):
+    """Another engine has taken the lease: this one's writes are refused (fencing)."""
+
+    def __init__(self, *, lease: str, holder: str, token: int) -> None:
+        self.lease = lease
+        self.holder = holder
+        self.token = token
+        super().__init__(f"lease {lease}: token {token} of {holder} is no longer current")

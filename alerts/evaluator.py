@@ -20,7 +20,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from alerts.delivery import deliveries
 from alerts.ledger import Ledger
 from alerts.outbox import Outbox
 from alerts.query import QueryFailed, QueryResult
@@ -91,9 +90,7 @@ class Evaluator:
         evaluations = {rule.name: self._evaluate(rule, results, now=now) for rule in group.rules}
         self._ledger.record(evaluations, now=now)
         for evaluation in evaluations.values():
-            self._outbox.enqueue(
-                deliveries(evaluation.notifications, receivers=self._outbox.receivers, now=now)
-            )
+            self._outbox.notify(evaluation.notifications, now=now)
         seconds = time.perf_counter() - started
         self._record(group, evaluations, seconds=seconds)
         for name, evaluation in evaluations.items():

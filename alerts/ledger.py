@@ -66,6 +66,12 @@ class Ledger:
         self._history_backlog = history_backlog
         self.dropped_history = 0
 
+    def reset(self) -> None:
+        """Forget everything (this engine lost the lead: the store's copy is the truth now)."""
+        self._alerts.clear()
+        self.recent.clear()
+        self._journal = Changes()
+
     def previous(self, rule: str) -> tuple[Alert, ...]:
         return self._alerts.get(rule, ())
 

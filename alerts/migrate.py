@@ -17,7 +17,7 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Connection, MetaData, Table, inspect, select
+from sqlalchemy import Connection, MetaData, Table, inspect, select, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from alerts import schema
@@ -25,6 +25,8 @@ from alerts.store import upsert
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 LEGACY_TABLES = ("alert_states", "alert_history", "alert_outbox")
+# An arbitrary constant naming the store's migration lock (PostgreSQL advisory locks are ints).
+MIGRATION_LOCK = 0x64796E6F
 
 
 def alembic_config() -> Config:
@@ -40,8 +42,11 @@ def _upgrade(connection: Connection, revision: str) -> None:
 
 
 async def upgrade(engine: AsyncEngine, revision: str = "head") -> None:
-    """Bring the alert store up to ``revision``; safe on an up-to-date store."""
+    """Bring the alert store up to ``revision``; safe on an up-to-date store, and on
+    PostgreSQL safe when several engines start at once (they migrate one after another)."""
     async with engine.begin() as connection:
+        if connection.dialect.name == "postgresql":
+            await connection.execute(text(f"SELECT pg_advisory_xact_lock({MIGRATION_LOCK})"))
         await connection.run_sync(_upgrade, revision)
 
 

@@ -6,7 +6,11 @@
   ``LocalSource`` over the process's own registries;
 - ``ALERT_RULES_PATH``: rule files (default: the shipped ``alerts/rules/default.yml``);
 - ``ALERT_STORE_URL``: the engine's own store, written behind (``alerts.writer``);
-- receivers: console always, plus the webhook when ``ALERT_WEBHOOK_URL`` is set.
+- receivers: console always, plus those of ``ALERT_RECEIVERS_PATH`` (``alerts.receivers``)
+  and the webhook when ``ALERT_WEBHOOK_URL`` is set, routed by labels;
+- leadership: by default a lease in the store (``alerts.lease``, ``ALERT_LEASE_SECONDS``), so
+  of several engines on one store exactly one evaluates and sends and a standby takes over
+  when it dies; the in-process engine passes a ``HostLease`` (its lock file decides).
 
 Alert state lives in memory (``alerts.ledger``) while the engine runs, so evaluation and
 delivery never wait on a database: not the one the service uses, which is what the engine
@@ -33,15 +37,21 @@ from prometheus_client.registry import Collector
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from alerts.election import Election
+from alerts.errors import AlertsError
 from alerts.evaluator import Evaluator
+from alerts.lease import HostLease, Lease, StoreLease
 from alerts.ledger import Ledger
 from alerts.loader import load_rules, rule_paths
+from alerts.lock import EngineLock, lock_path
 from alerts.migrate import upgrade
-from alerts.notifiers import ConsoleNotifier, Notifier, WebhookConfig, WebhookNotifier
 from alerts.outbox import Outbox
+from alerts.resend import Resender
 from alerts.rule import RuleSet, SignalQuery
 from alerts.scheduler import Clock, Scheduler, utc_now
 from alerts.settings import AlertSettings
+from alerts.silence import Silences
+from alerts.silence_store import SilenceStore
 from alerts.sources import LocalSource, PrometheusSource, Source
 from alerts.state import Alert
 from alerts.store import HistoryEntry, Store, create_store_engine
@@ -82,7 +92,14 @@ class Monitor:
     scheduler: Scheduler
     metrics: Catalogue
     http: httpx.AsyncClient
+    lease: Lease
+    resender: Resender
+    silences: Silences
+    silence_store: SilenceStore
+    election: Election | None = None
     _owns_http: bool = field(default=False, repr=False)
+    _immediately: bool = field(default=True, repr=False)
+    _campaign: asyncio.Task[None] | None = field(default=None, repr=False)
 
     @classmethod
     def build(
@@ -96,9 +113,11 @@ class Monitor:
         job: str = "api",
         clock: Clock = utc_now,
         http: httpx.AsyncClient | None = None,
+        lease: Lease | None = None,
     ) -> Monitor:
         """Wire an engine for ``settings`` on the store's engine ``store`` (migrated at start);
-        raises ``RuleFileError`` on bad rules."""
+        raises ``RuleFileError`` on bad rules. Without ``lease`` it competes for the store's
+        lease (``StoreLease``) with every other engine on that store."""
         rules = load_rules(rule_paths(settings.rules_path))
         quiet = logging.getLogger("httpx")
         if quiet.level == logging.NOTSET:
@@ -116,14 +135,28 @@ class Monitor:
             sampled = list(collectors) or [metrics.registry]
             self_source = LocalSource(collectors=sampled, retention=keep, target=target)
             source = self_source
-        notifiers: dict[str, Notifier] = {"console": ConsoleNotifier()}
-        if settings.webhook_url is not None:
-            config = WebhookConfig(url=settings.webhook_url)
-            notifiers["webhook"] = WebhookNotifier(config, client=client)
+        receivers = settings.receivers()
+        notifiers = receivers.notifiers(client=client)
         ledger = Ledger()
-        outbox = Outbox(notifiers=notifiers, ledger=ledger, metrics=metrics)
+        silence_store = SilenceStore(store)
+        silences = Silences(silence_store.current, timeout=settings.store_timeout_seconds)
+        held: Lease = lease if lease is not None else StoreLease(store, ttl=settings.lease_seconds)
+        outbox = Outbox(
+            notifiers=notifiers,
+            ledger=ledger,
+            metrics=metrics,
+            lease=held,
+            router=receivers.router,
+            jitter=0.2,
+            max_attempts=None,
+            max_age=timedelta(seconds=settings.delivery_max_age_seconds),
+            silences=silences,
+            grafana_url=settings.grafana_url_template,
+        )
         stored = Store(store)
         writer = StoreWriter(
+            lease=held,
+            on_fenced=held.drop if isinstance(held, StoreLease) else None,
             store=stored,
             ledger=ledger,
             outbox=outbox,
@@ -135,6 +168,7 @@ class Monitor:
         evaluator = Evaluator(
             source=source, self_source=self_source, ledger=ledger, outbox=outbox, metrics=metrics
         )
+        resender = Resender(ledger=ledger, outbox=outbox, notifiers=notifiers)
         scheduler = Scheduler(
             groups=rules.groups,
             evaluator=evaluator,
@@ -142,6 +176,8 @@ class Monitor:
             writer=writer,
             metrics=metrics,
             clock=clock,
+            resend=resender,
+            silences=silences,
         )
         return cls(
             rules=rules,
@@ -155,6 +191,10 @@ class Monitor:
             scheduler=scheduler,
             metrics=metrics,
             http=client,
+            lease=held,
+            resender=resender,
+            silences=silences,
+            silence_store=silence_store,
             _owns_http=http is None,
         )
 
@@ -178,25 +218,75 @@ class Monitor:
                     return await self.store.history(limit=limit)
         return list(reversed(self.ledger.recent))[:limit]
 
+    @property
+    def leading(self) -> bool:
+        """Whether this engine evaluates and sends (a standby waits for the lease)."""
+        return self.election is None or self.election.leading
+
     async def start(self, *, immediately: bool = False) -> None:
-        """Load the store (if it answers) and start evaluating on the running loop."""
+        """Start on the running loop: evaluate at once when this engine may lead (always with
+        a ``HostLease``; with a ``StoreLease`` when the lease is free), else wait as standby."""
         self.evaluator.prepare(self.rules.rules)
         now = self.scheduler.clock()
-        if not await self.writer.connect(now=now):
-            log.error("alert engine starts without its store; it is tried again every second")
         # A first snapshot now, so a rate over the first window has a starting point.
         self.self_source.sample(now)
-        self.scheduler.start(immediately=immediately)
         log.info("alert engine: %s", self.describe())
+        if not isinstance(self.lease, StoreLease):
+            if not await self.writer.connect(now=now):
+                log.error("alert engine starts without its store; it is tried again every second")
+            self.scheduler.start(immediately=immediately)
+            self.metrics.scheduler_leader.set(1)
+            return
+        self._immediately = immediately
+        self.election = Election(
+            self.lease,
+            on_elected=self._elected,
+            on_deposed=self._deposed,
+            prepare=self.writer.migrate,
+            metrics=self.metrics,
+        )
+        await self.election.step()
+        if not self.election.leading:
+            log.info("alert engine waits as standby (lease held by another engine)")
+        self._immediately = True  # a later takeover continues at once: no cycle is skipped
+        self._campaign = asyncio.create_task(self.election.run())
+
+    async def _elected(self) -> bool:
+        # Whatever this engine knew is stale: the store has what the last leader decided.
+        self._forget()
+        if not await self.writer.connect(now=self.scheduler.clock()):
+            log.error("lease taken but the store could not be loaded; trying again")
+            return False
+        self.scheduler.start(immediately=self._immediately)
+        return True
+
+    async def _deposed(self) -> None:
+        await self.scheduler.stop()
+        self._forget()
+
+    def _forget(self) -> None:
+        self.ledger.reset()
+        self.outbox.reset()
+        self.writer.reset()
+        self.resender.reset()
 
     async def stop(self) -> None:
-        """Stop evaluating, write what is left (briefly), and close the HTTP client."""
-        await self.scheduler.stop()
-        # A store never reached is not written now either: without its state loaded, a
-        # write would replace stored alerts (and their timers) with this process's view.
-        written = self.writer.loaded and await self.writer.flush(now=self.scheduler.clock())
-        if not written and self.ledger.backlog:
-            log.error("alert engine stopped with %d unwritten change(s)", self.ledger.backlog)
+        """Stop evaluating, write what is left (briefly), give up the lease, and close the
+        HTTP client."""
+        if self._campaign is not None:
+            self._campaign.cancel()
+            await asyncio.gather(self._campaign, return_exceptions=True)
+            self._campaign = None
+        if self.leading:
+            await self.scheduler.stop()
+            # A store never reached is not written now either: without its state loaded, a
+            # write would replace stored alerts (and their timers) with this process's view.
+            written = self.writer.loaded and await self.writer.flush(now=self.scheduler.clock())
+            if not written and self.ledger.backlog:
+                log.error("alert engine stopped with %d unwritten change(s)", self.ledger.backlog)
+        if self.election is not None:
+            await self.election.resign()
+        self.metrics.scheduler_leader.set(0)
         if self._owns_http:
             await self.http.aclose()
 
@@ -205,6 +295,7 @@ async def run_standalone(alerts: AlertSettings, telemetry: TelemetrySettings) ->
     """``dynoscope alerts run``: evaluate until SIGINT/SIGTERM, exposing metrics if asked."""
     from instrumentation.process import default_instance_id
 
+    lease, lock = standalone_lease(alerts)
     store = open_store(alerts)
     registry = CollectorRegistry()
     metrics = Catalogue(registry)
@@ -216,6 +307,7 @@ async def run_standalone(alerts: AlertSettings, telemetry: TelemetrySettings) ->
             metrics=metrics,
             instance=telemetry.instance_id or default_instance_id(),
             job="alerts",
+            lease=lease,
         )
         if telemetry.metrics_port is not None:
             from exporters.server import MetricsServer
@@ -241,4 +333,24 @@ async def run_standalone(alerts: AlertSettings, telemetry: TelemetrySettings) ->
     finally:
         if server is not None:
             server.stop()
+        if lock is not None:
+            lock.release()
         await store.dispose()
+
+
+def standalone_lease(alerts: AlertSettings) -> tuple[Lease | None, EngineLock | None]:
+    """The lease ``dynoscope alerts run`` competes for (``None``: the store's), or, with
+    ``ALERT_LEASE_SECONDS=0``, none: one engine per store, guarded on this host by a lock file.
+
+    Without a lease nothing can fence a second engine on another host, but a store outage
+    never silences this one: it goes on from memory, as the in-process engine does.
+    """
+    if alerts.lease_seconds > 0:
+        return None, None
+    lock = EngineLock(lock_path(alerts.store_url))
+    if not lock.acquire():
+        raise AlertsError(
+            "another engine on this host already runs on this ALERT_STORE_URL "
+            "(ALERT_LEASE_SECONDS=0 allows one; set a lease to run standbys)"
+        )
+    return HostLease(), lock

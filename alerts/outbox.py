@@ -4,26 +4,35 @@ Evaluation queues deliveries here and never waits for them; this runs as its own
 job, so a slow or dead receiver delays nothing but its own messages, and nothing here waits
 on a database either (each change is journaled and written behind by ``alerts.writer``).
 
-A failed attempt is retried after ``backoff * 2**attempts`` (capped) and abandoned after
-``max_attempts`` or on an error that cannot get better (e.g. HTTP 400). Any other exception
-from a notifier counts as a failed attempt too, so one broken receiver can never stall its
-queue. Per receiver and alert, deliveries go out strictly in the order they were queued: a
-"resolved" never overtakes the "firing" before it.
+A failed attempt is retried after ``backoff * 2**attempts`` (capped, stretched by up to
+``jitter``, and never sooner than a ``Retry-After`` the receiver asked for). It is abandoned
+after ``max_attempts``, or once it is ``max_age`` old (outcome ``expired``, logged), or on an
+error that cannot get better (e.g. HTTP 400). Any other exception from a notifier counts as a
+failed attempt too, so one broken receiver can never stall its queue. Per receiver and alert,
+deliveries go out strictly in the order they were queued: a "resolved" never overtakes the
+"firing" before it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import math
+import random
 from collections import deque
 from collections.abc import Iterable, Mapping
 from dataclasses import replace
 from datetime import datetime, timedelta
 
-from alerts.delivery import Delivery
+from alerts.delivery import Delivery, deliveries
 from alerts.errors import NotificationError
+from alerts.lease import Lease
 from alerts.ledger import Ledger
 from alerts.notifiers.notifier import Notifier
+from alerts.receivers import Router
+from alerts.silence import Silences
+from alerts.state import Alert, Notification
+from alerts.template import render
 from instrumentation.catalogue import Catalogue
 
 log = logging.getLogger("dynoscope.alerts")
@@ -40,18 +49,30 @@ class Outbox:
         notifiers: Mapping[str, Notifier],
         ledger: Ledger,
         metrics: Catalogue | None = None,
-        max_attempts: int = 8,
+        max_attempts: int | None = 8,
+        max_age: timedelta | None = None,
         backoff: timedelta = timedelta(seconds=1),
         max_backoff: timedelta = timedelta(minutes=5),
         timeout: float = 10.0,
+        lease: Lease | None = None,
+        router: Router | None = None,
+        jitter: float = 0.0,
+        silences: Silences | None = None,
+        grafana_url: str | None = None,
     ) -> None:
         self._notifiers = dict(notifiers)
+        self._grafana_url = grafana_url
+        self._silences = silences
+        self._router = router
+        self._jitter = jitter
         self._ledger = ledger
         self._metrics = metrics
         self._max_attempts = max_attempts
+        self._max_age = max_age
         self._backoff = backoff
         self._max_backoff = max_backoff
         self._timeout = timeout
+        self._lease = lease
         self._queues: dict[Key, deque[Delivery]] = {}
         self._seen: set[Key] = set()
 
@@ -61,6 +82,56 @@ class Outbox:
 
     def pending(self) -> int:
         return sum(len(queue) for queue in self._queues.values())
+
+    def receivers_for(self, labels: Mapping[str, str]) -> tuple[str, ...]:
+        """The receivers an alert with ``labels`` goes to (every one without a router)."""
+        if self._router is None:
+            return self.receivers
+        return tuple(r for r in self._router.receivers_for(labels) if r in self._notifiers)
+
+    def repeat_for(self, labels: Mapping[str, str]) -> timedelta | None:
+        """How often a still-firing alert with ``labels`` is announced again, if at all."""
+        return self._router.repeat_for(labels) if self._router is not None else None
+
+    def muted(self, labels: Mapping[str, str], *, now: datetime) -> bool:
+        return self._silences is not None and self._silences.muting(labels, now=now) is not None
+
+    def acknowledged(self, alert: Alert, *, now: datetime) -> bool:
+        return self._silences is not None and self._silences.acknowledged(alert, now=now)
+
+    def notify(self, notifications: Iterable[Notification], *, now: datetime) -> None:
+        """Queue one delivery per notification and receiver its labels route it to; a
+        silenced one is counted (outcome ``silenced``) and logged, not queued."""
+        for notification in notifications:
+            labels = dict(notification.alert.labels)
+            receivers = self.receivers_for(labels)
+            silence = self._silences.muting(labels, now=now) if self._silences else None
+            if silence is not None:
+                log.info(
+                    "notification %s (%s %s) held back by silence %s",
+                    notification.dedup_key,
+                    labels.get("alertname"),
+                    notification.status,
+                    silence.id,
+                )
+                for receiver in receivers:
+                    self._count(receiver, "silenced")
+                continue
+            made = deliveries((notification,), receivers=receivers, now=now)
+            if self._grafana_url is not None:
+                link = render(self._grafana_url, labels=labels, value=notification.alert.value)
+                for delivery in made:
+                    delivery.payload["links"] = {"grafana": link}
+            self.enqueue(made)
+
+    def queued(self, key: Key) -> bool:
+        """Whether a delivery for ``(receiver, dedup_key)`` is still waiting."""
+        return bool(self._queues.get(key))
+
+    def reset(self) -> None:
+        """Drop every queue (this engine lost the lead; its successor restores the store's)."""
+        self._queues.clear()
+        self._seen.clear()
 
     def enqueue(self, deliveries: Iterable[Delivery]) -> None:
         """Queue new deliveries (each is journaled for the store)."""
@@ -86,14 +157,19 @@ class Outbox:
                 )
                 continue
             by_key.setdefault(key, []).append(delivery)
-        for key, deliveries in by_key.items():
-            self._queues.setdefault(key, deque()).extendleft(reversed(deliveries))
+        for key, waiting in by_key.items():
+            self._queues.setdefault(key, deque()).extendleft(reversed(waiting))
             self._seen.add(key)
-            restored += len(deliveries)
+            restored += len(waiting)
         return restored
 
     async def deliver(self, *, now: datetime) -> int:
-        """Attempt every due delivery once (concurrently); return how many were accepted."""
+        """Attempt every due delivery once (concurrently); return how many were accepted.
+
+        Nothing is sent without the lease, and no send outlives it: one still running when the
+        lease runs out is cancelled (fencing), and retried by whoever holds the lease next."""
+        if self._held() <= 0:
+            return 0
         due = [
             queue[0]
             for queue in self._queues.values()
@@ -108,12 +184,21 @@ class Outbox:
             self._finish(delivery, abandoned_at=now, last_error="receiver no longer configured")
             return False
         attempts = delivery.attempts + 1
+        held = self._held()
+        if held <= 0:
+            return False
         try:
-            async with asyncio.timeout(self._timeout):
+            async with asyncio.timeout(min(self._timeout, held)):
                 await notifier.send(delivery)
         except (NotificationError, TimeoutError) as exc:
             retryable = getattr(exc, "retryable", True)
-            self._failed(delivery, now=now, retryable=retryable, error=str(exc) or "timed out")
+            self._failed(
+                delivery,
+                now=now,
+                retryable=retryable,
+                error=str(exc) or "timed out",
+                retry_after=getattr(exc, "retry_after", None),
+            )
             return False
         except Exception as exc:
             # A notifier bug or an unexpected library error: retried like any failure, so
@@ -126,11 +211,41 @@ class Outbox:
         self._count(delivery.receiver, "sent")
         return True
 
-    def _failed(self, delivery: Delivery, *, now: datetime, retryable: bool, error: str) -> None:
+    def _held(self) -> float:
+        return self._lease.remaining() if self._lease is not None else math.inf
+
+    def _failed(
+        self,
+        delivery: Delivery,
+        *,
+        now: datetime,
+        retryable: bool,
+        error: str,
+        retry_after: float | None = None,
+    ) -> None:
         attempts = delivery.attempts + 1
         message = error if error.startswith(delivery.receiver) else f"{delivery.receiver}: {error}"
-        if retryable and attempts < self._max_attempts:
+        too_many = self._max_attempts is not None and attempts >= self._max_attempts
+        age = now - delivery.created_at
+        expired = self._max_age is not None and age >= self._max_age
+        if retryable and expired:
+            # Given up by age, not by count: a receiver down for a while still gets everything
+            # it missed, but not an alert from hours ago. Counted apart, so it can be alerted on.
+            self._finish(delivery, attempts=attempts, abandoned_at=now, last_error=message[:300])
+            self._count(delivery.receiver, "expired")
+            log.error(
+                "notification %s given up after %d attempt(s) over %s: %s",
+                delivery.dedup_key,
+                attempts,
+                age,
+                message,
+            )
+        elif retryable and not too_many:
             delay = min(self._backoff * 2**delivery.attempts, self._max_backoff)
+            # Jitter: receivers that come back are not hit by every engine's retries at once.
+            delay *= 1 + random.uniform(0, self._jitter)  # noqa: S311 - not a secret
+            if retry_after is not None:
+                delay = max(delay, timedelta(seconds=retry_after))
             self._finish(
                 delivery, attempts=attempts, next_attempt_at=now + delay, last_error=message[:300]
             )

@@ -21,7 +21,9 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from alerts.evaluator import Cycle, Evaluator
 from alerts.outbox import Outbox
+from alerts.resend import Resender
 from alerts.rule import Group
+from alerts.silence import Silences
 from alerts.writer import StoreWriter
 from instrumentation.catalogue import Catalogue
 
@@ -30,6 +32,8 @@ log = logging.getLogger("dynoscope.alerts")
 Clock = Callable[[], datetime]
 DELIVERY_JOB = "outbox"
 STORE_JOB = "store"
+RESEND_JOB = "resend"
+SILENCE_JOB = "silences"
 
 
 def utc_now() -> datetime:
@@ -49,7 +53,13 @@ class Scheduler:
         metrics: Catalogue | None = None,
         clock: Clock = utc_now,
         delivery_interval: timedelta = timedelta(seconds=1),
+        resend: Resender | None = None,
+        silences: Silences | None = None,
+        silence_interval: timedelta = timedelta(seconds=2),
     ) -> None:
+        self._resend = resend
+        self._silences = silences
+        self._silence_interval = silence_interval
         self._groups = {f"group:{group.name}": group for group in groups}
         self._evaluator = evaluator
         self._outbox = outbox
@@ -94,6 +104,26 @@ class Scheduler:
             max_instances=1,
             coalesce=True,
         )
+        if self._resend is not None:
+            period = self._resend.period or self._delivery_interval * 5
+            scheduler.add_job(
+                self.resend,
+                "interval",
+                id=RESEND_JOB,
+                seconds=min(period, self._delivery_interval * 5).total_seconds(),
+                max_instances=1,
+                coalesce=True,
+            )
+        if self._silences is not None:
+            scheduler.add_job(
+                self.refresh_silences,
+                "interval",
+                id=SILENCE_JOB,
+                seconds=self._silence_interval.total_seconds(),
+                max_instances=1,
+                coalesce=True,
+                next_run_time=now,
+            )
         if self._writer is not None:
             scheduler.add_job(
                 self.flush,
@@ -133,6 +163,8 @@ class Scheduler:
         try:
             with self._tracked():
                 cycle = await self._evaluator.run(group, now=self.clock())
+        except asyncio.CancelledError:
+            return  # ``stop`` cancelled it (shutdown, or stepping down): expected, not an error
         except Exception:
             # The evaluator has already counted each rule's failure; this is a bug.
             log.exception("group %s: evaluation failed", group.name)
@@ -145,12 +177,41 @@ class Scheduler:
             self._scheduler.modify_job(DELIVERY_JOB, next_run_time=self.clock())
 
     async def deliver(self) -> None:
-        """Send due notifications (the delivery job)."""
+        """Send due notifications (the delivery job).
+
+        With a store that answers, what is queued is written before it is sent and what was
+        sent is written right after: an engine that takes over from one killed here sends
+        again at most what was in flight."""
         try:
             with self._tracked():
-                await self._outbox.deliver(now=self.clock())
+                writer = self._writer
+                if writer is not None and writer.up and writer.backlog:
+                    await writer.flush(now=self.clock())
+                sent = await self._outbox.deliver(now=self.clock())
+                if writer is not None and writer.up and sent:
+                    await writer.flush(now=self.clock())
+        except asyncio.CancelledError:
+            return
         except Exception:
             log.exception("notification delivery failed")
+
+    async def refresh_silences(self) -> None:
+        """Read silences made anywhere (the silence job)."""
+        if self._silences is None:
+            return
+        try:
+            with self._tracked():
+                await self._silences.refresh(now=self.clock())
+        except asyncio.CancelledError:
+            return
+
+    async def resend(self) -> None:
+        """Refreshes and reminders of firing alerts (the resend job)."""
+        if self._resend is not None:
+            try:
+                self._resend.run(now=self.clock())
+            except Exception:
+                log.exception("resending firing alerts failed")
 
     async def flush(self) -> None:
         """Write what memory decided to the store (the store job)."""
@@ -159,6 +220,8 @@ class Scheduler:
         try:
             with self._tracked():
                 await self._writer.flush(now=self.clock())
+        except asyncio.CancelledError:
+            return
         except Exception:
             log.exception("writing to the alert store failed")
 

@@ -8,14 +8,19 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import httpx
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, PrivateAttr, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from instrumentation.settings import settings_from
+
+if TYPE_CHECKING:
+    from alerts.receivers import Receivers
 
 
 def async_database_url(url: str, *, variable: str) -> str:
@@ -54,6 +59,22 @@ class AlertSettings(BaseSettings):
     store_url: str = Field(default="sqlite:///./var/alerts.db", validation_alias="ALERT_STORE_URL")
     store_timeout_seconds: float = Field(default=2.0, gt=0, validation_alias="ALERT_STORE_TIMEOUT")
     webhook_url: SecretStr | None = Field(default=None, validation_alias="ALERT_WEBHOOK_URL")
+    # Of several engines on one store the one holding this lease leads; a standby takes over
+    # within about 4/3 of it after the leader dies. Keep it under two evaluation intervals.
+    # 0: one engine per store and no lease, so a store outage never silences it (no standby).
+    lease_seconds: float = Field(default=10.0, ge=0, validation_alias="ALERT_LEASE_SECONDS")
+    # A notification is retried until it is this old, then given up (logged and counted).
+    delivery_max_age_seconds: float = Field(
+        default=3600.0, gt=0, validation_alias="ALERT_DELIVERY_MAX_AGE"
+    )
+    # A dashboard link per alert, e.g. https://grafana/d/scaling?var-route={{ labels.route }}
+    grafana_url_template: str | None = Field(
+        default=None, validation_alias="ALERT_GRAFANA_URL_TEMPLATE"
+    )
+    receivers_path: str | None = Field(default=None, validation_alias="ALERT_RECEIVERS_PATH")
+    # The variables a receivers file's ``*_env`` fields name are read from the same mapping
+    # the settings came from; kept private, so never part of a repr or a dump.
+    _environ: dict[str, str] = PrivateAttr(default_factory=dict)
 
     @classmethod
     def from_env(
@@ -62,15 +83,36 @@ class AlertSettings(BaseSettings):
         """Build from a mapping; without ``ALERT_STORE_URL`` the store is ``alerts.db`` in
         ``store_dir`` (the service puts it beside its trace file)."""
         settings = settings_from(cls, environ)
+        settings._environ = dict(os.environ if environ is None else environ)
         if store_dir is not None and "store_url" not in settings.model_fields_set:
             url = f"sqlite:///{Path(store_dir) / 'alerts.db'}"
+            environ_copy = settings._environ
             settings = settings.model_copy(update={"store_url": cls._store(url)})
+            settings._environ = environ_copy
         return settings
+
+    def receivers(self) -> Receivers:
+        """Receivers and routing: ``ALERT_RECEIVERS_PATH`` plus the ``ALERT_WEBHOOK_URL``
+        shorthand; raises ``ReceiverFileError`` naming file, receiver and field."""
+        from alerts.receivers import load_receivers
+
+        return load_receivers(
+            self.receivers_path, environ=self._environ, webhook_url=self.webhook_url
+        )
 
     @field_validator("store_url")
     @classmethod
     def _store(cls, value: str) -> str:
         return async_database_url(value, variable="ALERT_STORE_URL")
+
+    @field_validator("grafana_url_template")
+    @classmethod
+    def _grafana(cls, value: str | None) -> str | None:
+        if value is not None:
+            from alerts.template import check
+
+            check(value, label_names=None)  # ValueError names the template
+        return value
 
     @field_validator("webhook_url")
     @classmethod

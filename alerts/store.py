@@ -24,6 +24,7 @@ from sqlalchemy.pool import NullPool
 from sqlalchemy.sql.dml import Insert
 
 from alerts.delivery import Delivery
+from alerts.lease import Fence, check_fence
 from alerts.query import labels_of
 from alerts.schema import history, outbox, states
 from alerts.state import Alert, AlertState
@@ -224,11 +225,14 @@ class Store:
             alerts={rule: tuple(alerts) for rule, alerts in found.items()}, deliveries=deliveries
         )
 
-    async def write(self, changes: Changes) -> None:
-        """Apply ``changes`` in one transaction."""
+    async def write(self, changes: Changes, *, fence: Fence | None = None) -> None:
+        """Apply ``changes`` in one transaction; with a ``fence``, only while its lease token
+        is current (``LeaseLost`` otherwise, and nothing is written)."""
         dialect = self.engine.dialect.name
         rows = [_state_row(a) for alerts in changes.states.values() for a in alerts]
         async with self.engine.begin() as connection:
+            if fence is not None:
+                await check_fence(connection, fence)
             if changes.states:
                 await connection.execute(delete(states).where(states.c.rule.in_(changes.states)))
             if rows:

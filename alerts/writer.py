@@ -19,7 +19,8 @@ import logging
 from collections.abc import Awaitable, Callable, Collection
 from datetime import datetime, timedelta
 
-from alerts.delivery import deliveries
+from alerts.errors import LeaseLost
+from alerts.lease import Lease
 from alerts.ledger import Ledger
 from alerts.outbox import Outbox
 from alerts.store import Store
@@ -45,6 +46,8 @@ class StoreWriter:
         timeout: float = 2.0,
         keep: timedelta = timedelta(days=7),
         prune_every: timedelta = timedelta(hours=1),
+        lease: Lease | None = None,
+        on_fenced: Callable[[], None] | None = None,
     ) -> None:
         self.store = store
         self._ledger = ledger
@@ -56,7 +59,10 @@ class StoreWriter:
         self._keep = keep
         self._prune_every = prune_every
         self._pruned_at: datetime | None = None
+        self._lease = lease
+        self._on_fenced = on_fenced
         self.loaded = False
+        self._migrated = migrate is None
         self.up: bool | None = None
         self._lock = asyncio.Lock()
 
@@ -72,9 +78,17 @@ class StoreWriter:
                 return False
             changes = self._ledger.take()
             if changes:
+                fence = self._lease.fence() if self._lease is not None else None
                 try:
                     async with asyncio.timeout(self._timeout):
-                        await self.store.write(changes)
+                        await self.store.write(changes, fence=fence)
+                except LeaseLost as exc:
+                    # Another engine leads now and owns what the store holds: these changes
+                    # are dropped, not put back, and this engine stops acting at once.
+                    log.error("alert store refused a write: %s; this engine steps down", exc)
+                    if self._on_fenced is not None:
+                        self._on_fenced()
+                    return False
                 except Exception as exc:
                     self._ledger.put_back(changes)
                     self._down("write", exc)
@@ -83,13 +97,30 @@ class StoreWriter:
             await self._prune(now=now)
             return True
 
+    @property
+    def backlog(self) -> int:
+        """Changes not yet written."""
+        return self._ledger.backlog
+
+    def reset(self) -> None:
+        """Forget that the store was loaded: the next contact adopts what it holds again
+        (after leadership was lost and regained, the store has a successor's changes)."""
+        self.loaded = False
+
+    async def migrate(self) -> None:
+        """Bring the store's schema up to date, once per process (raises when it can't)."""
+        if self._migrated or self._migrate is None:
+            return
+        async with asyncio.timeout(self._timeout * 5):
+            await self._migrate()
+        self._migrated = True
+
     async def _connect(self, *, now: datetime) -> bool:
         if self.loaded:
             return True
         try:
-            async with asyncio.timeout(self._timeout * 5 if self._migrate else self._timeout):
-                if self._migrate is not None:
-                    await self._migrate()
+            await self.migrate()
+            async with asyncio.timeout(self._timeout):
                 snapshot = await self.store.load()
         except Exception as exc:
             self._down("load", exc)
@@ -97,7 +128,7 @@ class StoreWriter:
         # Undelivered notifications first: they were queued before anything decided now.
         restored = self._outbox.restore(snapshot.deliveries, now=now)
         retired = self._ledger.adopt(snapshot.alerts, rules=self._rules, now=now)
-        self._outbox.enqueue(deliveries(tuple(retired), receivers=self._outbox.receivers, now=now))
+        self._outbox.notify(retired, now=now)
         if restored:
             log.info("alert store: %d undelivered notification(s) queued again", restored)
         self.loaded = True

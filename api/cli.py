@@ -187,11 +187,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     # Package hooks: each package registers its own subcommands.
     from alerts.cli import register as register_alerts
+    from alerts.receivers_cli import register_receivers
+    from alerts.silence_cli import register_silences
     from dashboards.cli import register as register_dashboards
     from instrumentation.cli import register as register_instrumentation
 
     register_instrumentation(commands, command)
     register_alerts(commands, command)
+    register_receivers(commands, command)
+    register_silences(commands, command)
     register_dashboards(commands, command)
     return parser
 

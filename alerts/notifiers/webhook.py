@@ -15,22 +15,24 @@ The URL is a secret (tokens live in webhook URLs): it is never logged or put in 
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import Any, Literal
 
 import httpx
 from pydantic import BaseModel, ConfigDict, SecretStr
 
 from alerts.delivery import Delivery
-from alerts.errors import NotificationError
+from alerts.notifiers.http import post_json
 
 ZERO_TIME = "0001-01-01T00:00:00Z"
 
 
 class WebhookConfig(BaseModel):
-    """Where and how to post; ``url`` is secret."""
+    """Where and how to post; ``url`` is secret (give it as ``url_env`` in a receivers file)."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
+    type: Literal["webhook"] = "webhook"
+    name: str = "webhook"
     url: SecretStr
     timeout_seconds: float = 5.0
     external_url: str = ""
@@ -57,7 +59,7 @@ def alertmanager_payload(delivery: Delivery, *, receiver: str, external_url: str
                 "annotations": alert["annotations"],
                 "startsAt": alert["startsAt"],
                 "endsAt": alert["endsAt"] or ZERO_TIME,
-                "generatorURL": "",
+                "generatorURL": (alert.get("links") or {}).get("grafana", ""),
                 "fingerprint": delivery.dedup_key,
             }
         ],
@@ -88,9 +90,8 @@ def _redact_in_httpx_log(secret: str) -> None:
 class WebhookNotifier:
     """POST each notification; the HTTP client is handed in (tests give a MockTransport)."""
 
-    name = "webhook"
-
     def __init__(self, config: WebhookConfig, *, client: httpx.AsyncClient) -> None:
+        self.name = config.name
         self._config = config
         self._client = client
         _redact_in_httpx_log(config.url.get_secret_value())
@@ -99,23 +100,10 @@ class WebhookNotifier:
         body = alertmanager_payload(
             delivery, receiver=self.name, external_url=self._config.external_url
         )
-        try:
-            response = await self._client.post(
-                self._config.url.get_secret_value(),
-                json=body,
-                timeout=self._config.timeout_seconds,
-            )
-        except httpx.TimeoutException:
-            raise NotificationError(
-                f"timed out after {self._config.timeout_seconds}s", receiver=self.name
-            ) from None
-        except httpx.TransportError as exc:
-            raise NotificationError(
-                f"unreachable ({type(exc).__name__})", receiver=self.name
-            ) from None
-        if response.status_code >= 300:
-            # 4xx other than 408/429 will not get better by asking again.
-            retryable = response.status_code >= 500 or response.status_code in {408, 429}
-            raise NotificationError(
-                f"answered HTTP {response.status_code}", receiver=self.name, retryable=retryable
-            )
+        await post_json(
+            self._client,
+            self._config.url.get_secret_value(),
+            body,
+            receiver=self.name,
+            seconds=self._config.timeout_seconds,
+        )

@@ -1,0 +1,117 @@
+"""PagerDuty Events API v2: ``trigger`` when an alert fires, ``resolve`` when it resolves.
+
+``dedup_key`` is the alert's fingerprint, so PagerDuty folds retries and repeats into one
+alert and the resolve closes it. The ``severity`` label maps onto PagerDuty's four severities
+(``page`` → ``critical``). 429 and 5xx are retried; other 4xx (a bad routing key, an invalid
+event) are not. The routing key is the secret: give it as ``routing_key_env``.
+
+    {"routing_key": "...", "event_action": "trigger", "dedup_key": "<fingerprint>",
+     "payload": {"summary": "...", "source": "api-1:8000", "severity": "critical",
+                 "timestamp": "...", "component": "/properties", "class": "ApiLatencyP95High",
+                 "custom_details": {"labels": {...}, "annotations": {...}, "value": 0.8}}}
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import httpx
+from pydantic import BaseModel, ConfigDict, SecretStr
+
+from alerts.delivery import Delivery
+from alerts.notifiers.http import post_json
+from alerts.notifiers.slack import summary_of
+
+EVENTS_URL = "https://events.pagerduty.com/v2/enqueue"
+SEVERITIES = {
+    "page": "critical",
+    "critical": "critical",
+    "error": "error",
+    "warning": "warning",
+    "info": "info",
+    "none": "info",
+}
+SUMMARY_LIMIT = 1024
+
+
+class PagerDutyConfig(BaseModel):
+    """An Events API v2 integration; ``routing_key`` is secret."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    type: Literal["pagerduty"] = "pagerduty"
+    name: str = "pagerduty"
+    routing_key: SecretStr
+    url: str = EVENTS_URL
+    source: str = "dynoscope"
+    timeout_seconds: float = 5.0
+
+
+def severity_of(labels: dict[str, str]) -> str:
+    """PagerDuty's severity for an alert's ``severity`` label (``warning`` when unknown)."""
+    return SEVERITIES.get(labels.get("severity", "").lower(), "warning")
+
+
+def pagerduty_event(delivery: Delivery, *, routing_key: str, source: str) -> dict[str, Any]:
+    """The event for one delivery."""
+    if delivery.status == "resolved":
+        return {
+            "routing_key": routing_key,
+            "event_action": "resolve",
+            "dedup_key": delivery.dedup_key,
+        }
+    payload = delivery.payload
+    labels: dict[str, str] = payload["labels"]
+    annotations: dict[str, str] = payload.get("annotations") or {}
+    details = {"labels": labels, "annotations": annotations, "value": payload.get("value")}
+    body: dict[str, Any] = {
+        "summary": summary_of(payload)[:SUMMARY_LIMIT],
+        "source": labels.get("instance") or source,
+        "severity": severity_of(labels),
+        "timestamp": payload.get("startsAt"),
+        "class": labels.get("alertname", "alert"),
+        "custom_details": details,
+    }
+    component = labels.get("route") or labels.get("job")
+    if component:
+        body["component"] = component
+    event: dict[str, Any] = {
+        "routing_key": routing_key,
+        "event_action": "trigger",
+        "dedup_key": delivery.dedup_key,
+        "client": "dynoscope",
+        "payload": body,
+    }
+    links = []
+    runbook = annotations.get("runbook_url")
+    if runbook:
+        links.append({"href": runbook, "text": "Runbook"})
+    grafana = (payload.get("links") or {}).get("grafana")
+    if grafana:
+        links.append({"href": grafana, "text": "Dashboard"})
+    if links:
+        event["links"] = links
+    return event
+
+
+class PagerDutyNotifier:
+    """Send each notification as one event."""
+
+    def __init__(self, config: PagerDutyConfig, *, client: httpx.AsyncClient) -> None:
+        self.name = config.name
+        self._config = config
+        self._client = client
+
+    async def send(self, delivery: Delivery) -> None:
+        event = pagerduty_event(
+            delivery,
+            routing_key=self._config.routing_key.get_secret_value(),
+            source=self._config.source,
+        )
+        await post_json(
+            self._client,
+            self._config.url,
+            event,
+            receiver=self.name,
+            seconds=self._config.timeout_seconds,
+        )
