@@ -1,0 +1,3 @@
+-- The alert engine's own store: a database other than the service's, which the engine
+-- watches (a service database that is down must not take the alerts about it down too).
+CREATE DATABASE dynoscope_alerts;
