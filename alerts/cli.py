@@ -16,21 +16,10 @@ from typing import Protocol
 from alerts.errors import AlertsError
 from alerts.loader import load_rules, rule_paths
 from alerts.settings import AlertSettings
+from instrumentation.cli import AddCommand
 from instrumentation.settings import TelemetrySettings
 
-
-class AddCommand(Protocol):
-    """How the host command line adds a subcommand with a summary, details and an example."""
-
-    def __call__(
-        self,
-        commands: argparse._SubParsersAction[argparse.ArgumentParser],
-        name: str,
-        *,
-        summary: str,
-        example: str,
-        details: str = "",
-    ) -> argparse.ArgumentParser: ...
+__all__ = ["AddCommand", "Configured", "register"]
 
 
 class Configured(Protocol):
