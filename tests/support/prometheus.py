@@ -78,22 +78,30 @@ def running_prometheus(
         }
         (directory / "prometheus.yml").write_text(yaml.safe_dump(config))
         port = free_port()
-        log = (directory / "prometheus.log").open("wb")
-        process = subprocess.Popen(
-            [
-                executable,
-                f"--config.file={directory / 'prometheus.yml'}",
-                f"--storage.tsdb.path={directory / 'data'}",
-                f"--web.listen-address=127.0.0.1:{port}",
-                "--log.level=warn",
-            ],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
+        argv = [
+            executable,
+            f"--config.file={directory / 'prometheus.yml'}",
+            f"--storage.tsdb.path={directory / 'data'}",
+            f"--web.listen-address=127.0.0.1:{port}",
+            "--log.level=warn",
+        ]
+        with ready_server("prometheus", argv, directory=directory, port=port) as (url, pid):
+            yield Prometheus(url=url, directory=directory, pid=pid)
+
+
+@contextlib.contextmanager
+def ready_server(
+    name: str, argv: Sequence[str], *, directory: Path, port: int
+) -> Iterator[tuple[str, int]]:
+    """Run a Prometheus-family server (``/-/ready``) on ``port``, its log in ``directory``;
+    yield its URL and pid once ready, and stop it afterwards."""
+    log_path = directory / f"{name}.log"
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT)
         url = f"http://127.0.0.1:{port}"
         try:
-            _wait_ready(url, process, directory)
-            yield Prometheus(url=url, directory=directory, pid=process.pid)
+            _wait_ready(name, url, process, log_path)
+            yield url, process.pid
         finally:
             process.terminate()
             try:
@@ -101,19 +109,18 @@ def running_prometheus(
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait()
-            log.close()
 
 
-def _wait_ready(url: str, process: subprocess.Popen[bytes], directory: Path) -> None:
+def _wait_ready(name: str, url: str, process: subprocess.Popen[bytes], log: Path) -> None:
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            output = (directory / "prometheus.log").read_text(errors="replace")
-            raise RuntimeError(f"prometheus exited with {process.returncode}:\n{output}")
+            output = log.read_text(errors="replace")
+            raise RuntimeError(f"{name} exited with {process.returncode}:\n{output}")
         try:
             if httpx.get(f"{url}/-/ready", timeout=0.5).status_code == 200:
                 return
         except httpx.TransportError:
             pass
         time.sleep(0.05)
-    raise RuntimeError(f"prometheus at {url} not ready within 20 s")
+    raise RuntimeError(f"{name} at {url} not ready within 20 s")
