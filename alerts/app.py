@@ -7,9 +7,10 @@
   not exist (404), so nothing is exposed by default. They answer from the engine's memory
   when it runs in this process, otherwise from its store (``ALERT_STORE_URL``).
 - ``embedded_engine``: in fully embedded mode (no ``PROMETHEUS_URL``, no ``REDIS_URL``) the
-  API process also runs the scheduler, on the app's own metrics, but only one process per
-  store does (``alerts.lock``): with ``--workers N`` the others run none. With Prometheus or
-  Redis, ``dynoscope alerts run`` does.
+  API process also runs the scheduler, on the app's own metrics. On a SQLite store one
+  process per file does (``alerts.lock``): with ``--workers N`` the others run none. On a
+  PostgreSQL store (``ALERT_STORE_URL``) each competes for the store's lease and one leads,
+  on however many hosts. With Prometheus or Redis, ``dynoscope alerts run`` does.
 
 The app's lifespan enters these in its own order; nothing here changes the app's lifespan.
 """
@@ -26,6 +27,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from prometheus_client.registry import Collector
+from sqlalchemy.engine import make_url
 
 from alerts.delivery import iso
 from alerts.errors import AlertsError
@@ -139,10 +141,16 @@ async def embedded_engine(
     collectors: Iterable[Collector],
     instance: str,
 ) -> AsyncIterator[Monitor | None]:
-    """Run the engine in this process while the block runs, if this process takes the lock
-    (``None`` otherwise, or when the rules are unusable: serving matters more)."""
-    lock = EngineLock(lock_path(settings.store_url))
-    if not _acquire(lock):
+    """Run the engine in this process while the block runs, if this process may (``None``
+    otherwise, or when the rules are unusable: serving matters more).
+
+    On a store in a SQLite file only one process per file runs it (a lock file: the file
+    cannot be shared between hosts anyway). On a database server every process runs one and
+    they compete for the store's lease, so processes on several hosts sharing the store
+    still have exactly one leader; the others wait as standbys.
+    """
+    lock, lease = _guard(settings)
+    if lock is not None and not _acquire(lock):
         yield None
         return
     store = open_store(settings)
@@ -154,11 +162,10 @@ async def embedded_engine(
                 metrics=metrics,
                 collectors=collectors,
                 instance=instance,
-                lease=HostLease(),  # the lock file already makes it the only engine
+                lease=lease,
             )
         except AlertsError as exc:
             log.error("alert engine not started: %s", exc)
-            lock.release()
             yield None
             return
         await monitor.start()
@@ -167,8 +174,18 @@ async def embedded_engine(
         finally:
             await monitor.stop()
     finally:
-        lock.release()
+        if lock is not None:
+            lock.release()
         await store.dispose()
+
+
+def _guard(settings: AlertSettings) -> tuple[EngineLock | None, HostLease | None]:
+    """A lock file and no lease for a store only this host can open (or with
+    ``ALERT_LEASE_SECONDS=0``); otherwise the store's lease alone (``None``, ``None``)."""
+    shared = make_url(settings.store_url).get_backend_name() != "sqlite"
+    if shared and settings.lease_seconds > 0:
+        return None, None
+    return EngineLock(lock_path(settings.store_url)), HostLease()
 
 
 def _acquire(lock: EngineLock) -> bool:

@@ -21,6 +21,7 @@ from alerts.rule import Op, RawQuery, Rule
 from alerts.state import Evaluation, evaluate
 from alerts.store import Store
 from api.settings import Settings
+from tests.alerts.harness import eventually
 from tests.support.stack import running_app
 
 TOKEN = "admin-token-" + "y" * 20
@@ -113,6 +114,34 @@ async def test_one_engine_per_store_however_many_api_processes(
     assert len(refused) == 1 and refused[0].levelno == logging.INFO
     async with running_app(sqlite_environ) as restarted:  # the lock went with the first app
         assert isinstance(restarted.app.state.alerts, Monitor)
+
+
+async def test_in_process_engines_on_a_shared_store_elect_one_leader(
+    sqlite_environ: dict[str, str], clean_postgres: str, tmp_path: Path
+) -> None:
+    # Two apps with separate files stand for two hosts: no lock file can see the other, only
+    # the lease in the PostgreSQL store they share.
+    def host(name: str) -> dict[str, str]:
+        return {
+            **sqlite_environ,
+            "DATABASE_URL": f"sqlite:///{tmp_path}/{name}.db",
+            "DYNOSCOPE_TRACES_FILE": str(tmp_path / f"{name}.jsonl"),
+            "ALERT_STORE_URL": clean_postgres,
+            "ALERT_LEASE_SECONDS": "1.5",
+        }
+
+    async with running_app(host("a")) as first, running_app(host("b")) as second:
+        engines = [first.app.state.alerts, second.app.state.alerts]
+        assert all(isinstance(engine, Monitor) for engine in engines)
+        assert [engine.leading for engine in engines].count(True) == 1
+        gauges = [engine.metrics.scheduler_leader._value.get() for engine in engines]
+        assert sorted(gauges) == [0, 1]
+        leader, standby = engines if engines[0].leading else engines[::-1]
+        await leader.stop()  # the leader's process goes away; it gives up the lease
+        await eventually(
+            lambda: standby.leading, seconds=5, what="the standby takes the lease over"
+        )
+        assert standby.metrics.scheduler_leader._value.get() == 1
 
 
 async def test_instances_sharing_redis_and_postgresql_leave_evaluation_to_alerts_run(
