@@ -1,10 +1,11 @@
-"""``dynoscope silence add|list|expire``: silences in the alert store (``ALERT_STORE_URL``).
+"""``dynoscope silence add|list|expire|ack``: silences in the alert store (``ALERT_STORE_URL``).
 
     dynoscope silence add 'alertname="CacheHitRateLow"' --duration 2h --author ana \\
         --comment "cache warm-up after deploy"
     dynoscope silence add 'job="api"' --every sun --at 02:00 --length 1h --comment backups
     dynoscope silence list
     dynoscope silence expire 3f9c0a1b2c3d4e5f
+    dynoscope silence ack 9d2c41f0 --comment "rolling back the deploy"
 
 The running engine picks a new or expired silence up within seconds.
 """
@@ -25,7 +26,8 @@ from alerts.recurrence import Recurrence
 from alerts.settings import AlertSettings
 from alerts.silence import Silence
 from alerts.silence_store import SilenceStore
-from alerts.store import create_store_engine
+from alerts.state import AlertState
+from alerts.store import Store, create_store_engine
 
 
 class Configured(Protocol):
@@ -92,10 +94,38 @@ def _expire(settings: Configured, args: argparse.Namespace) -> int:
     return 0
 
 
+async def _acknowledge(settings: AlertSettings, args: argparse.Namespace) -> tuple[int, str]:
+    engine = create_store_engine(settings.store_url, timeout=settings.store_timeout_seconds)
+    try:
+        await upgrade(engine)
+        firing = [a for a in await Store(engine).active() if a.state is AlertState.FIRING]
+        found = [a for a in firing if a.fingerprint.startswith(args.fingerprint)]
+        if len(found) != 1:
+            what = "no firing alert" if not found else f"{len(found)} firing alerts"
+            return 1, f"{what} with a fingerprint starting {args.fingerprint!r}"
+        (alert,) = found
+        ack = Silence.acknowledge(
+            alert, now=datetime.now(UTC), author=args.author, comment=args.comment
+        )
+        await SilenceStore(engine).add(ack)
+        return 0, f"{ack.id} acknowledges {alert.rule} {alert.fingerprint}"
+    finally:
+        await engine.dispose()
+
+
+def _ack(settings: Configured, args: argparse.Namespace) -> int:
+    code, message = asyncio.run(_acknowledge(settings.alerts, args))
+    print(
+        message if code == 0 else f"dynoscope silence ack: {message}",
+        file=sys.stderr if code else sys.stdout,
+    )
+    return code
+
+
 def register_silences(
     commands: argparse._SubParsersAction[argparse.ArgumentParser], command: AddCommand
 ) -> None:
-    """Add ``dynoscope silence add|list|expire``."""
+    """Add ``dynoscope silence add|list|expire|ack``."""
     silence = command(
         commands,
         "silence",
@@ -129,3 +159,14 @@ def register_silences(
     )
     expire.add_argument("id", metavar="ID")
     expire.set_defaults(run=_expire)
+    ack = command(
+        sub,
+        "ack",
+        summary="Acknowledge a firing alert: no reminders until it resolves.",
+        details="FINGERPRINT may be a prefix (as GET /alerts shows it) naming one firing alert.",
+        example='dynoscope silence ack 9d2c41f0 --comment "rolling back"',
+    )
+    ack.add_argument("fingerprint", metavar="FINGERPRINT")
+    ack.add_argument("--author", default=getpass.getuser(), help="who (default: you)")
+    ack.add_argument("--comment", default="", help="why")
+    ack.set_defaults(run=_ack)

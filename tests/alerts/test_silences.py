@@ -16,14 +16,17 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from alerts.ledger import Ledger
 from alerts.matchers import Matcher, parse_matcher
 from alerts.migrate import upgrade
+from alerts.monitor import open_store
 from alerts.outbox import Outbox
 from alerts.query import Sample, Vector
 from alerts.receivers import Router
 from alerts.resend import Resender
 from alerts.rule import Op, RawQuery, Rule
+from alerts.settings import AlertSettings
 from alerts.silence import Silence, Silences
 from alerts.silence_store import SilenceStore
 from alerts.state import AlertState, evaluate
+from alerts.store import Store
 from instrumentation.catalogue import Catalogue
 from tests.alerts.conftest import Recorder
 from tests.support.stack import running_app
@@ -271,3 +274,30 @@ async def test_acknowledge_over_http(sqlite_environ: dict[str, str]) -> None:
         assert missing.status_code == 404
         nobody = await api.client.post(url, json={"author": ""}, headers=auth)
         assert nobody.status_code == 422
+
+
+async def test_acknowledge_from_the_command_line(sqlite_environ: dict[str, str]) -> None:
+    environ = {**sqlite_environ, "ALERT_STORE_URL": f"{sqlite_environ['DATABASE_URL']}.alerts"}
+    store_engine = open_store(AlertSettings.from_env(environ))
+    try:
+        await upgrade(store_engine)
+        now = datetime.now(UTC)
+        ledger = Ledger()
+        fired = evaluate(RULE, (), result=Vector((Sample((), 1.0),)), now=now)
+        ledger.record({RULE.name: fired}, now=now)
+        await Store(store_engine).write(ledger.take())
+        (alert,) = fired.alerts
+
+        def cli(*args: str) -> subprocess.CompletedProcess[str]:
+            return _cli(environ, "ack", *args)
+
+        made = await asyncio.to_thread(cli, alert.fingerprint[:8], "--author", "ana")
+        assert made.returncode == 0, made.stderr
+        assert f"acknowledges CacheHitRateLow {alert.fingerprint}" in made.stdout
+        (ack,) = await SilenceStore(store_engine).current(datetime.now(UTC))
+        assert ack.fingerprint == alert.fingerprint and ack.author == "ana"
+        assert ack.acknowledges(alert, now=datetime.now(UTC))
+        missing = await asyncio.to_thread(cli, "ffffffffffff")
+        assert missing.returncode == 1 and "no firing alert" in missing.stderr
+    finally:
+        await store_engine.dispose()
