@@ -18,9 +18,11 @@ from alerts.app import alert_routes, embedded_engine, runs_in_process, store_rea
 from api import __version__
 from api.admission import AdmissionControl
 from api.errors import ApiError
+from api.faults import Faults, build_faults
 from api.limits import BodyLimit
 from api.outage import OutageLog
 from api.routes import auth, events, health, properties
+from api.routes.faults import fault_routes
 from api.services import Services, build_services
 from api.settings import Settings
 from instrumentation.app import Telemetry, instrument_app
@@ -53,6 +55,8 @@ def create_app(settings: Settings, *, services: Services | None = None) -> FastA
             built = services or build_services(settings)
             stack.push_async_callback(built.close)
             app.state.services = built
+            if faults is not None:
+                stack.push_async_callback(faults.close)  # no lock or leak outlives the app
             log.info("dynoscope %s: %s", __version__, settings.describe())
             if telemetry is not None:
                 await telemetry.start(
@@ -76,8 +80,12 @@ def create_app(settings: Settings, *, services: Services | None = None) -> FastA
     app.include_router(properties.router)
     if settings.admin_token is not None:
         app.include_router(alert_routes(settings.admin_token.get_secret_value()))
+    faults = _mount_faults(app, settings)
     _install_error_handlers(app)
     telemetry = instrument_app(app, settings.telemetry, version=__version__)
+    if faults is not None and app.state.metrics is not None:
+        gauge = app.state.metrics.fault_active
+        faults.observe(lambda name, active: gauge.labels(fault=name).set(int(active)))
     # Outermost: a shed request costs next to nothing and touches no other layer.
     rejected = app.state.metrics.http_rejected_requests if app.state.metrics else None
     app.add_middleware(
@@ -87,6 +95,17 @@ def create_app(settings: Settings, *, services: Services | None = None) -> FastA
         on_reject=(lambda reason: rejected.labels(reason=reason).inc()) if rejected else None,
     )
     return app
+
+
+def _mount_faults(app: FastAPI, settings: Settings) -> Faults | None:
+    """``/admin/faults`` only with ``DYNOSCOPE_FAULTS_ENABLED`` (which requires ADMIN_TOKEN)."""
+    app.state.faults = None
+    if not settings.faults_enabled or settings.admin_token is None:
+        return None
+    faults = build_faults(settings)
+    app.state.faults = faults
+    app.include_router(fault_routes(settings.admin_token.get_secret_value()))
+    return faults
 
 
 async def _start_alerts(

@@ -12,6 +12,7 @@ from pydantic import Field, SecretStr, ValidationError, field_validator, model_v
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from alerts.settings import AlertSettings, async_database_url
+from api.fault_commands import load_fault_commands
 from instrumentation.settings import SettingsError, TelemetrySettings
 from instrumentation.settings import describe as describe_errors
 
@@ -72,6 +73,12 @@ class Settings(BaseSettings):
     max_in_flight: int = Field(default=128, gt=0, validation_alias="MAX_IN_FLIGHT")
     max_body_bytes: int = Field(default=1_048_576, gt=0, validation_alias="MAX_BODY_BYTES")
     admin_token: SecretStr | None = Field(default=None, validation_alias="ADMIN_TOKEN")
+    # Fault injection (docs/faults.md): off by default, admin-only, opt-in twice in production.
+    faults_enabled: bool = Field(default=False, validation_alias="DYNOSCOPE_FAULTS_ENABLED")
+    faults_in_production: bool = Field(
+        default=False, validation_alias="DYNOSCOPE_FAULTS_IN_PRODUCTION"
+    )
+    fault_commands: Path | None = Field(default=None, validation_alias="DYNOSCOPE_FAULT_COMMANDS")
 
     # Each package owns its settings; they read the same environment (see ``from_env``).
     telemetry: TelemetrySettings = Field(default_factory=lambda: TelemetrySettings.from_env({}))
@@ -100,6 +107,14 @@ class Settings(BaseSettings):
     def _async_driver(cls, value: str) -> str:
         return normalise_database_url(value)
 
+    @field_validator("fault_commands")
+    @classmethod
+    def _commands_file(cls, value: Path | None) -> Path | None:
+        # Checked at start-up, so a bad file stops the service instead of a fault switch.
+        if value is not None:
+            load_fault_commands(value)
+        return value
+
     @field_validator("mode", mode="before")
     @classmethod
     def _lower_mode(cls, value: object) -> object:
@@ -121,6 +136,19 @@ class Settings(BaseSettings):
             ):
                 if token is not None and len(token.get_secret_value()) < 24:
                     raise ValueError(f"{name}: must be at least 24 characters in production mode")
+        return self
+
+    @model_validator(mode="after")
+    def _fault_policy(self) -> Settings:
+        if not self.faults_enabled:
+            return self
+        if self.admin_token is None:
+            raise ValueError("DYNOSCOPE_FAULTS_ENABLED: fault injection needs ADMIN_TOKEN")
+        if self.mode is Mode.PRODUCTION and not self.faults_in_production:
+            raise ValueError(
+                "DYNOSCOPE_FAULTS_ENABLED: refused in production mode unless "
+                "DYNOSCOPE_FAULTS_IN_PRODUCTION=true"
+            )
         return self
 
     @property

@@ -98,6 +98,14 @@ class Catalogue:
             ["dependency"],
             registry=registry,
         )
+        # Fault injection (docs/faults.md): dashboards show when trouble was made on purpose.
+        self.fault_active = Gauge(
+            "dynoscope_fault_active",
+            "1 while the named fault is switched on in this process, else 0.",
+            ["fault"],
+            multiprocess_mode="livemax",
+            registry=registry,
+        )
         # Identity
         self.instance_info = Gauge(
             "dynoscope_instance_info",
