@@ -256,6 +256,14 @@ def asyncpg_dsn(database_url: str) -> str:
     return url.render_as_string(hide_password=False)
 
 
+def _failure(*futures: asyncio.Future[Any]) -> str:
+    """The name of the first error among ``futures`` (or that none came in time)."""
+    for future in futures:
+        if future.done() and not future.cancelled() and future.exception() is not None:
+            return type(future.exception()).__name__
+    return "no lock in time"
+
+
 class DbSlow:
     """Holds an ACCESS EXCLUSIVE lock on ``table`` from a connection of its own.
 
@@ -307,14 +315,17 @@ class DbSlow:
                 502, "fault_failed", f"db_slow: cannot connect: {type(exc).__name__}"
             ) from None
         first = asyncio.get_running_loop().create_future()
-        self._task = asyncio.create_task(self._cycle(params, first), name="fault-db_slow")
-        try:
-            await asyncio.shield(first)
-        except (OSError, asyncpg.PostgresError) as exc:
-            await self.stop()
-            raise FaultError(
-                502, "fault_failed", f"db_slow: cannot lock {self._table}: {type(exc).__name__}"
-            ) from None
+        task = asyncio.create_task(self._cycle(params, first), name="fault-db_slow")
+        self._task = task
+        # The cycle reports its first lock, or dies trying; either ends the wait.
+        await asyncio.wait(
+            [first, task], timeout=self.LOCK_TIMEOUT_MS / 1000 + 5, return_when="FIRST_COMPLETED"
+        )
+        if first.done() and not first.cancelled() and first.exception() is None:
+            return
+        failure = _failure(first, task)
+        await self.stop()
+        raise FaultError(502, "fault_failed", f"db_slow: cannot lock {self._table}: {failure}")
 
     async def _cycle(self, params: DbSlowParams, first: asyncio.Future[None]) -> None:
         statement = f'LOCK TABLE "{self._table}" IN ACCESS EXCLUSIVE MODE'

@@ -100,6 +100,30 @@ async def test_db_slow_lock_goes_when_the_app_stops(
     assert await _count(clean_postgres, SESSIONS) == 0
 
 
+async def test_db_slow_gives_up_a_lock_it_cannot_get_and_says_so(
+    shared_environ: dict[str, str], clean_postgres: str
+) -> None:
+    async with served_api(faults_on(shared_environ)) as api:
+        blocker = await asyncpg.connect(clean_postgres)
+        try:
+            # An open transaction reading the table: the fault's lock_timeout (5 s) gives up.
+            transaction = blocker.transaction()
+            await transaction.start()
+            await blocker.execute("LOCK TABLE properties IN ACCESS SHARE MODE")
+            response = await api.client.put("/admin/faults/db_slow", headers=ADMIN, json={})
+            await transaction.rollback()
+        finally:
+            await blocker.close()
+        listed = (await api.client.get("/admin/faults", headers=ADMIN)).json()["faults"]
+    assert response.status_code == 502
+    assert response.json() == {
+        "error": "fault_failed",
+        "detail": "db_slow: cannot lock properties: LockNotAvailableError",
+    }
+    assert not listed[0]["active"]
+    assert await _count(clean_postgres, SESSIONS) == 0
+
+
 async def test_db_slow_names_a_bad_period(shared_environ: dict[str, str]) -> None:
     async with served_api(faults_on(shared_environ)) as api:
         response = await api.client.put(

@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from api.fault_commands import load_fault_commands
 from api.settings import Settings, SettingsError
 from tests.instrumentation.support import parse_text
 from tests.support.faults import ADMIN, TOKEN, faults_on
@@ -79,6 +80,17 @@ def test_a_bad_commands_file_names_file_fault_and_field(
     path.write_text("db_down:\n  on: [x]\n  off: [y]\n  timeout: 0\n")
     with pytest.raises(SettingsError, match="'timeout'"):
         Settings.from_env(faults_on(sqlite_environ, DYNOSCOPE_FAULT_COMMANDS=str(path)))
+
+
+def test_the_documented_commands_file_is_valid(tmp_path: Path) -> None:
+    text = (Path(__file__).parents[2] / "docs" / "faults.md").read_text()
+    example = text.split("```yaml\n", 1)[1].split("```", 1)[0]
+    path = tmp_path / "faults.yml"
+    path.write_text(example)
+    commands = load_fault_commands(path)
+    assert set(commands) == {"db_down", "redis_down", "instance_kill"}
+    assert commands["redis_down"].off[-2:] == ("--daemonize", "yes")  # a string, not True
+    assert commands["db_down"].timeout == 60
 
 
 # --- the admin API -------------------------------------------------------------------------
