@@ -189,7 +189,7 @@ def build_parser() -> argparse.ArgumentParser:
     from alerts.cli import register as register_alerts
     from alerts.receivers_cli import register_receivers
     from alerts.silence_cli import register_silences
-    from api.fault_cli import register_faults
+    from api.faults.cli import register_faults
     from dashboards.cli import register as register_dashboards
     from instrumentation.cli import register as register_instrumentation
 

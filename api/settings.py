@@ -12,7 +12,7 @@ from pydantic import Field, SecretStr, ValidationError, field_validator, model_v
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from alerts.settings import AlertSettings, async_database_url
-from api.fault_commands import load_fault_commands
+from api.faults.commands import load_fault_commands
 from instrumentation.settings import SettingsError, TelemetrySettings
 from instrumentation.settings import describe as describe_errors
 

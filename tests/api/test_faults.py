@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from api.fault_commands import load_fault_commands
+from api.faults.commands import load_fault_commands
 from api.settings import Settings, SettingsError
 from tests.instrumentation.support import parse_text
 from tests.support.faults import ADMIN, TOKEN, faults_on
