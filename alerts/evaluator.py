@@ -20,12 +20,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
+from alerts.context import Context
 from alerts.ledger import Ledger
 from alerts.outbox import Outbox
 from alerts.query import QueryFailed, QueryResult
 from alerts.rule import Group, Query, Rule
 from alerts.sources.source import Source
-from alerts.state import AlertState, Evaluation, evaluate
+from alerts.state import AlertState, Evaluation, Notification, evaluate
 from instrumentation.catalogue import Catalogue
 
 log = logging.getLogger("dynoscope.alerts")
@@ -61,7 +62,9 @@ class Evaluator:
         ledger: Ledger,
         outbox: Outbox,
         metrics: Catalogue | None = None,
+        context: Context | None = None,
     ) -> None:
+        self._context = context
         self._source = source
         self._self_source = self_source
         self._ledger = ledger
@@ -89,8 +92,7 @@ class Evaluator:
             self._count_failures(internal, results)
         evaluations = {rule.name: self._evaluate(rule, results, now=now) for rule in group.rules}
         self._ledger.record(evaluations, now=now)
-        for evaluation in evaluations.values():
-            self._outbox.notify(evaluation.notifications, now=now)
+        self._outbox.notify(await self._noticed(group, evaluations, now=now), now=now)
         seconds = time.perf_counter() - started
         self._record(group, evaluations, seconds=seconds)
         for name, evaluation in evaluations.items():
@@ -103,6 +105,19 @@ class Evaluator:
             queries=len({r.query.promql for r in group.rules}),
             seconds=seconds,
         )
+
+    async def _noticed(
+        self, group: Group, evaluations: dict[str, Evaluation], *, now: datetime
+    ) -> list[Notification]:
+        """The cycle's notifications, with context (bounded in time) where it applies."""
+        pairs = [
+            (rule, notification)
+            for rule in group.rules
+            for notification in evaluations[rule.name].notifications
+        ]
+        if self._context is None:
+            return [notification for _, notification in pairs]
+        return await self._context.attach(pairs, now=now)
 
     def _evaluate(
         self, rule: Rule, results: dict[Query, QueryResult], *, now: datetime

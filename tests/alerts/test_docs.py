@@ -14,10 +14,14 @@ from alerts.signals import SIGNALS
 
 MODULES = [
     "alerts.duration",
+    "alerts.context",
+    "alerts.links",
     "alerts.loader",
+    "alerts.notifiers.fields",
     "alerts.lock",
     "alerts.settings",
     "alerts.signals",
+    "alerts.sources.prometheus",
     "alerts.state",
     "alerts.template",
     "alerts.window",

@@ -45,6 +45,8 @@ def alert(state: AlertState, *, at: datetime) -> Alert:
         fired_at=T0 + timedelta(minutes=5),
         resolved_at=at if state is AlertState.RESOLVED else None,
         annotations=ANNOTATIONS,
+        op=">",
+        threshold=0.5,
     )
 
 
@@ -80,7 +82,7 @@ async def test_slack_text_and_blocks_firing_then_resolved() -> None:
         await drain(outbox, start=T0 + timedelta(minutes=9))
     firing, resolved = server.bodies("/services/T/B/x")
     assert firing["text"] == "[FIRING] ApiLatencyP95High: p95 0.812s on /properties"
-    header, section, context, runbook = firing["blocks"]
+    header, section, fields, context, runbook = firing["blocks"]
     assert header == {
         "type": "header",
         "text": {"type": "plain_text", "text": "FIRING: ApiLatencyP95High"},
@@ -89,13 +91,21 @@ async def test_slack_text_and_blocks_firing_then_resolved() -> None:
         "type": "section",
         "text": {"type": "mrkdwn", "text": "p95 0.812s on /properties"},
     }
+    assert fields == {
+        "type": "section",
+        "fields": [
+            {"type": "mrkdwn", "text": "*Value*\n0.812 > 0.5"},
+            {"type": "mrkdwn", "text": "*Since*\n2026-11-29T02:05:00Z"},
+            {"type": "mrkdwn", "text": "*Where*\nroute /properties, instance api-1:8000"},
+        ],
+    }
     assert context["type"] == "context"
     text = context["elements"][0]["text"]
     assert "instance=api-1:8000" in text and "route=/properties" in text
-    assert "since 2026-11-29T02:05:00Z" in text and "dedup key" in text
+    assert "dedup key" in text
     assert runbook["text"]["text"] == "<https://runbooks.example/latency|Runbook>"
     assert resolved["text"].startswith("[RESOLVED] ApiLatencyP95High")
-    assert "resolved 2026-11-29T02:09:00Z" in resolved["blocks"][2]["elements"][0]["text"]
+    assert "resolved 2026-11-29T02:09:00Z" in resolved["blocks"][3]["elements"][0]["text"]
 
 
 async def test_slack_429_waits_for_retry_after_and_a_400_is_not_retried() -> None:
@@ -152,6 +162,10 @@ async def test_pagerduty_trigger_then_resolve_with_the_same_dedup_key() -> None:
                 "labels": dict(LABELS),
                 "annotations": dict(ANNOTATIONS),
                 "value": 0.812,
+                "threshold": 0.5,
+                "condition": "0.812 > 0.5",
+                "since": "2026-11-29T02:05:00Z",
+                "where": "route /properties, instance api-1:8000",
             },
         },
     }
