@@ -25,15 +25,18 @@ from alerts.context import Context
 from alerts.delivery import Delivery
 from alerts.evaluator import Evaluator
 from alerts.ledger import Ledger
+from alerts.links import Links
 from alerts.monitor import Monitor, open_store
 from alerts.outbox import Outbox
 from alerts.query import Exemplar, Sample, Vector
 from alerts.rule import Group, Op, Rule, SignalQuery
+from alerts.settings import AlertSettings
 from alerts.signals import SignalArgs
 from alerts.sources import LocalSource, PrometheusSource
 from api.settings import Settings
 from exporters.tracefile import read_spans, trace_files
 from instrumentation.catalogue import Catalogue
+from instrumentation.settings import SettingsError
 from instrumentation.statement import describe
 from tests.alerts.conftest import ScriptedSource
 from tests.alerts.harness import (
@@ -281,3 +284,39 @@ async def test_a_hanging_context_source_delays_a_notification_by_its_timeout_onl
     await outbox.deliver(now=T0)
     (delivery,) = keeper.deliveries
     assert delivery.status == "firing" and "context" not in delivery.payload
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ("http://jaeger/trace/{{ trace_id", "ALERT_TRACE_URL_TEMPLATE"),
+        ("http://jaeger/search?service=api", "must use {{ trace_id }}"),
+    ],
+)
+def test_a_bad_trace_url_template_is_refused_at_start(value: str, message: str) -> None:
+    with pytest.raises(SettingsError) as raised:
+        AlertSettings.from_env({"ALERT_TRACE_URL_TEMPLATE": value})
+    assert message in str(raised.value)
+
+
+def test_trace_links_render_per_example_and_a_relative_runbook_joins_its_base() -> None:
+    settings = AlertSettings.from_env(
+        {
+            "ALERT_TRACE_URL_TEMPLATE": TRACE_UI,
+            "ALERT_RUNBOOK_BASE_URL": "https://git.example/dynoscope/blob/main",
+        }
+    )
+    links = Links(trace=settings.trace_url_template, runbook_base=settings.runbook_base_url)
+    payload = {
+        "labels": {"route": "/p"},
+        "annotations": {"runbook_url": "docs/runbook.md#instancedown"},
+        "value": 1.0,
+        "context": {"trace_ids": ["a1", "b2"]},
+    }
+    assert links.render(payload) == {
+        "runbook": "https://git.example/dynoscope/blob/main/docs/runbook.md#instancedown",
+        "traces": {
+            "a1": "http://jaeger.example:16686/trace/a1",
+            "b2": "http://jaeger.example:16686/trace/b2",
+        },
+    }
