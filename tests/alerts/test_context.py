@@ -27,6 +27,7 @@ from alerts.evaluator import Evaluator
 from alerts.ledger import Ledger
 from alerts.links import Links
 from alerts.monitor import Monitor, open_store
+from alerts.notifiers.alertmanager import postable_alerts
 from alerts.outbox import Outbox
 from alerts.query import Exemplar, Sample, Vector
 from alerts.rule import Group, Op, Rule, SignalQuery
@@ -320,3 +321,21 @@ def test_trace_links_render_per_example_and_a_relative_runbook_joins_its_base() 
             "b2": "http://jaeger.example:16686/trace/b2",
         },
     }
+
+
+def test_alertmanager_gets_the_absolute_runbook_url() -> None:
+    payload = {
+        "labels": {"alertname": "InstanceDown"},
+        "annotations": {"runbook_url": "docs/runbook.md#instancedown"},
+        "startsAt": "2026-11-29T03:00:00Z",
+        "endsAt": None,
+        "value": 0.0,
+    }
+    payload["links"] = Links(runbook_base="https://git.example/d/").render(payload)
+    delivery = Delivery(
+        id="1", receiver="am", dedup_key="f", status="firing", payload=payload, created_at=T0
+    )
+    (posted,) = postable_alerts(delivery, now=T0, ends_after=timedelta(minutes=4))
+    assert (
+        posted["annotations"]["runbook_url"] == "https://git.example/d/docs/runbook.md#instancedown"
+    )
