@@ -2,11 +2,12 @@
 
 The evaluator asks each distinct query once per cycle, hands every rule its result and its
 previous alerts to ``alerts.state.evaluate``, keeps the outcome in the ledger (memory) and
-queues the notifications in the outbox. Nothing here waits on a database: the store is
-written behind (``alerts.writer``), so the engine keeps evaluating while the database it
-watches, or its own store, is down. Self-monitoring signals are asked after the other
-queries, from the engine's own registry, so a cycle whose Prometheus queries fail already
-sees those failures (and ``MonitorEvaluationFailing`` works while Prometheus is down).
+queues the notifications in the outbox, firing latency and slow-query ones with example
+traces and slowest statements (``alerts.context``, bounded in time). Nothing here waits on a
+database: the store is written behind (``alerts.writer``), so the engine keeps evaluating
+while the database it watches, or its own store, is down. Self-monitoring signals are asked
+after the other queries, from the engine's own registry, so a cycle whose Prometheus queries
+fail already sees those failures (and ``MonitorEvaluationFailing`` works while Prometheus is down).
 
 Each rule evaluation is counted once, and a failed one once in the failure counter, however
 it failed (the query, or the rule itself).
@@ -115,9 +116,14 @@ class Evaluator:
             for rule in group.rules
             for notification in evaluations[rule.name].notifications
         ]
+        plain = [notification for _, notification in pairs]
         if self._context is None:
-            return [notification for _, notification in pairs]
-        return await self._context.attach(pairs, now=now)
+            return plain
+        try:
+            return await self._context.attach(pairs, now=now)
+        except Exception:  # a bug in the lookup must not cost the notifications
+            log.exception("alert context lookup failed; notifying without it")
+            return plain
 
     def _evaluate(
         self, rule: Rule, results: dict[Query, QueryResult], *, now: datetime
