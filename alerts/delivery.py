@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from alerts.query import Examples
 from alerts.state import Notification
 
 _sequence = itertools.count()
@@ -54,10 +55,28 @@ def iso(value: datetime | None) -> str | None:
     return value.isoformat().replace("+00:00", "Z") if value is not None else None
 
 
-def notification_payload(notification: Notification) -> dict[str, Any]:
-    """What receivers need about one alert, in Alertmanager's field names."""
-    alert = notification.alert
+def context_payload(examples: Examples) -> dict[str, Any]:
+    """Example traces and slowest statements as JSON (``payload["context"]``)."""
     return {
+        "trace_ids": list(examples.trace_ids),
+        "queries": [
+            {
+                "fingerprint": query.fingerprint,
+                "operation": query.operation,
+                "table": query.table,
+                "seconds": query.seconds,
+                "trace_id": query.trace_id,
+            }
+            for query in examples.queries
+        ],
+    }
+
+
+def notification_payload(notification: Notification) -> dict[str, Any]:
+    """What receivers need about one alert, in Alertmanager's field names, plus the rule's
+    comparison (``op``, ``threshold``) and, when found at firing time, ``context``."""
+    alert = notification.alert
+    payload: dict[str, Any] = {
         "status": notification.status,
         "labels": dict(alert.labels),
         "annotations": dict(alert.annotations),
@@ -65,7 +84,12 @@ def notification_payload(notification: Notification) -> dict[str, Any]:
         "endsAt": iso(alert.resolved_at),
         "fingerprint": alert.fingerprint,
         "value": _number(alert.value),
+        "op": alert.op,
+        "threshold": alert.threshold,
     }
+    if notification.context:
+        payload["context"] = context_payload(notification.context)
+    return payload
 
 
 def deliveries(

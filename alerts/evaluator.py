@@ -2,11 +2,12 @@
 
 The evaluator asks each distinct query once per cycle, hands every rule its result and its
 previous alerts to ``alerts.state.evaluate``, keeps the outcome in the ledger (memory) and
-queues the notifications in the outbox. Nothing here waits on a database: the store is
-written behind (``alerts.writer``), so the engine keeps evaluating while the database it
-watches, or its own store, is down. Self-monitoring signals are asked after the other
-queries, from the engine's own registry, so a cycle whose Prometheus queries fail already
-sees those failures (and ``MonitorEvaluationFailing`` works while Prometheus is down).
+queues the notifications in the outbox, firing latency and slow-query ones with example
+traces and slowest statements (``alerts.context``, bounded in time). Nothing here waits on a
+database: the store is written behind (``alerts.writer``), so the engine keeps evaluating
+while the database it watches, or its own store, is down. Self-monitoring signals are asked
+after the other queries, from the engine's own registry, so a cycle whose Prometheus queries
+fail already sees those failures (and ``MonitorEvaluationFailing`` works while Prometheus is down).
 
 Each rule evaluation is counted once, and a failed one once in the failure counter, however
 it failed (the query, or the rule itself).
@@ -20,12 +21,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
+from alerts.context import Context
 from alerts.ledger import Ledger
 from alerts.outbox import Outbox
 from alerts.query import QueryFailed, QueryResult
 from alerts.rule import Group, Query, Rule
 from alerts.sources.source import Source
-from alerts.state import AlertState, Evaluation, evaluate
+from alerts.state import AlertState, Evaluation, Notification, evaluate
 from instrumentation.catalogue import Catalogue
 
 log = logging.getLogger("dynoscope.alerts")
@@ -61,7 +63,9 @@ class Evaluator:
         ledger: Ledger,
         outbox: Outbox,
         metrics: Catalogue | None = None,
+        context: Context | None = None,
     ) -> None:
+        self._context = context
         self._source = source
         self._self_source = self_source
         self._ledger = ledger
@@ -89,8 +93,7 @@ class Evaluator:
             self._count_failures(internal, results)
         evaluations = {rule.name: self._evaluate(rule, results, now=now) for rule in group.rules}
         self._ledger.record(evaluations, now=now)
-        for evaluation in evaluations.values():
-            self._outbox.notify(evaluation.notifications, now=now)
+        self._outbox.notify(await self._noticed(group, evaluations, now=now), now=now)
         seconds = time.perf_counter() - started
         self._record(group, evaluations, seconds=seconds)
         for name, evaluation in evaluations.items():
@@ -103,6 +106,24 @@ class Evaluator:
             queries=len({r.query.promql for r in group.rules}),
             seconds=seconds,
         )
+
+    async def _noticed(
+        self, group: Group, evaluations: dict[str, Evaluation], *, now: datetime
+    ) -> list[Notification]:
+        """The cycle's notifications, with context (bounded in time) where it applies."""
+        pairs = [
+            (rule, notification)
+            for rule in group.rules
+            for notification in evaluations[rule.name].notifications
+        ]
+        plain = [notification for _, notification in pairs]
+        if self._context is None:
+            return plain
+        try:
+            return await self._context.attach(pairs, now=now)
+        except Exception:  # a bug in the lookup must not cost the notifications
+            log.exception("alert context lookup failed; notifying without it")
+            return plain
 
     def _evaluate(
         self, rule: Rule, results: dict[Query, QueryResult], *, now: datetime

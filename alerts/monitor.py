@@ -37,6 +37,7 @@ from prometheus_client.registry import Collector
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from alerts.context import Context, ExemplarSource
 from alerts.election import Election
 from alerts.errors import AlertsError
 from alerts.evaluator import Evaluator
@@ -129,12 +130,15 @@ class Monitor:
         target = {"instance": instance, "job": job}
         self_source = LocalSource(collectors=[metrics.registry], retention=keep, target=target)
         source: Source
+        examples: ExemplarSource
         if settings.prometheus_url:
-            source = PrometheusSource(url=settings.prometheus_url, client=client)
+            source = examples = PrometheusSource(url=settings.prometheus_url, client=client)
         else:
             sampled = list(collectors) or [metrics.registry]
             self_source = LocalSource(collectors=sampled, retention=keep, target=target)
-            source = self_source
+            source = examples = self_source
+        timeout = settings.context_timeout_seconds
+        context = Context(source=examples, timeout=timeout, metrics=metrics) if timeout else None
         receivers = settings.receivers()
         notifiers = receivers.notifiers(client=client)
         ledger = Ledger()
@@ -152,6 +156,8 @@ class Monitor:
             max_age=timedelta(seconds=settings.delivery_max_age_seconds),
             silences=silences,
             grafana_url=settings.grafana_url_template,
+            trace_url=settings.trace_url_template,
+            runbook_base=settings.runbook_base_url,
         )
         stored = Store(store)
         writer = StoreWriter(
@@ -166,7 +172,12 @@ class Monitor:
             timeout=settings.store_timeout_seconds,
         )
         evaluator = Evaluator(
-            source=source, self_source=self_source, ledger=ledger, outbox=outbox, metrics=metrics
+            source=source,
+            self_source=self_source,
+            ledger=ledger,
+            outbox=outbox,
+            metrics=metrics,
+            context=context,
         )
         resender = Resender(ledger=ledger, outbox=outbox, notifiers=notifiers)
         scheduler = Scheduler(

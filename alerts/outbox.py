@@ -28,11 +28,11 @@ from alerts.delivery import Delivery, deliveries
 from alerts.errors import NotificationError
 from alerts.lease import Lease
 from alerts.ledger import Ledger
+from alerts.links import Links
 from alerts.notifiers.notifier import Notifier
 from alerts.receivers import Router
 from alerts.silence import Silences
 from alerts.state import Alert, Notification
-from alerts.template import render
 from instrumentation.catalogue import Catalogue
 
 log = logging.getLogger("dynoscope.alerts")
@@ -59,9 +59,11 @@ class Outbox:
         jitter: float = 0.0,
         silences: Silences | None = None,
         grafana_url: str | None = None,
+        trace_url: str | None = None,
+        runbook_base: str | None = None,
     ) -> None:
         self._notifiers = dict(notifiers)
-        self._grafana_url = grafana_url
+        self._links = Links(grafana=grafana_url, trace=trace_url, runbook_base=runbook_base)
         self._silences = silences
         self._router = router
         self._jitter = jitter
@@ -118,10 +120,10 @@ class Outbox:
                     self._count(receiver, "silenced")
                 continue
             made = deliveries((notification,), receivers=receivers, now=now)
-            if self._grafana_url is not None:
-                link = render(self._grafana_url, labels=labels, value=notification.alert.value)
-                for delivery in made:
-                    delivery.payload["links"] = {"grafana": link}
+            for delivery in made:
+                links = self._links.render(delivery.payload)
+                if links:
+                    delivery.payload["links"] = links
             self.enqueue(made)
 
     def queued(self, key: Key) -> bool:

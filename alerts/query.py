@@ -47,3 +47,43 @@ class QueryFailed:
 
 
 QueryResult = Vector | QueryFailed
+
+
+@dataclass(frozen=True)
+class Exemplar:
+    """One example observation of a histogram: its series, value, time and exemplar labels.
+
+    ``labels`` are the series' labels (``route``, ``instance``, ...); ``example`` are the
+    exemplar's own (``trace_id``, and ``fingerprint`` on statement durations).
+    """
+
+    labels: Labels
+    value: float
+    at: float
+    example: Labels
+
+    @property
+    def trace_id(self) -> str:
+        return dict(self.example).get("trace_id", "")
+
+
+@dataclass(frozen=True)
+class SlowQuery:
+    """A statement seen among the slowest of an alert's window, by fingerprint."""
+
+    fingerprint: str
+    operation: str
+    table: str
+    seconds: float
+    trace_id: str = ""
+
+
+@dataclass(frozen=True)
+class Examples:
+    """What on-call gets besides the numbers: example slow traces and the slowest statements."""
+
+    trace_ids: tuple[str, ...] = ()
+    queries: tuple[SlowQuery, ...] = ()
+
+    def __bool__(self) -> bool:
+        return bool(self.trace_ids or self.queries)

@@ -71,6 +71,17 @@ class AlertSettings(BaseSettings):
     grafana_url_template: str | None = Field(
         default=None, validation_alias="ALERT_GRAFANA_URL_TEMPLATE"
     )
+    # A trace-UI link per example trace id, e.g. http://jaeger:16686/trace/{{ trace_id }}
+    trace_url_template: str | None = Field(
+        default=None, validation_alias="ALERT_TRACE_URL_TEMPLATE"
+    )
+    # Relative ``runbook_url`` annotations (the shipped rules') are resolved against this.
+    runbook_base_url: str | None = Field(default=None, validation_alias="ALERT_RUNBOOK_BASE_URL")
+    # Seconds the example traces and slowest statements of a firing alert may take to find;
+    # a notification waits at most this long for them, then goes without. 0: no lookup.
+    context_timeout_seconds: float = Field(
+        default=2.0, ge=0, le=30, validation_alias="ALERT_CONTEXT_TIMEOUT"
+    )
     receivers_path: str | None = Field(default=None, validation_alias="ALERT_RECEIVERS_PATH")
     # The variables a receivers file's ``*_env`` fields name are read from the same mapping
     # the settings came from; kept private, so never part of a repr or a dump.
@@ -112,6 +123,24 @@ class AlertSettings(BaseSettings):
             from alerts.template import check
 
             check(value, label_names=None)  # ValueError names the template
+        return value
+
+    @field_validator("trace_url_template")
+    @classmethod
+    def _trace(cls, value: str | None) -> str | None:
+        if value is not None:
+            from alerts.template import check
+
+            check(value, label_names=None)  # ValueError names the template
+            if "trace_id" not in value:
+                raise ValueError("ALERT_TRACE_URL_TEMPLATE: must use {{ trace_id }}")
+        return value
+
+    @field_validator("runbook_base_url")
+    @classmethod
+    def _runbook(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("http://", "https://")):
+            raise ValueError("ALERT_RUNBOOK_BASE_URL: must be an absolute http(s) URL")
         return value
 
     @field_validator("webhook_url")

@@ -31,7 +31,7 @@ from datetime import datetime
 from enum import StrEnum
 
 from alerts import template
-from alerts.query import Labels, QueryFailed, QueryResult
+from alerts.query import Examples, Labels, QueryFailed, QueryResult
 from alerts.rule import NoData, Rule
 
 
@@ -62,6 +62,9 @@ class Alert:
     last_sent_at: datetime | None = None
     keep_firing_since: datetime | None = None
     annotations: tuple[tuple[str, str], ...] = ()
+    op: str | None = None
+    """The rule's comparison (``>``), so a message can say "0.8 > 0.5"; None for raw PromQL."""
+    threshold: float | None = None
 
     @property
     def fingerprint(self) -> str:
@@ -74,6 +77,8 @@ class Notification:
 
     alert: Alert
     at: datetime
+    context: Examples | None = None
+    """Example traces and slow statements, looked up when it fires (``alerts.context``)."""
 
     @property
     def status(self) -> str:
@@ -133,6 +138,14 @@ def _annotate(rule: Rule, *, labels: Labels, value: float) -> tuple[tuple[str, s
     )
 
 
+def _with_condition(rule: Rule, alert: Alert) -> Alert:
+    # Carried on every alert, also ones restored from the store without it.
+    op = rule.op.value if rule.op is not None else None
+    if alert.op == op and alert.threshold == rule.threshold:
+        return alert
+    return replace(alert, op=op, threshold=rule.threshold)
+
+
 def evaluate(
     rule: Rule,
     previous: Iterable[Alert],
@@ -146,7 +159,7 @@ def evaluate(
     metric source must not resolve alerts. Firing alerts are re-announced every
     ``rule.repeat_interval``; resolved ones are announced at once and leave the active set.
     """
-    prior = {alert.fingerprint: alert for alert in previous}
+    prior = {alert.fingerprint: _with_condition(rule, alert) for alert in previous}
     active = _active(rule, result)
     if active is None:
         return Evaluation(alerts=_sorted(prior.values()), failed=isinstance(result, QueryFailed))
@@ -179,6 +192,8 @@ def evaluate(
                 value=value,
                 active_at=now,
                 annotations=annotations,
+                op=rule.op.value if rule.op is not None else None,
+                threshold=rule.threshold,
             )
         else:
             alert = replace(old, value=value, annotations=annotations, keep_firing_since=None)

@@ -56,11 +56,12 @@ def check(source: str, *, label_names: Iterable[str] | None) -> None:
 _failed: set[str] = set()
 
 
-def render(source: str, *, labels: Mapping[str, str], value: float) -> str:
+def render(source: str, *, labels: Mapping[str, str], value: float, trace_id: str = "") -> str:
     """Render an annotation; a template that fails at run time yields its source text (logged
-    once per template, not every cycle), so one annotation cannot fail its whole group."""
+    once per template, not every cycle), so one annotation cannot fail its whole group.
+    ``trace_id`` is there for trace links (``ALERT_TRACE_URL_TEMPLATE``)."""
     try:
-        return _compiled(source).render(labels=dict(labels), value=value)
+        return _compiled(source).render(labels=dict(labels), value=value, trace_id=trace_id)
     except Exception as exc:
         if source not in _failed:
             _failed.add(source)

@@ -3,7 +3,9 @@
 Statements are timed around the driver call (``before/after_cursor_execute``), so the figure
 is the database round trip, not ORM work. A statement slower than the threshold is counted
 and reported once in a structured log line that names its fingerprint, never its parameters.
-Failed statements and failed connection attempts are counted by a bounded error type.
+Failed statements and failed connection attempts are counted by a bounded error type. Slow
+and sampled statements carry an exemplar on the duration histogram: their fingerprint, and
+the trace id when the request is sampled.
 """
 
 from __future__ import annotations
@@ -147,7 +149,13 @@ class QueryListener:
                     self.metrics.db_operation_duration.labels(*key),
                     self.metrics.db_slow_queries.labels(*key),
                 )
-            children[0].observe(seconds)
+            if slow or parent is not None:
+                # An example (fingerprint, and the trace when sampled) for the alert engine:
+                # it names the slowest statements in an alert's window. Only slow or sampled
+                # statements pay for it.
+                children[0].observe(seconds, _example(described, parent))
+            else:
+                children[0].observe(seconds)
             if slow:
                 children[1].inc()
         if slow:
@@ -226,6 +234,13 @@ class QueryListener:
         if self._pool_gauges is not None:
             for gauge in self._pool_gauges:
                 gauge.set(0)
+
+
+def _example(described: Statement, parent: Any) -> dict[str, str]:
+    example = {"fingerprint": described.fingerprint}
+    if parent is not None:
+        example["trace_id"] = format(parent.trace_id, "032x")
+    return example
 
 
 def _logfmt(value: object) -> str:

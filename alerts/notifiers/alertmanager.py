@@ -51,9 +51,12 @@ def postable_alerts(delivery: Delivery, *, now: datetime, ends_after: timedelta)
         "annotations": dict(payload.get("annotations") or {}),
         "startsAt": payload.get("startsAt"),
     }
-    grafana = (payload.get("links") or {}).get("grafana")
-    if grafana:
-        alert["generatorURL"] = grafana
+    links = payload.get("links") or {}
+    if links.get("grafana"):
+        alert["generatorURL"] = links["grafana"]
+    if links.get("runbook"):
+        # Made absolute against ALERT_RUNBOOK_BASE_URL: Alertmanager's templates link it as is.
+        alert["annotations"]["runbook_url"] = links["runbook"]
     if delivery.status == "resolved":
         alert["endsAt"] = payload.get("endsAt") or iso(now)
     else:

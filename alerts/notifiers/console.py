@@ -8,10 +8,30 @@ from __future__ import annotations
 
 import json
 import logging
+from typing import Any
 
 from alerts.delivery import Delivery
+from alerts.notifiers.fields import condition_of
 
 log = logging.getLogger("dynoscope.alerts")
+
+
+def console_line(payload: dict[str, Any], *, status: str, fingerprint: str) -> dict[str, Any]:
+    """The log line's fields for one alert: its payload plus the condition as text."""
+    line: dict[str, Any] = {
+        "event": "alert",
+        "status": status,
+        "alertname": payload["labels"].get("alertname"),
+        **{k: payload.get(k) for k in ("labels", "annotations", "startsAt", "endsAt")},
+        "fingerprint": fingerprint,
+        "value": payload.get("value"),
+        "threshold": payload.get("threshold"),
+        "condition": condition_of(payload),
+    }
+    for extra in ("links", "context"):
+        if payload.get(extra):
+            line[extra] = payload[extra]
+    return line
 
 
 class ConsoleNotifier:
@@ -24,13 +44,7 @@ class ConsoleNotifier:
 
     async def send(self, delivery: Delivery) -> None:
         payload = delivery.payload
-        line = {
-            "event": "alert",
-            "status": delivery.status,
-            "alertname": payload["labels"].get("alertname"),
-            **{k: payload.get(k) for k in ("labels", "annotations", "startsAt", "endsAt")},
-            "fingerprint": delivery.dedup_key,
-        }
+        line = console_line(payload, status=delivery.status, fingerprint=delivery.dedup_key)
         # The Watchdog (severity none) arrives every minute by design: not a warning.
         severity = payload["labels"].get("severity")
         firing = delivery.status == "firing" and severity != "none"

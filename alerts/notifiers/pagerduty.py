@@ -8,7 +8,9 @@ event) are not. The routing key is the secret: give it as ``routing_key_env``.
     {"routing_key": "...", "event_action": "trigger", "dedup_key": "<fingerprint>",
      "payload": {"summary": "...", "source": "api-1:8000", "severity": "critical",
                  "timestamp": "...", "component": "/properties", "class": "ApiLatencyP95High",
-                 "custom_details": {"labels": {...}, "annotations": {...}, "value": 0.8}}}
+                 "custom_details": {"labels": {...}, "annotations": {...}, "value": 0.8,
+                                    "threshold": 0.5, "condition": "0.8 > 0.5", ...}},
+     "links": [{"href": "https://.../runbook.md#apilatencyp95high", "text": "Runbook"}, ...]}
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import httpx
 from pydantic import BaseModel, ConfigDict, SecretStr
 
 from alerts.delivery import Delivery
+from alerts.notifiers.fields import condition_of, query_lines, trace_links, where_of
 from alerts.notifiers.http import post_json
 from alerts.notifiers.slack import summary_of
 
@@ -52,6 +55,45 @@ def severity_of(labels: dict[str, str]) -> str:
     return SEVERITIES.get(labels.get("severity", "").lower(), "warning")
 
 
+def alert_details(payload: dict[str, Any]) -> dict[str, Any]:
+    """``custom_details`` for one alert: the condition, since when, where, example traces and
+    slowest statements besides labels and annotations."""
+    labels: dict[str, str] = payload["labels"]
+    details: dict[str, Any] = {
+        "labels": labels,
+        "annotations": payload.get("annotations") or {},
+        "value": payload.get("value"),
+        "threshold": payload.get("threshold"),
+        "condition": condition_of(payload),
+        "since": payload.get("startsAt"),
+    }
+    where = where_of(labels)
+    if where:
+        details["where"] = where
+    traces = trace_links(payload)
+    if traces:
+        details["example_traces"] = [url or trace_id for trace_id, url in traces]
+    queries = query_lines(payload)
+    if queries:
+        details["slowest_queries"] = queries
+    return details
+
+
+def alert_links(payload: dict[str, Any]) -> list[dict[str, str]]:
+    """The Events API v2 ``links`` for one alert: runbook, dashboard, each example trace."""
+    links: dict[str, Any] = payload.get("links") or {}
+    runbook = links.get("runbook") or (payload.get("annotations") or {}).get("runbook_url")
+    found = []
+    if runbook:
+        found.append({"href": runbook, "text": "Runbook"})
+    if links.get("grafana"):
+        found.append({"href": links["grafana"], "text": "Dashboard"})
+    for trace_id, url in trace_links(payload):
+        if url:
+            found.append({"href": url, "text": f"Trace {trace_id}"})
+    return found
+
+
 def pagerduty_event(delivery: Delivery, *, routing_key: str, source: str) -> dict[str, Any]:
     """The event for one delivery."""
     if delivery.status == "resolved":
@@ -62,15 +104,13 @@ def pagerduty_event(delivery: Delivery, *, routing_key: str, source: str) -> dic
         }
     payload = delivery.payload
     labels: dict[str, str] = payload["labels"]
-    annotations: dict[str, str] = payload.get("annotations") or {}
-    details = {"labels": labels, "annotations": annotations, "value": payload.get("value")}
     body: dict[str, Any] = {
         "summary": summary_of(payload)[:SUMMARY_LIMIT],
         "source": labels.get("instance") or source,
         "severity": severity_of(labels),
         "timestamp": payload.get("startsAt"),
         "class": labels.get("alertname", "alert"),
-        "custom_details": details,
+        "custom_details": alert_details(payload),
     }
     component = labels.get("route") or labels.get("job")
     if component:
@@ -82,13 +122,7 @@ def pagerduty_event(delivery: Delivery, *, routing_key: str, source: str) -> dic
         "client": "dynoscope",
         "payload": body,
     }
-    links = []
-    runbook = annotations.get("runbook_url")
-    if runbook:
-        links.append({"href": runbook, "text": "Runbook"})
-    grafana = (payload.get("links") or {}).get("grafana")
-    if grafana:
-        links.append({"href": grafana, "text": "Dashboard"})
+    links = alert_links(payload)
     if links:
         event["links"] = links
     return event

@@ -16,10 +16,12 @@ import httpx
 from pydantic import BaseModel, ConfigDict, SecretStr
 
 from alerts.delivery import Delivery
+from alerts.notifiers.fields import condition_of, query_lines, trace_links, where_of
 from alerts.notifiers.http import post_json
 from alerts.notifiers.webhook import _redact_in_httpx_log
 
 HEADER_LIMIT = 150
+TEXT_LIMIT = 3000  # Slack's limit for a section's text
 
 
 class SlackConfig(BaseModel):
@@ -39,37 +41,74 @@ def summary_of(payload: dict[str, Any]) -> str:
     return annotations.get("summary") or annotations.get("description") or name
 
 
-def slack_payload(delivery: Delivery) -> dict[str, Any]:
-    """The message for one delivery."""
-    payload = delivery.payload
+def alert_text(payload: dict[str, Any], *, status: str) -> str:
+    """The one-line notification text for one alert, e.g. ``[FIRING] Name: summary``."""
+    name = payload["labels"].get("alertname", "alert")
+    return f"[{status.upper()}] {name}: {summary_of(payload)}"
+
+
+def alert_blocks(payload: dict[str, Any], *, status: str, dedup_key: str) -> list[dict[str, Any]]:
+    """The blocks for one alert: header, summary, fields (value vs threshold, since, where),
+    context line, links, example traces (as links) and slowest statements (as code)."""
     labels: dict[str, str] = payload["labels"]
     name = labels.get("alertname", "alert")
-    status = delivery.status.upper()
-    summary = summary_of(payload)
     others = ", ".join(f"{k}={v}" for k, v in sorted(labels.items()) if k != "alertname")
-    since = payload.get("startsAt") or "?"
-    context = f"{others or 'no labels'} · since {since} · dedup key `{delivery.dedup_key}`"
-    if delivery.status == "resolved" and payload.get("endsAt"):
+    context = f"{others or 'no labels'} · dedup key `{dedup_key}`"
+    if status == "resolved" and payload.get("endsAt"):
         context += f" · resolved {payload['endsAt']}"
+    fields = [
+        {"type": "mrkdwn", "text": f"*Value*\n{condition_of(payload)}"},
+        {"type": "mrkdwn", "text": f"*Since*\n{payload.get('startsAt') or '?'}"},
+    ]
+    where = where_of(labels)
+    if where:
+        fields.append({"type": "mrkdwn", "text": f"*Where*\n{where}"})
     blocks: list[dict[str, Any]] = [
         {
             "type": "header",
-            "text": {"type": "plain_text", "text": f"{status}: {name}"[:HEADER_LIMIT]},
+            "text": {"type": "plain_text", "text": f"{status.upper()}: {name}"[:HEADER_LIMIT]},
         },
-        {"type": "section", "text": {"type": "mrkdwn", "text": summary}},
+        {"type": "section", "text": {"type": "mrkdwn", "text": summary_of(payload)}},
+        {"type": "section", "fields": fields},
         {"type": "context", "elements": [{"type": "mrkdwn", "text": context}]},
     ]
-    links = []
-    runbook = (payload.get("annotations") or {}).get("runbook_url")
-    if runbook:
-        links.append(f"<{runbook}|Runbook>")
-    grafana = (payload.get("links") or {}).get("grafana")
-    if grafana:
-        links.append(f"<{grafana}|Dashboard>")
-    if links:
-        text = " · ".join(links)
-        blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": text}})
-    return {"text": f"[{status}] {name}: {summary}", "blocks": blocks}
+    return blocks + _link_blocks(payload)
+
+
+def _link_blocks(payload: dict[str, Any]) -> list[dict[str, Any]]:
+    links: dict[str, Any] = payload.get("links") or {}
+    blocks: list[dict[str, Any]] = []
+    named = [
+        f"<{url}|{text}>"
+        for url, text in (
+            (
+                links.get("runbook") or (payload.get("annotations") or {}).get("runbook_url"),
+                "Runbook",
+            ),
+            (links.get("grafana"), "Dashboard"),
+        )
+        if url
+    ]
+    if named:
+        blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": " · ".join(named)}})
+    traces = [f"<{url}|{tid}>" if url else f"`{tid}`" for tid, url in trace_links(payload)]
+    if traces:
+        text = "*Example slow traces*\n" + "\n".join(traces)
+        blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": text[:TEXT_LIMIT]}})
+    queries = query_lines(payload)
+    if queries:
+        text = "*Slowest statements*\n```" + "\n".join(queries) + "```"
+        blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": text[:TEXT_LIMIT]}})
+    return blocks
+
+
+def slack_payload(delivery: Delivery) -> dict[str, Any]:
+    """The message for one delivery."""
+    payload = delivery.payload
+    return {
+        "text": alert_text(payload, status=delivery.status),
+        "blocks": alert_blocks(payload, status=delivery.status, dedup_key=delivery.dedup_key),
+    }
 
 
 class SlackNotifier:

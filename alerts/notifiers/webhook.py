@@ -38,6 +38,28 @@ class WebhookConfig(BaseModel):
     external_url: str = ""
 
 
+def v4_alert(payload: dict[str, Any], *, status: str, fingerprint: str) -> dict[str, Any]:
+    """One alert object of a version-4 body. Besides the v4 fields it carries ``value``,
+    ``threshold``, ``op``, ``links`` and ``context`` (example traces, slowest statements):
+    receivers that only know v4 ignore fields they do not read."""
+    alert: dict[str, Any] = {
+        "status": status,
+        "labels": payload["labels"],
+        "annotations": payload["annotations"],
+        "startsAt": payload["startsAt"],
+        "endsAt": payload["endsAt"] or ZERO_TIME,
+        "generatorURL": (payload.get("links") or {}).get("grafana", ""),
+        "fingerprint": fingerprint,
+        "value": payload.get("value"),
+        "threshold": payload.get("threshold"),
+        "op": payload.get("op"),
+    }
+    for extra in ("links", "context"):
+        if payload.get(extra):
+            alert[extra] = payload[extra]
+    return alert
+
+
 def alertmanager_payload(delivery: Delivery, *, receiver: str, external_url: str) -> dict[str, Any]:
     """The version-4 webhook body for one delivery."""
     alert = delivery.payload
@@ -52,17 +74,7 @@ def alertmanager_payload(delivery: Delivery, *, receiver: str, external_url: str
         "commonLabels": labels,
         "commonAnnotations": alert["annotations"],
         "externalURL": external_url,
-        "alerts": [
-            {
-                "status": delivery.status,
-                "labels": labels,
-                "annotations": alert["annotations"],
-                "startsAt": alert["startsAt"],
-                "endsAt": alert["endsAt"] or ZERO_TIME,
-                "generatorURL": (alert.get("links") or {}).get("grafana", ""),
-                "fingerprint": delivery.dedup_key,
-            }
-        ],
+        "alerts": [v4_alert(alert, status=delivery.status, fingerprint=delivery.dedup_key)],
     }
 
 

@@ -18,7 +18,7 @@ from datetime import datetime, timedelta
 
 from prometheus_client.registry import Collector
 
-from alerts.query import Labels, QueryFailed, QueryResult, Vector, labels_of
+from alerts.query import Exemplar, Labels, QueryFailed, QueryResult, Vector, labels_of
 from alerts.rule import Query, RawQuery
 from alerts.signals import signal_named
 from alerts.window import Snapshot, Window
@@ -87,6 +87,41 @@ class LocalSource:
         return Window(
             [s for s in self._snapshots if start <= s.at <= now.timestamp()], now=now.timestamp()
         )
+
+    async def exemplars(
+        self,
+        metric: str,
+        *,
+        matchers: Mapping[str, str],
+        start: datetime,
+        end: datetime,
+        seconds: float,
+    ) -> list[Exemplar]:
+        """The exemplars the process's registries hold now for ``metric`` series matching
+        ``matchers``, observed between ``start`` and ``end``. A registry keeps the latest
+        exemplar per bucket only, so these are recent examples, not every one; multiprocess
+        files keep none."""
+        low, high = start.timestamp(), end.timestamp()
+        found: list[Exemplar] = []
+        for collector in self._collectors:
+            for family in collector.collect():
+                for sample in family.samples:
+                    example = sample.exemplar
+                    if sample.name != metric or example is None:
+                        continue
+                    labels = {**sample.labels, **self._target}
+                    at = example.timestamp if example.timestamp is not None else high
+                    at = float(at)
+                    if low <= at <= high and all(labels.get(k) == v for k, v in matchers.items()):
+                        found.append(
+                            Exemplar(
+                                labels=labels_of(labels),
+                                value=float(example.value),
+                                at=at,
+                                example=labels_of(example.labels),
+                            )
+                        )
+        return found
 
     async def run(self, queries: Collection[Query], *, now: datetime) -> dict[Query, QueryResult]:
         self.sample(now)

@@ -12,8 +12,9 @@ carry credentials.
 from __future__ import annotations
 
 import asyncio
+import json
 import math
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -21,7 +22,7 @@ import httpx
 
 from alerts.duration import format_duration
 from alerts.errors import QueryError
-from alerts.query import QueryFailed, QueryResult, Sample, Vector, labels_of
+from alerts.query import Exemplar, QueryFailed, QueryResult, Sample, Vector, labels_of
 from alerts.rule import Query
 
 
@@ -39,6 +40,7 @@ class PrometheusSource:
         concurrency: int = 16,
     ) -> None:
         self._endpoint = url.rstrip("/") + "/api/v1/query"
+        self._exemplars = url.rstrip("/") + "/api/v1/query_exemplars"
         self._client = client
         self._timeout = timeout
         self._limit = asyncio.Semaphore(concurrency)
@@ -89,6 +91,66 @@ class PrometheusSource:
             reason = body.get("error") or f"HTTP {response.status_code}"
             raise QueryError(f"query rejected: {reason}", query=promql, source=self.name)
         return _vector(body["data"], promql=promql)
+
+    async def exemplars(
+        self,
+        metric: str,
+        *,
+        matchers: Mapping[str, str],
+        start: datetime,
+        end: datetime,
+        seconds: float,
+    ) -> list[Exemplar]:
+        """Exemplars of ``metric`` series matching ``matchers`` between ``start`` and ``end``
+        (``GET /api/v1/query_exemplars``; needs ``--enable-feature=exemplar-storage``);
+        raises ``QueryError``."""
+        promql = selector(metric, matchers)
+        params = {
+            "query": promql,
+            "start": f"{start.timestamp():.3f}",
+            "end": f"{end.timestamp():.3f}",
+        }
+        try:
+            response = await self._client.get(self._exemplars, params=params, timeout=seconds)
+        except httpx.TimeoutException:
+            raise QueryError(
+                f"timed out after {seconds}s", query=promql, source=self.name
+            ) from None
+        except httpx.TransportError as exc:
+            raise QueryError(
+                f"unreachable ({type(exc).__name__})", query=promql, source=self.name
+            ) from None
+        try:
+            body: dict[str, Any] = response.json()
+        except ValueError:
+            body = {}
+        if response.status_code != 200 or body.get("status") != "success":
+            reason = body.get("error") or f"HTTP {response.status_code}"
+            raise QueryError(f"exemplars rejected: {reason}", query=promql, source=self.name)
+        return [
+            Exemplar(
+                labels=labels_of(
+                    {k: v for k, v in series["seriesLabels"].items() if k != "__name__"}
+                ),
+                value=_value(str(example["value"])),
+                at=float(example["timestamp"]),
+                example=labels_of(example.get("labels") or {}),
+            )
+            for series in body.get("data") or []
+            for example in series.get("exemplars") or []
+        ]
+
+
+def selector(metric: str, matchers: Mapping[str, str]) -> str:
+    """A PromQL series selector, label values escaped.
+
+    >>> selector("http_server_request_duration_seconds_bucket", {"route": "/properties"})
+    'http_server_request_duration_seconds_bucket{route="/properties"}'
+    """
+    if not matchers:
+        return metric
+    inner = ",".join(f"{name}={json.dumps(value)}" for name, value in sorted(matchers.items()))
+    return f"{metric}{{{inner}}}"
 
 
 def _value(raw: str) -> float:

@@ -14,10 +14,14 @@ from alerts.signals import SIGNALS
 
 MODULES = [
     "alerts.duration",
+    "alerts.context",
+    "alerts.links",
     "alerts.loader",
+    "alerts.notifiers.fields",
     "alerts.lock",
     "alerts.settings",
     "alerts.signals",
+    "alerts.sources.prometheus",
     "alerts.state",
     "alerts.template",
     "alerts.window",
@@ -50,3 +54,22 @@ def test_the_rules_page_names_every_shipped_rule_and_signal() -> None:
     assert _documented("Shipped rules") == shipped
     latency = {name for name in SIGNALS if name.startswith("http_latency_p")}
     assert _documented("Signals") == set(SIGNALS) - latency | {"http_latency_pNN_seconds"}
+
+
+RUNBOOK = Path(__file__).parents[2] / "docs" / "runbook.md"
+
+
+def _anchor(heading: str) -> str:
+    # GitHub's anchor of a heading: lower case, punctuation dropped, spaces to hyphens.
+    return re.sub(r"[^a-z0-9 _-]", "", heading.strip().lower()).replace(" ", "-")
+
+
+def test_every_shipped_rule_links_a_runbook_section_that_exists() -> None:
+    anchors = {
+        _anchor(line[3:]) for line in RUNBOOK.read_text().splitlines() if line.startswith("## ")
+    }
+    for rule in load_rules([DEFAULT_RULES]).rules:
+        url = dict(rule.annotations).get("runbook_url", "")
+        path, _, anchor = url.partition("#")
+        assert path == "docs/runbook.md", f"{rule.name}: runbook_url {url!r}"
+        assert anchor in anchors, f"{rule.name}: no section #{anchor} in docs/runbook.md"

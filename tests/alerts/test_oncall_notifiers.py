@@ -3,7 +3,9 @@ through the outbox (so retries, Retry-After and give-up are the real ones)."""
 
 from __future__ import annotations
 
+import json
 import logging
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import httpx
@@ -14,10 +16,13 @@ from starlette.responses import Response
 
 from alerts.delivery import Delivery, deliveries
 from alerts.ledger import Ledger
+from alerts.notifiers.console import ConsoleNotifier
+from alerts.notifiers.notifier import Notifier
 from alerts.notifiers.pagerduty import PagerDutyConfig, PagerDutyNotifier
 from alerts.notifiers.slack import SlackConfig, SlackNotifier
 from alerts.notifiers.webhook import WebhookConfig, WebhookNotifier
 from alerts.outbox import Outbox
+from alerts.query import Examples, SlowQuery
 from alerts.state import Alert, AlertState, Notification
 from instrumentation.catalogue import Catalogue
 from tests.alerts.receiving import recording_server
@@ -45,6 +50,8 @@ def alert(state: AlertState, *, at: datetime) -> Alert:
         fired_at=T0 + timedelta(minutes=5),
         resolved_at=at if state is AlertState.RESOLVED else None,
         annotations=ANNOTATIONS,
+        op=">",
+        threshold=0.5,
     )
 
 
@@ -80,7 +87,7 @@ async def test_slack_text_and_blocks_firing_then_resolved() -> None:
         await drain(outbox, start=T0 + timedelta(minutes=9))
     firing, resolved = server.bodies("/services/T/B/x")
     assert firing["text"] == "[FIRING] ApiLatencyP95High: p95 0.812s on /properties"
-    header, section, context, runbook = firing["blocks"]
+    header, section, fields, context, runbook = firing["blocks"]
     assert header == {
         "type": "header",
         "text": {"type": "plain_text", "text": "FIRING: ApiLatencyP95High"},
@@ -89,13 +96,21 @@ async def test_slack_text_and_blocks_firing_then_resolved() -> None:
         "type": "section",
         "text": {"type": "mrkdwn", "text": "p95 0.812s on /properties"},
     }
+    assert fields == {
+        "type": "section",
+        "fields": [
+            {"type": "mrkdwn", "text": "*Value*\n0.812 > 0.5"},
+            {"type": "mrkdwn", "text": "*Since*\n2026-11-29T02:05:00Z"},
+            {"type": "mrkdwn", "text": "*Where*\nroute /properties, instance api-1:8000"},
+        ],
+    }
     assert context["type"] == "context"
     text = context["elements"][0]["text"]
     assert "instance=api-1:8000" in text and "route=/properties" in text
-    assert "since 2026-11-29T02:05:00Z" in text and "dedup key" in text
+    assert "dedup key" in text
     assert runbook["text"]["text"] == "<https://runbooks.example/latency|Runbook>"
     assert resolved["text"].startswith("[RESOLVED] ApiLatencyP95High")
-    assert "resolved 2026-11-29T02:09:00Z" in resolved["blocks"][2]["elements"][0]["text"]
+    assert "resolved 2026-11-29T02:09:00Z" in resolved["blocks"][3]["elements"][0]["text"]
 
 
 async def test_slack_429_waits_for_retry_after_and_a_400_is_not_retried() -> None:
@@ -152,6 +167,10 @@ async def test_pagerduty_trigger_then_resolve_with_the_same_dedup_key() -> None:
                 "labels": dict(LABELS),
                 "annotations": dict(ANNOTATIONS),
                 "value": 0.812,
+                "threshold": 0.5,
+                "condition": "0.812 > 0.5",
+                "since": "2026-11-29T02:05:00Z",
+                "where": "route /properties, instance api-1:8000",
             },
         },
     }
@@ -282,3 +301,101 @@ async def test_a_grafana_link_reaches_every_receiver() -> None:
     assert f"<{link}|Dashboard>" in slack["blocks"][-1]["text"]["text"]
     assert {"href": link, "text": "Dashboard"} in pd["links"]
     assert hook["alerts"][0]["generatorURL"] == link
+
+
+TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
+EXAMPLES = Examples(
+    trace_ids=(TRACE,),
+    queries=(SlowQuery("9f2c1a0b3d4e5f60", "SELECT", "properties", 1.234, TRACE),),
+)
+
+
+async def test_context_and_links_reach_slack_pagerduty_webhook_and_console(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    trace_url = f"http://jaeger:16686/trace/{TRACE}"
+    async with recording_server(status=202) as server, httpx.AsyncClient() as client:
+        notifiers: dict[str, Notifier] = {
+            "slack": SlackNotifier(
+                SlackConfig(url=SecretStr(f"{server.base}/slack")), client=client
+            ),
+            "pagerduty": PagerDutyNotifier(
+                PagerDutyConfig(routing_key=SecretStr("k"), url=f"{server.base}/pd"), client=client
+            ),
+            "webhook": WebhookNotifier(
+                WebhookConfig(url=SecretStr(f"{server.base}/hook")), client=client
+            ),
+            "console": ConsoleNotifier(),
+        }
+        outbox = Outbox(
+            notifiers=notifiers,
+            ledger=Ledger(),
+            grafana_url="https://grafana.example/d/scaling",
+            trace_url="http://jaeger:16686/trace/{{ trace_id }}",
+        )
+        fired = T0 + timedelta(minutes=5)
+        firing = Notification(alert(AlertState.FIRING, at=fired), fired, context=EXAMPLES)
+        with caplog.at_level(logging.WARNING, logger="dynoscope.alerts"):
+            outbox.notify([firing], now=fired)
+            await drain(outbox, start=fired, seconds=2)
+    (slack,) = server.bodies("/slack")
+    (pd,) = server.bodies("/pd")
+    (hook,) = server.bodies("/hook")
+    texts = [block["text"]["text"] for block in slack["blocks"] if "text" in block]
+    assert "<https://runbooks.example/latency|Runbook> · " in texts[-3]
+    assert texts[-2] == f"*Example slow traces*\n<{trace_url}|{TRACE}>"
+    assert texts[-1] == (
+        "*Slowest statements*\n```1.234s SELECT properties fingerprint 9f2c1a0b3d4e5f60"
+        f" trace {TRACE}```"
+    )
+    assert pd["links"] == [
+        {"href": "https://runbooks.example/latency", "text": "Runbook"},
+        {"href": "https://grafana.example/d/scaling", "text": "Dashboard"},
+        {"href": trace_url, "text": f"Trace {TRACE}"},
+    ]
+    details = pd["payload"]["custom_details"]
+    assert details["condition"] == "0.812 > 0.5" and details["threshold"] == 0.5
+    assert details["example_traces"] == [trace_url]
+    assert details["slowest_queries"] == [
+        f"1.234s SELECT properties fingerprint 9f2c1a0b3d4e5f60 trace {TRACE}"
+    ]
+    (one,) = hook["alerts"]
+    assert one["generatorURL"] == "https://grafana.example/d/scaling"
+    assert one["context"]["trace_ids"] == [TRACE]
+    assert one["context"]["queries"][0]["fingerprint"] == "9f2c1a0b3d4e5f60"
+    assert one["links"]["traces"] == {TRACE: trace_url}
+    assert one["links"]["runbook"] == "https://runbooks.example/latency"
+    assert (one["value"], one["op"], one["threshold"]) == (0.812, ">", 0.5)
+    line = json.loads(caplog.records[-1].getMessage())
+    assert line["condition"] == "0.812 > 0.5" and line["context"]["trace_ids"] == [TRACE]
+    assert line["links"]["traces"] == {TRACE: trace_url}
+
+
+async def test_without_context_or_links_the_messages_have_no_empty_sections() -> None:
+    async with recording_server(status=202) as server, httpx.AsyncClient() as client:
+        notifiers: dict[str, Notifier] = {
+            "slack": SlackNotifier(
+                SlackConfig(url=SecretStr(f"{server.base}/slack")), client=client
+            ),
+            "pagerduty": PagerDutyNotifier(
+                PagerDutyConfig(routing_key=SecretStr("k"), url=f"{server.base}/pd"), client=client
+            ),
+        }
+        outbox = Outbox(notifiers=notifiers, ledger=Ledger())
+        fired = T0 + timedelta(minutes=5)
+        bare = replace(alert(AlertState.FIRING, at=fired), annotations=(), op=None, threshold=None)
+        outbox.notify([Notification(bare, fired)], now=fired)
+        await drain(outbox, start=fired, seconds=2)
+    (slack,) = server.bodies("/slack")
+    (pd,) = server.bodies("/pd")
+    assert [block["type"] for block in slack["blocks"]] == [
+        "header",
+        "section",
+        "section",
+        "context",
+    ]
+    assert slack["blocks"][2]["fields"][0]["text"] == "*Value*\n0.812"
+    assert "links" not in pd
+    details = pd["payload"]["custom_details"]
+    assert "example_traces" not in details and "slowest_queries" not in details
+    assert details["condition"] == "0.812"

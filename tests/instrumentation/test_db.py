@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from exporters.tracefile import read_spans
 from instrumentation.catalogue import Catalogue
 from instrumentation.db import instrument_engine
+from instrumentation.statement import describe
 from tests.instrumentation.support import parse_text, sample_value
 from tests.support.stack import running_app
 
@@ -155,3 +156,34 @@ async def test_slow_query_series_exist_at_zero_before_the_first_slow_query(
     assert 'db_client_slow_queries_total{operation="SELECT",table="' in scrape
     families = parse_text(scrape)
     assert sample_value(families, "db_client_slow_queries_total", operation="SELECT") == 0.0
+
+
+async def test_a_slow_statement_leaves_its_fingerprint_as_an_exemplar(tmp_path: Path) -> None:
+    # The alert engine names the slowest statements of an alert from these exemplars.
+    async with (
+        instrumented_sqlite(tmp_path, slow_query_seconds=1e-9) as (engine, metrics),
+        engine.connect() as connection,
+    ):
+        await connection.execute(text("SELECT 42"))
+    examples = [
+        sample.exemplar.labels
+        for family in metrics.registry.collect()
+        for sample in family.samples
+        if sample.name == "db_client_operation_duration_seconds_bucket" and sample.exemplar
+    ]
+    # Outside a sampled request there is no trace to point to: the fingerprint alone.
+    assert examples == [{"fingerprint": describe("SELECT 42").fingerprint}]
+
+
+async def test_a_fast_statement_outside_a_trace_has_no_exemplar(tmp_path: Path) -> None:
+    async with (
+        instrumented_sqlite(tmp_path, slow_query_seconds=60) as (engine, metrics),
+        engine.connect() as connection,
+    ):
+        await connection.execute(text("SELECT 42"))
+    assert not any(
+        sample.exemplar
+        for family in metrics.registry.collect()
+        for sample in family.samples
+        if sample.name == "db_client_operation_duration_seconds_bucket"
+    )

@@ -57,9 +57,11 @@ def running_prometheus(
     rule_files: Sequence[Path] = (),
     evaluation_interval: str = "1s",
     scrape_configs: Sequence[Mapping[str, object]] = (),
+    features: Sequence[str] = (),
 ) -> Iterator[Prometheus]:
     """Prometheus scraping ``{job: ["host:port", ...]}`` and any further ``scrape_configs``
-    (as in ``prometheus.yml``); stopped and deleted afterwards."""
+    (as in ``prometheus.yml``), with ``features`` enabled (``exemplar-storage``: it then
+    scrapes OpenMetrics and keeps exemplars); stopped and deleted afterwards."""
     executable = binary("prometheus")
     with tempfile.TemporaryDirectory(prefix="dynoscope-prometheus-") as name:
         directory = Path(name)
@@ -84,6 +86,7 @@ def running_prometheus(
             f"--storage.tsdb.path={directory / 'data'}",
             f"--web.listen-address=127.0.0.1:{port}",
             "--log.level=warn",
+            *(f"--enable-feature={feature}" for feature in features),
         ]
         with ready_server("prometheus", argv, directory=directory, port=port) as (url, pid):
             yield Prometheus(url=url, directory=directory, pid=pid)
