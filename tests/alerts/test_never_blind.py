@@ -23,6 +23,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -72,6 +73,18 @@ async def first_seen(receiver: Receiver, names: list[str], status: str, *, secon
             what=f"{name} {status}",
         )
     return time.monotonic() - started
+
+
+def latency_alerts(receiver: Receiver, route: str) -> list[dict[str, Any]]:
+    """The firing ``ApiLatencyP95High`` alerts the receiver got for ``route``."""
+    return [
+        alert
+        for body in receiver.bodies
+        for alert in body["alerts"]
+        if alert["labels"]["alertname"] == "ApiLatencyP95High"
+        and alert["labels"].get("route") == route
+        and alert["status"] == "firing"
+    ]
 
 
 @pytest.mark.prometheus
@@ -265,6 +278,13 @@ async def test_embedded_mode_alerts_on_the_apis_slow_writes_under_a_held_sqlite_
                         seconds=30,
                     )  # fmt: skip
                     report("SQLite lock held -> both alerts at the webhook", took)
+                    # Logging in (argon2) may have been slow too on a busy machine: the alert
+                    # that matters is the one on the route whose writes wait for the lock.
+                    await eventually(
+                        lambda: bool(latency_alerts(receiver, "/properties")),
+                        seconds=30,
+                        what="ApiLatencyP95High on /properties",
+                    )
             async with in_background(writer()):
                 await first_seen(
                     receiver, ["DatabaseSlowQuery", "ApiLatencyP95High"], "resolved", seconds=30
@@ -281,10 +301,3 @@ async def test_embedded_mode_alerts_on_the_apis_slow_writes_under_a_held_sqlite_
             assert monitor.writer.up is True  # the engine's store never waited on the lock
     assert "properties" in slow
     assert not [table for table in slow if table.startswith("dynoscope_alert")]
-    latency = next(
-        alert
-        for body in receiver.bodies
-        for alert in body["alerts"]
-        if alert["labels"]["alertname"] == "ApiLatencyP95High"
-    )
-    assert latency["labels"]["route"] == "/properties"
