@@ -189,6 +189,7 @@ def build_parser() -> argparse.ArgumentParser:
     from alerts.cli import register as register_alerts
     from alerts.receivers_cli import register_receivers
     from alerts.silence_cli import register_silences
+    from api.load_cli import register as register_load
     from dashboards.cli import register as register_dashboards
     from instrumentation.cli import register as register_instrumentation
 
@@ -197,6 +198,7 @@ def build_parser() -> argparse.ArgumentParser:
     register_receivers(commands, command)
     register_silences(commands, command)
     register_dashboards(commands, command)
+    register_load(commands, command)
     return parser
 
 
