@@ -38,7 +38,7 @@ class Target:
 
     def text(self, unit: str) -> str:
         sign = ">=" if self.higher else "<="
-        return f"{sign} {format_value(self.good, unit)}"
+        return f"{sign} {format_value(self.good, unit)}".replace(".0 ", " ")
 
 
 MIB = 1024 * 1024
