@@ -66,11 +66,13 @@ def scalar(prometheus: Prometheus, expr: str) -> float:
     return float(result[0]["value"][1]) if result else math.nan  # type: ignore[index]
 
 
-async def failing(client: httpx.AsyncClient) -> None:
-    """A steady trickle of 500s next to the load, for a known error ratio."""
-    while True:
+async def failing(client: httpx.AsyncClient, stop: asyncio.Event) -> None:
+    """A steady trickle of 500s next to the load, for a known error ratio; it ends between
+    requests (a cancelled one could still be counted after the test read the counters)."""
+    while not stop.is_set():
         await client.get(ERROR_ROUTE)
-        await asyncio.sleep(0.1)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), timeout=0.1)
 
 
 @contextlib.asynccontextmanager
@@ -105,11 +107,13 @@ async def test_the_report_agrees_with_the_apis_own_counters(
             what="Prometheus has scraped the warm-up",
         )
         started = time.time()
-        errors = asyncio.create_task(failing(api.client))
+        stop = asyncio.Event()
+        errors = asyncio.create_task(failing(api.client, stop))
         try:
             summary = await run_load(replace(LOAD, url=url))
         finally:
-            errors.cancel()
+            stop.set()
+            await errors
         after = await own_counters(api.client)
         await eventually(
             lambda: (
