@@ -214,3 +214,20 @@ async def test_the_command_prints_a_json_summary(
     assert summary["users"] == 3 and summary["total"]["requests"] > 5, summary
     assert set(summary["operations"]) <= {"health", "browse", "view"}
     assert "requests" in err and "/s" in err, err  # the progress line
+
+
+async def test_a_target_rate_caps_the_whole_run(sqlite_environ: dict[str, str]) -> None:
+    async with served_app(sqlite_environ) as running:
+        await seed(running.services.sessions, properties=20, demo_password="demo-password-1")
+        options = quick(
+            str(running.client.base_url),
+            users=8,
+            seconds=2.0,
+            think=(0.0, 0.0),
+            rate=20.0,
+            mix={"browse": 1, "view": 1},
+        )
+        summary = await run_load(options)
+    sent = summary.total.requests - summary.operations["health"].requests
+    # Eight users with no think time would send hundreds; the pacer lets 20 a second through.
+    assert 30 <= sent <= 20 * summary.seconds + 1, summary.as_dict()
