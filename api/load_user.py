@@ -152,7 +152,7 @@ class User:
         if response is None:
             return False
         if response.status_code == 200:
-            self.tokens = _json(response) or None
+            self.tokens = _pair(response)
         elif response.status_code in (401, 403, 404):
             self.writes.disable(
                 f"writes skipped: logging in as {self.writes.email} answered"
@@ -166,7 +166,7 @@ class User:
         response = await self._send("refresh", "POST", "/auth/refresh", json=body)
         if response is None:
             return False
-        self.tokens = (_json(response) or None) if response.status_code == 200 else None
+        self.tokens = _pair(response) if response.status_code == 200 else None
         return True
 
     def _auth(self) -> dict[str, str]:
@@ -220,6 +220,11 @@ def _json(response: httpx.Response) -> dict[str, Any]:
     except ValueError:
         return {}
     return body if isinstance(body, dict) else {}
+
+
+def _pair(response: httpx.Response) -> dict[str, str] | None:
+    body = _json(response)
+    return body if {"access_token", "refresh_token"} <= body.keys() else None
 
 
 def _kind(exc: httpx.HTTPError) -> str:
