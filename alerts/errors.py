@@ -6,7 +6,8 @@
      ├── NotificationError    a receiver did not take a notification (receiver, retryable)
      ├── ReceiverFileError    the receivers file is unusable (file, receiver, field)
      ├── LeaseLost            a store write carried a stale fencing token (holder, token)
-     └── ExportError          a rule has no Prometheus equivalent (the rule, why)
+     ├── ExportError          a rule has no Prometheus equivalent (the rule, why)
+     └── ReportError          Prometheus did not answer the scaling-health report
 
 Callers catch ``AlertsError`` to stop on any of them; each carries the data needed to say
 what went wrong and where, so the CLI prints a message instead of a traceback.
@@ -107,3 +108,7 @@ class LeaseLost(AlertsError):
         self.holder = holder
         self.token = token
         super().__init__(f"lease {lease}: token {token} of {holder} is no longer current")
+
+
+class ReportError(AlertsError):
+    """Prometheus did not answer: the report would be blind, so it is not printed."""

@@ -190,6 +190,7 @@ def build_parser() -> argparse.ArgumentParser:
     from alerts.receivers_cli import register_receivers
     from alerts.silence_cli import register_silences
     from api.faults.cli import register_faults
+    from api.load_cli import register as register_load
     from dashboards.cli import register as register_dashboards
     from instrumentation.cli import register as register_instrumentation
 
@@ -199,6 +200,7 @@ def build_parser() -> argparse.ArgumentParser:
     register_silences(commands, command)
     register_dashboards(commands, command)
     register_faults(commands, command)
+    register_load(commands, command)
     return parser
 
 
