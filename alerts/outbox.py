@@ -36,7 +36,7 @@ from alerts.grouping import Destination, Groups, Member, Message
 from alerts.lease import Lease
 from alerts.ledger import Ledger
 from alerts.notifiers.notifier import Notifier
-from alerts.receivers import Router
+from alerts.routing import Router
 from alerts.silence import Silences
 from alerts.state import Alert, Notification
 from alerts.template import render

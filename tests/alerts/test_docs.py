@@ -13,9 +13,12 @@ from alerts.loader import DEFAULT_RULES, load_rules
 from alerts.signals import SIGNALS
 
 MODULES = [
+    "alerts.delivery",
     "alerts.duration",
+    "alerts.grouping",
     "alerts.loader",
     "alerts.lock",
+    "alerts.routing",
     "alerts.settings",
     "alerts.signals",
     "alerts.state",

@@ -20,7 +20,8 @@ from alerts.matchers import Matcher
 from alerts.notifiers.slack import LISTED, group_message
 from alerts.notifiers.webhook import alertmanager_payload
 from alerts.outbox import Outbox
-from alerts.receivers import Route, Router, load_receivers
+from alerts.receivers import load_receivers
+from alerts.routing import Route, Router
 from alerts.silence import Silence, Silences
 from alerts.state import Alert, AlertState, Notification
 from alerts.store import Store

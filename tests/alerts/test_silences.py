@@ -19,8 +19,8 @@ from alerts.migrate import upgrade
 from alerts.monitor import open_store
 from alerts.outbox import Outbox
 from alerts.query import Sample, Vector
-from alerts.receivers import Router
 from alerts.resend import Resender
+from alerts.routing import Router
 from alerts.rule import Op, RawQuery, Rule
 from alerts.settings import AlertSettings
 from alerts.silence import Silence, Silences
