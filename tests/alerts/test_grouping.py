@@ -5,11 +5,15 @@ notifications surviving a restart; webhook and Slack bodies of a group."""
 
 from __future__ import annotations
 
+import json
+import logging
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import httpx
 import pytest
+from pydantic import SecretStr
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from alerts.delivery import Delivery, alerts_of
@@ -17,6 +21,8 @@ from alerts.errors import ReceiverFileError
 from alerts.grouping import GroupSettings
 from alerts.ledger import Ledger
 from alerts.matchers import Matcher
+from alerts.notifiers.console import ConsoleNotifier
+from alerts.notifiers.pagerduty import PagerDutyConfig, PagerDutyNotifier
 from alerts.notifiers.slack import LISTED, group_message
 from alerts.notifiers.webhook import alertmanager_payload
 from alerts.outbox import Outbox
@@ -25,6 +31,7 @@ from alerts.routing import Route, Router
 from alerts.silence import Silence, Silences
 from alerts.state import Alert, AlertState, Notification
 from alerts.store import Store
+from tests.alerts.receiving import recording_server
 
 T0 = datetime(2026, 11, 29, 2, 0, tzinfo=UTC)
 GROUPED = GroupSettings(
@@ -323,3 +330,40 @@ def test_bad_grouping_says_file_route_and_field(
 
 def test_without_a_receivers_file_nothing_waits() -> None:
     assert Router().destinations({"alertname": "X"})[0].settings == GroupSettings.ungrouped()
+
+
+async def test_pagerduty_gets_one_event_per_alert_of_a_group_at_its_flush() -> None:
+    async with recording_server() as server, httpx.AsyncClient() as client:
+        config = PagerDutyConfig(name="pager", routing_key=SecretStr("k" * 32),
+                                 url=f"{server.base}/v2/enqueue")  # fmt: skip
+        pager = PagerDutyNotifier(config, client=client)
+        router = Router(default=("pager",), always=(), group=GROUPED)
+        outbox = Outbox(notifiers={"pager": pager}, ledger=Ledger(), router=router)
+        first, second = alert("DiskFull", "db-1"), alert("DiskFull", "db-2")
+        fire(outbox, first, second, at=T0)
+        assert await outbox.deliver(now=T0 + timedelta(seconds=29)) == 0
+        assert server.posts == []
+        assert await outbox.deliver(now=T0 + timedelta(seconds=30)) == 1
+        events = [body for _, body in server.posts]
+        assert [(e["event_action"], e["dedup_key"]) for e in events] == [
+            ("trigger", first.fingerprint),
+            ("trigger", second.fingerprint),
+        ]
+        resolve(outbox, first, at=T0 + timedelta(minutes=1))
+        await outbox.deliver(now=T0 + timedelta(seconds=330))
+        actions = [(b["event_action"], b["dedup_key"]) for _, b in server.posts[2:]]
+        # The message lists what still fires too: PagerDuty folds the repeated trigger.
+        assert actions == [("trigger", second.fingerprint), ("resolve", first.fingerprint)]
+
+
+async def test_the_console_logs_one_line_per_alert_with_the_group_key(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    router = Router(default=(), group=GROUPED)
+    outbox = Outbox(notifiers={"console": ConsoleNotifier()}, ledger=Ledger(), router=router)
+    fire(outbox, alert("DiskFull", "db-1"), alert("DiskFull", "db-2"), at=T0)
+    with caplog.at_level(logging.INFO, logger="dynoscope.alerts"):
+        await outbox.deliver(now=T0 + timedelta(seconds=30))
+    lines = [json.loads(r.getMessage()) for r in caplog.records if r.name == "dynoscope.alerts"]
+    assert [line["labels"]["instance"] for line in lines] == ["db-1", "db-2"]
+    assert len({line["groupKey"] for line in lines}) == 1
