@@ -28,7 +28,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
-from alerts.delivery import Delivery
+from alerts.delivery import Delivery, group_payload, new_id
 from alerts.state import Alert
 
 EVERY_LABEL = "..."
@@ -115,6 +115,24 @@ class Message:
     @property
     def status(self) -> str:
         return "firing" if any(m.status == "firing" for m in self.members) else "resolved"
+
+    def delivery(self, *, now: datetime) -> Delivery:
+        """The outbox's delivery of this message: due now, the group's key as dedup key."""
+        payload = group_payload(
+            key=self.key,
+            labels=self.labels,
+            route=self.destination.route,
+            alerts=[{**m.payload, "status": m.status} for m in self.members],
+        )
+        return Delivery(
+            id=new_id(),
+            receiver=self.destination.receiver,
+            dedup_key=self.key,
+            status=self.status,
+            payload=payload,
+            created_at=now,
+            next_attempt_at=now,
+        )
 
 
 Hidden = Callable[[Member, datetime], bool]

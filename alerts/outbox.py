@@ -29,10 +29,11 @@ from collections import deque
 from collections.abc import Iterable, Mapping
 from dataclasses import replace
 from datetime import datetime, timedelta
+from typing import Any
 
-from alerts.delivery import Delivery, group_payload, new_id, notification_payload
+from alerts.delivery import Delivery, new_id, notification_payload
 from alerts.errors import NotificationError
-from alerts.grouping import Destination, Groups, Member, Message
+from alerts.grouping import Destination, Groups, Member
 from alerts.lease import Lease
 from alerts.ledger import Ledger
 from alerts.notifiers.notifier import Notifier
@@ -136,18 +137,23 @@ class Outbox:
                 )
                 for destination in destinations:
                     self._count(destination.receiver, "silenced")
-            payload = notification_payload(notification)
-            if self._grafana_url is not None:
-                link = render(self._grafana_url, labels=labels, value=notification.alert.value)
-                payload["links"] = {"grafana": link}
+            payload = self._payload(notification)
             for destination in destinations:
                 self._route(notification, payload, destination, muted=silence is not None, now=now)
         # Groups that do not wait are queued at once, so the scheduler writes their message
         # before it is sent, as it did before grouping.
         self.flush_groups(now=now)
 
+    def _payload(self, notification: Notification) -> dict[str, Any]:
+        payload = notification_payload(notification)
+        if self._grafana_url is not None:
+            alert = notification.alert
+            link = render(self._grafana_url, labels=dict(alert.labels), value=alert.value)
+            payload["links"] = {"grafana": link}
+        return payload
+
     def _route(
-        self, notification: Notification, payload: dict[str, object], destination: Destination,
+        self, notification: Notification, payload: dict[str, Any], destination: Destination,
         *, muted: bool, now: datetime,
     ) -> None:  # fmt: skip
         single = Delivery(
@@ -187,7 +193,7 @@ class Outbox:
         known = Member(alert.fingerprint, "firing", labels, {}, pending=False, alert=alert)
         for destination in self.destinations(labels):
             if self.groups(destination.receiver) and not self._groups.has(destination, known):
-                payload = notification_payload(Notification(alert=alert, at=now))
+                payload = self._payload(Notification(alert=alert, at=now))
                 self._groups.track(destination, replace(known, payload=payload), now=now)
 
     def flush_groups(self, *, now: datetime) -> int:
@@ -195,28 +201,11 @@ class Outbox:
         queued = 0
         for message in self._groups.flush(now=now):
             if message.members:
-                self.enqueue([self._message(message, now=now)])
+                self.enqueue([message.delivery(now=now)])
                 queued += 1
             for member in message.settled:
                 self._settle(member, now=now)
         return queued
-
-    def _message(self, message: Message, *, now: datetime) -> Delivery:
-        payload = group_payload(
-            key=message.key,
-            labels=message.labels,
-            route=message.destination.route,
-            alerts=[{**m.payload, "status": m.status} for m in message.members],
-        )
-        return Delivery(
-            id=new_id(),
-            receiver=message.destination.receiver,
-            dedup_key=message.key,
-            status=message.status,
-            payload=payload,
-            created_at=now,
-            next_attempt_at=now,
-        )
 
     def _settle(self, member: Member | None, *, now: datetime) -> None:
         # Carried by a group's message (journaled with it), or replaced by a newer
