@@ -2,7 +2,8 @@
 
 A delivery is identified by ``id``, made when it is queued; ids sort in the order deliveries
 were made, so a restart can queue undelivered ones again in their original order. Receivers
-deduplicate on ``dedup_key``, the alert's fingerprint.
+deduplicate on ``dedup_key``: the alert's fingerprint, or for the message of an aggregation
+group (``alerts.grouping``) the group's key, its payload listing each alert's payload.
 """
 
 from __future__ import annotations
@@ -10,7 +11,8 @@ from __future__ import annotations
 import itertools
 import math
 import time
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
@@ -109,3 +111,31 @@ def deliveries(
         for n in notifications
         for receiver in receivers
     ]
+
+
+def group_payload(*, key: str, labels: Mapping[str, str], route: str,
+                  alerts: Iterable[Mapping[str, Any]]) -> dict[str, Any]:  # fmt: skip
+    """The payload of one group's message: its key and labels, and each alert's payload."""
+    return {
+        "groupKey": key,
+        "groupLabels": dict(labels),
+        "route": route,
+        "alerts": [dict(alert) for alert in alerts],
+    }
+
+
+def alerts_of(delivery: Delivery) -> tuple[Delivery, ...]:
+    """Each alert of ``delivery`` as a delivery of its own, for per-alert rendering: a
+    group's message lists several; any other delivery is one alert already.
+
+    >>> one = Delivery("1", "hook", "f1", "firing", {"labels": {}}, datetime.now())
+    >>> alerts_of(one) == (one,)
+    True
+    """
+    listed = delivery.payload.get("alerts")
+    if listed is None:
+        return (delivery,)
+    return tuple(
+        replace(delivery, dedup_key=alert["fingerprint"], status=alert["status"], payload=alert)
+        for alert in listed
+    )

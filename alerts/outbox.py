@@ -11,6 +11,12 @@ error that cannot get better (e.g. HTTP 400). Any other exception from a notifie
 failed attempt too, so one broken receiver can never stall its queue. Per receiver and alert,
 deliveries go out strictly in the order they were queued: a "resolved" never overtakes the
 "firing" before it.
+
+Receivers that group (all but Alertmanager, which groups by itself) get one message per
+aggregation group (``alerts.grouping``) instead of one per alert. A notification waiting in
+its group is kept in the store as a "parked" delivery (its payload says which group), so an
+engine taking over puts it back in its group rather than losing it; the group's message and
+the end of the parked rows are journaled together.
 """
 
 from __future__ import annotations
@@ -23,14 +29,16 @@ from collections import deque
 from collections.abc import Iterable, Mapping
 from dataclasses import replace
 from datetime import datetime, timedelta
+from typing import Any
 
-from alerts.delivery import Delivery, deliveries
+from alerts.delivery import Delivery, new_id, notification_payload
 from alerts.errors import NotificationError
+from alerts.grouping import Destination, Groups, Member
 from alerts.lease import Lease
 from alerts.ledger import Ledger
 from alerts.links import Links
 from alerts.notifiers.notifier import Notifier
-from alerts.receivers import Router
+from alerts.routing import Router
 from alerts.silence import Silences
 from alerts.state import Alert, Notification
 from instrumentation.catalogue import Catalogue
@@ -77,19 +85,31 @@ class Outbox:
         self._lease = lease
         self._queues: dict[Key, deque[Delivery]] = {}
         self._seen: set[Key] = set()
+        self._groups = Groups(
+            muted=lambda m, now: self.muted(m.labels, now=now),
+            quiet=lambda m, now: m.alert is not None and self.acknowledged(m.alert, now=now),
+        )
 
     @property
     def receivers(self) -> tuple[str, ...]:
         return tuple(sorted(self._notifiers))
 
     def pending(self) -> int:
-        return sum(len(queue) for queue in self._queues.values())
+        """Deliveries queued, and notifications waiting in their group."""
+        return sum(len(queue) for queue in self._queues.values()) + self._groups.waiting()
 
     def receivers_for(self, labels: Mapping[str, str]) -> tuple[str, ...]:
         """The receivers an alert with ``labels`` goes to (every one without a router)."""
-        if self._router is None:
-            return self.receivers
-        return tuple(r for r in self._router.receivers_for(labels) if r in self._notifiers)
+        return tuple(d.receiver for d in self.destinations(labels))
+
+    def destinations(self, labels: Mapping[str, str]) -> tuple[Destination, ...]:
+        """Each receiver an alert with ``labels`` goes to, and how it is grouped there."""
+        router = self._router if self._router is not None else Router(default=self.receivers)
+        return tuple(d for d in router.destinations(labels) if d.receiver in self._notifiers)
+
+    def groups(self, receiver: str) -> bool:
+        """Whether ``receiver`` gets one message per group (not Alertmanager's push)."""
+        return getattr(self._notifiers.get(receiver), "groups", True) is not False
 
     def repeat_for(self, labels: Mapping[str, str]) -> timedelta | None:
         """How often a still-firing alert with ``labels`` is announced again, if at all."""
@@ -102,11 +122,12 @@ class Outbox:
         return self._silences is not None and self._silences.acknowledged(alert, now=now)
 
     def notify(self, notifications: Iterable[Notification], *, now: datetime) -> None:
-        """Queue one delivery per notification and receiver its labels route it to; a
-        silenced one is counted (outcome ``silenced``) and logged, not queued."""
+        """Put each notification in its group for every receiver its labels route it to
+        (queue it at once for a receiver that does not group); a silenced one is counted
+        (outcome ``silenced``) and logged, not sent, but its group still knows the alert."""
         for notification in notifications:
             labels = dict(notification.alert.labels)
-            receivers = self.receivers_for(labels)
+            destinations = self.destinations(labels)
             silence = self._silences.muting(labels, now=now) if self._silences else None
             if silence is not None:
                 log.info(
@@ -116,15 +137,82 @@ class Outbox:
                     notification.status,
                     silence.id,
                 )
-                for receiver in receivers:
-                    self._count(receiver, "silenced")
-                continue
-            made = deliveries((notification,), receivers=receivers, now=now)
-            for delivery in made:
-                links = self._links.render(delivery.payload)
-                if links:
-                    delivery.payload["links"] = links
-            self.enqueue(made)
+                for destination in destinations:
+                    self._count(destination.receiver, "silenced")
+            payload = self._payload(notification)
+            for destination in destinations:
+                self._route(notification, payload, destination, muted=silence is not None, now=now)
+        # Groups that do not wait are queued at once, so the scheduler writes their message
+        # before it is sent, as it did before grouping.
+        self.flush_groups(now=now)
+
+    def _payload(self, notification: Notification) -> dict[str, Any]:
+        payload = notification_payload(notification)
+        links = self._links.render(payload)
+        if links:
+            payload["links"] = links
+        return payload
+
+    def _route(
+        self, notification: Notification, payload: dict[str, Any], destination: Destination,
+        *, muted: bool, now: datetime,
+    ) -> None:  # fmt: skip
+        single = Delivery(
+            id=new_id(),
+            receiver=destination.receiver,
+            dedup_key=notification.dedup_key,
+            status=notification.status,
+            payload=dict(payload),
+            created_at=now,
+            next_attempt_at=now,
+        )
+        if not self.groups(destination.receiver):
+            if not muted:
+                self.enqueue([single])
+            return
+        labels = dict(notification.alert.labels)
+        key = destination.key(labels)
+        parked = None
+        if not muted:
+            parked = replace(single, payload={**payload, "group": {"key": key}})
+            self._ledger.journal(parked)
+        new = Member(
+            fingerprint=notification.dedup_key,
+            status=notification.status,
+            labels=labels,
+            payload=dict(payload),
+            pending=not muted,
+            alert=notification.alert,
+            parked=parked,
+        )
+        self._settle(self._groups.add(destination, new, now=now), now=now)
+
+    def track(self, alert: Alert, *, now: datetime) -> None:
+        """Make sure the groups know of a firing ``alert`` announced before (e.g. by an
+        engine before a restart), so their reminders include it."""
+        labels = dict(alert.labels)
+        known = Member(alert.fingerprint, "firing", labels, {}, pending=False, alert=alert)
+        for destination in self.destinations(labels):
+            if self.groups(destination.receiver) and not self._groups.has(destination, known):
+                payload = self._payload(Notification(alert=alert, at=now))
+                self._groups.track(destination, replace(known, payload=payload), now=now)
+
+    def flush_groups(self, *, now: datetime) -> int:
+        """Queue the message of every group due at ``now``; return how many were queued."""
+        queued = 0
+        for message in self._groups.flush(now=now):
+            if message.members:
+                self.enqueue([message.delivery(now=now)])
+                queued += 1
+            for member in message.settled:
+                self._settle(member, now=now)
+        return queued
+
+    def _settle(self, member: Member | None, *, now: datetime) -> None:
+        # Carried by a group's message (journaled with it), or replaced by a newer
+        # notification of the same alert: the parked row is done either way.
+        if member is not None and member.parked is not None:
+            self._ledger.journal(replace(member.parked, delivered_at=now))
 
     def queued(self, key: Key) -> bool:
         """Whether a delivery for ``(receiver, dedup_key)`` is still waiting."""
@@ -134,6 +222,7 @@ class Outbox:
         """Drop every queue (this engine lost the lead; its successor restores the store's)."""
         self._queues.clear()
         self._seen.clear()
+        self._groups.reset()
 
     def enqueue(self, deliveries: Iterable[Delivery]) -> None:
         """Queue new deliveries (each is journaled for the store)."""
@@ -148,10 +237,14 @@ class Outbox:
 
         A stored delivery for an alert this process has already notified about is stale (the
         receiver has heard something newer): it is abandoned rather than sent out of order.
+        One that was waiting in its group (parked) goes back to its group.
         """
         restored = 0
         by_key: dict[Key, list[Delivery]] = {}
         for delivery in stored:
+            if "group" in delivery.payload:
+                restored += self._unpark(delivery, now=now)
+                continue
             key = (delivery.receiver, delivery.dedup_key)
             if key in self._seen:
                 self._ledger.journal(
@@ -163,15 +256,35 @@ class Outbox:
             self._queues.setdefault(key, deque()).extendleft(reversed(waiting))
             self._seen.add(key)
             restored += len(waiting)
+        # Groups that do not wait send now, before anything newer joins them: a restored
+        # "firing" is not folded into a "resolved" decided after the restart.
+        self.flush_groups(now=now)
         return restored
 
+    def _unpark(self, delivery: Delivery, *, now: datetime) -> int:
+        """Put a notification that was waiting in its group back in it (1), unless this
+        process has heard newer of that alert (0)."""
+        labels = dict(delivery.payload.get("labels") or {})
+        payload = {k: v for k, v in delivery.payload.items() if k != "group"}
+        where = [d for d in self.destinations(labels) if d.receiver == delivery.receiver]
+        new = Member(delivery.dedup_key, delivery.status, labels, payload, parked=delivery)
+        if not where or not self.groups(delivery.receiver) or self._groups.has(where[0], new):
+            self._ledger.journal(
+                replace(delivery, abandoned_at=now, last_error="superseded after a restart")
+            )
+            return 0
+        self._groups.add(where[0], new, now=now)
+        return 1
+
     async def deliver(self, *, now: datetime) -> int:
-        """Attempt every due delivery once (concurrently); return how many were accepted.
+        """Queue the messages of groups that are due, then attempt every due delivery once
+        (concurrently); return how many were accepted.
 
         Nothing is sent without the lease, and no send outlives it: one still running when the
         lease runs out is cancelled (fencing), and retried by whoever holds the lease next."""
         if self._held() <= 0:
             return 0
+        self.flush_groups(now=now)
         due = [
             queue[0]
             for queue in self._queues.values()

@@ -20,13 +20,22 @@ route:
       receivers: [am]
       continue: true                    # keep looking at later routes too
   repeat_interval: 4h                   # remind while still firing (per route too); unset: never
+  group_by: [alertname]                 # one message per group (per route too); [...]: per alert
+  group_wait: 30s                       # a new group's first message waits to collect others
+  group_interval: 5m                    # later changes to a group at most this often
 ```
 
 Each receiver type's typed configuration lives beside its notifier (``alerts.notifiers``);
 any field may instead be given as ``<field>_env``, the name of an environment variable.
 Routes are tried in order; the first that matches decides unless it says ``continue``. The
-console receiver always gets every notification (a log line). ``ALERT_WEBHOOK_URL`` remains a
-shorthand: a ``webhook`` receiver added to the default route.
+console receiver always gets every notification (a log line per alert), grouped like the
+first matching route. ``ALERT_WEBHOOK_URL`` remains a shorthand: a ``webhook`` receiver added
+to the default route. Without a receivers file nothing is grouped: each alert is sent at once
+on its own, as before grouping existed (``GroupSettings.ungrouped``).
+
+Grouping (``alerts.grouping``) follows Alertmanager: the defaults are ``group_by:
+[alertname]``, ``group_wait: 30s``, ``group_interval: 5m``; a route's own values override the
+tree's. An ``alertmanager`` receiver is never grouped here: Alertmanager groups by itself.
 
 Every mistake is a ``ReceiverFileError`` naming file, receiver and field.
 """
@@ -35,76 +44,38 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any
 
 import httpx
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, TypeAdapter, ValidationError
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    TypeAdapter,
+    ValidationError,
+    field_validator,
+)
 
 from alerts.errors import ReceiverFileError
+from alerts.grouping import EVERY_LABEL, GroupSettings
 from alerts.matchers import Matcher
 from alerts.notifiers import ConsoleNotifier, Notifier, WebhookConfig, WebhookNotifier
 from alerts.notifiers.alertmanager import AlertmanagerConfig, AlertmanagerNotifier
 from alerts.notifiers.pagerduty import PagerDutyConfig, PagerDutyNotifier
 from alerts.notifiers.slack import SlackConfig, SlackNotifier
+from alerts.routing import CONSOLE, Route, Router
 from alerts.rule import Duration
-
-CONSOLE = "console"
 
 ReceiverConfig = Annotated[
     WebhookConfig | SlackConfig | PagerDutyConfig | AlertmanagerConfig,
     Field(discriminator="type"),
 ]
 _configs: TypeAdapter[ReceiverConfig] = TypeAdapter(ReceiverConfig)
-
-
-@dataclass(frozen=True)
-class Route:
-    """Alerts matching every matcher go to ``receivers``."""
-
-    matchers: tuple[Matcher, ...]
-    receivers: tuple[str, ...]
-    carry_on: bool = False
-    repeat_interval: timedelta | None = None
-
-    def matches(self, labels: Mapping[str, str]) -> bool:
-        return all(m.matches(labels) for m in self.matchers)
-
-
-@dataclass(frozen=True)
-class Router:
-    """Which receivers get an alert with these labels.
-
-    >>> router = Router(routes=(Route((Matcher("severity", "page"),), ("pager",)),),
-    ...                 default=("slack",))
-    >>> router.receivers_for({"severity": "page"}), router.receivers_for({})
-    (('console', 'pager'), ('console', 'slack'))
-    """
-
-    routes: tuple[Route, ...] = ()
-    default: tuple[str, ...] = ()
-    always: tuple[str, ...] = (CONSOLE,)
-    repeat_interval: timedelta | None = None
-
-    def repeat_for(self, labels: Mapping[str, str]) -> timedelta | None:
-        """How often a still-firing alert is announced again (its first matching route's
-        ``repeat_interval``, else the tree's); ``None``: never."""
-        for route in self.routes:
-            if route.matches(labels) and route.repeat_interval is not None:
-                return route.repeat_interval
-        return self.repeat_interval
-
-    def receivers_for(self, labels: Mapping[str, str]) -> tuple[str, ...]:
-        chosen: list[str] = []
-        for route in self.routes:
-            if route.matches(labels):
-                chosen.extend(route.receivers)
-                if not route.carry_on:
-                    break
-        return tuple(dict.fromkeys([*self.always, *(chosen or self.default)]))
 
 
 @dataclass(frozen=True)
@@ -134,9 +105,40 @@ def notifier_for(config: BaseModel, *, client: httpx.AsyncClient) -> Notifier:
     raise TypeError(f"no notifier for {type(config).__name__}")
 
 
-class _RouteSpec(BaseModel):
+_LABEL_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
+
+
+class _Grouping(BaseModel):
+    """What a route and the tree both may say about grouping."""
+
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
+    group_by: list[str] | None = None
+    group_wait: Duration | None = None
+    group_interval: Duration | None = None
+
+    @field_validator("group_by")
+    @classmethod
+    def _label_names(cls, value: list[str] | None) -> list[str] | None:
+        if value is None:
+            return None
+        if EVERY_LABEL in value and len(value) > 1:
+            raise ValueError(f"{EVERY_LABEL!r} groups by every label: it must stand alone")
+        for name in value:
+            if name != EVERY_LABEL and not _LABEL_NAME.fullmatch(name):
+                raise ValueError(f"{name!r} is not a label name")
+        return value
+
+    @field_validator("group_interval")
+    @classmethod
+    def _positive(cls, value: timedelta | None) -> timedelta | None:
+        # Zero would mean a message per delivery tick: Alertmanager refuses it as well.
+        if value is not None and value <= timedelta(0):
+            raise ValueError("must be longer than 0s")
+        return value
+
+
+class _RouteSpec(_Grouping):
     match: dict[str, str] = {}
     match_re: dict[str, str] = {}
     receivers: list[str]
@@ -144,12 +146,20 @@ class _RouteSpec(BaseModel):
     repeat_interval: Duration | None = None
 
 
-class _Tree(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class _Tree(_Grouping):
     receivers: list[str] = []
     routes: list[_RouteSpec] = []
     repeat_interval: Duration | None = None
+
+    def grouping(self) -> GroupSettings:
+        """The file's defaults (Alertmanager's) with the tree's own values over them."""
+        defaults = GroupSettings()
+        return GroupSettings(
+            by=tuple(self.group_by) if self.group_by is not None else defaults.by,
+            wait=self.group_wait if self.group_wait is not None else defaults.wait,
+            interval=self.group_interval if self.group_interval is not None else defaults.interval,
+            repeat=self.repeat_interval,
+        )
 
 
 def load_receivers(
@@ -166,11 +176,7 @@ def load_receivers(
         configs, router = _parse(Path(path), environ=environ)
     if webhook_url is not None and "webhook" not in configs:
         configs["webhook"] = WebhookConfig(url=webhook_url)
-        router = Router(
-            routes=router.routes,
-            default=(*router.default, "webhook"),
-            repeat_interval=router.repeat_interval,
-        )
+        router = replace(router, default=(*router.default, "webhook"))
     if path is None and webhook_url is None:
         return Receivers()
     return Receivers(configs=configs, router=router)
@@ -246,10 +252,24 @@ def _router(spec: Any, *, file: str, known: set[str]) -> Router:
                 raise ReceiverFileError(
                     "no such receiver", file=file, receiver=name, field=f"route.routes.{number}"
                 )
-        routes.append(Route(_matchers(item, file=file, number=number), tuple(item.receivers),
-                            item.carry_on, item.repeat_interval))  # fmt: skip
+        routes.append(
+            Route(
+                _matchers(item, file=file, number=number),
+                tuple(item.receivers),
+                item.carry_on,
+                item.repeat_interval,
+                group_by=tuple(item.group_by) if item.group_by is not None else None,
+                group_wait=item.group_wait,
+                group_interval=item.group_interval,
+            )
+        )
     default = tuple(tree.receivers) if tree.receivers else tuple(sorted(known))
-    return Router(routes=tuple(routes), default=default, repeat_interval=tree.repeat_interval)
+    return Router(
+        routes=tuple(routes),
+        default=default,
+        repeat_interval=tree.repeat_interval,
+        group=tree.grouping(),
+    )
 
 
 def _matchers(item: _RouteSpec, *, file: str, number: int) -> tuple[Matcher, ...]:

@@ -18,7 +18,8 @@ import httpx
 from alerts.cli import AddCommand
 from alerts.delivery import deliveries
 from alerts.errors import AlertsError, NotificationError
-from alerts.receivers import CONSOLE, Receivers
+from alerts.receivers import Receivers
+from alerts.routing import CONSOLE
 from alerts.settings import AlertSettings
 from alerts.state import Alert, AlertState, Notification
 

@@ -3,7 +3,9 @@
 - **Refresh**: a receiver with ``resends = True`` (Alertmanager) forgets an alert nobody
   pushes again before ``endsAt``; it gets every firing alert again each ``resend_every``.
 - **Reminder**: a route's ``repeat_interval`` (``alerts.receivers``) announces an alert that
-  is still firing again to its receivers, unless it is acknowledged or silenced.
+  is still firing again to its receivers, unless it is acknowledged or silenced. For a
+  receiver that groups, the group reminds (``alerts.grouping``): this only makes sure every
+  firing alert is in its groups, those adopted after a restart included.
 
 Each run queues, per firing alert and receiver, one "firing" delivery when the last one is at
 least that old and nothing for that alert is still queued there (a queued "resolved" is never
@@ -49,14 +51,16 @@ class Resender:
         for alert in self._ledger.active():
             if alert.state is not AlertState.FIRING:
                 continue
+            self._outbox.track(alert, now=now)
             labels = dict(alert.labels)
             muted = self._outbox.muted(labels, now=now)
             remind = self._outbox.repeat_for(labels)
             if remind is not None and self._outbox.acknowledged(alert, now=now):
                 remind = None
             for receiver in self._outbox.receivers_for(labels):
+                own = None if self._outbox.groups(receiver) else remind
                 every = min(
-                    (e for e in (self._refresh.get(receiver), remind) if e is not None),
+                    (e for e in (self._refresh.get(receiver), own) if e is not None),
                     default=None,
                 )
                 if every is None:

@@ -6,6 +6,10 @@ Prometheus does): Alertmanager resolves an alert nobody refreshes, so the engine
 firing alert again every ``resend_seconds`` (``Monitor`` schedules it) and a dead engine's
 alerts end by themselves. A resolved alert is sent with its real ``endsAt``.
 
+It is not grouped here (``groups = False``): every alert is pushed at once, without waiting
+``group_wait``, because Alertmanager groups, waits and repeats by its own routes; waiting here
+as well would only delay its first notification.
+
     [{"labels": {"alertname": "...", ...}, "annotations": {...},
       "startsAt": "2026-11-29T02:00:00Z", "endsAt": "2026-11-29T02:04:00Z"}]
 """
@@ -19,7 +23,7 @@ from typing import Any, Literal
 import httpx
 from pydantic import BaseModel, ConfigDict, Field
 
-from alerts.delivery import Delivery, iso
+from alerts.delivery import Delivery, alerts_of, iso
 from alerts.notifiers.http import post_json
 
 
@@ -44,7 +48,12 @@ class AlertmanagerConfig(BaseModel):
 
 
 def postable_alerts(delivery: Delivery, *, now: datetime, ends_after: timedelta) -> list[Any]:
-    """The request body (a list of one postable alert) for one delivery."""
+    """The request body (a list of postable alerts, one per alert) for one delivery."""
+    return [postable_alert(one, now=now, ends_after=ends_after) for one in alerts_of(delivery)]
+
+
+def postable_alert(delivery: Delivery, *, now: datetime, ends_after: timedelta) -> Any:
+    """One alert as Alertmanager's ``postableAlert``."""
     payload = delivery.payload
     alert: dict[str, Any] = {
         "labels": dict(payload["labels"]),
@@ -61,13 +70,14 @@ def postable_alerts(delivery: Delivery, *, now: datetime, ends_after: timedelta)
         alert["endsAt"] = payload.get("endsAt") or iso(now)
     else:
         alert["endsAt"] = iso(now + ends_after)
-    return [alert]
+    return alert
 
 
 class AlertmanagerNotifier:
     """POST each notification to ``/api/v2/alerts``."""
 
     resends = True
+    groups = False
 
     def __init__(
         self,

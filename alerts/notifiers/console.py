@@ -1,7 +1,10 @@
-"""Notifications as one structured (JSON) log line each: the embedded-mode default.
+"""Notifications as one structured (JSON) log line per alert: the embedded-mode default.
 
 {"event": "alert", "status": "firing", "alertname": "DatabaseSlowQuery", "labels": {...},
  "annotations": {...}, "startsAt": "2026-11-26T09:00:00Z", "fingerprint": "..."}
+
+A group's message is logged as one line per alert, written together, each with the group's
+``groupKey``: log searches for one alert keep working, and the key ties a message together.
 """
 
 from __future__ import annotations
@@ -10,7 +13,7 @@ import json
 import logging
 from typing import Any
 
-from alerts.delivery import Delivery
+from alerts.delivery import Delivery, alerts_of
 from alerts.notifiers.fields import condition_of
 
 log = logging.getLogger("dynoscope.alerts")
@@ -43,8 +46,15 @@ class ConsoleNotifier:
         self._log = logger
 
     async def send(self, delivery: Delivery) -> None:
+        group = delivery.payload.get("groupKey")
+        for one in alerts_of(delivery):
+            self._line(one, group=group)
+
+    def _line(self, delivery: Delivery, *, group: str | None) -> None:
         payload = delivery.payload
         line = console_line(payload, status=delivery.status, fingerprint=delivery.dedup_key)
+        if group is not None:
+            line["groupKey"] = group
         # The Watchdog (severity none) arrives every minute by design: not a warning.
         severity = payload["labels"].get("severity")
         firing = delivery.status == "firing" and severity != "none"

@@ -8,7 +8,11 @@ from alerts.delivery import Delivery
 
 
 class Notifier(Protocol):
-    """Deliver one queued notification, or raise ``NotificationError``."""
+    """Deliver one queued notification, or raise ``NotificationError``.
+
+    A delivery is one alert or one aggregation group's message; ``alerts_of(delivery)``
+    (``alerts.delivery``) gives each alert of either as a delivery of its own. A notifier
+    with ``groups = False`` gets every alert on its own, at once (Alertmanager's push)."""
 
     name: str
 

@@ -5,6 +5,10 @@ alert and the resolve closes it. The ``severity`` label maps onto PagerDuty's fo
 (``page`` → ``critical``). 429 and 5xx are retried; other 4xx (a bad routing key, an invalid
 event) are not. The routing key is the secret: give it as ``routing_key_env``.
 
+A group's message is still one event per alert (the Events API pairs a trigger with its
+resolve by ``dedup_key``, so it must be the alert's), posted one after the other at the
+group's flush. A retry of the message posts them all again: PagerDuty folds the repeats.
+
     {"routing_key": "...", "event_action": "trigger", "dedup_key": "<fingerprint>",
      "payload": {"summary": "...", "source": "api-1:8000", "severity": "critical",
                  "timestamp": "...", "component": "/properties", "class": "ApiLatencyP95High",
@@ -20,7 +24,7 @@ from typing import Any, Literal
 import httpx
 from pydantic import BaseModel, ConfigDict, SecretStr
 
-from alerts.delivery import Delivery
+from alerts.delivery import Delivery, alerts_of
 from alerts.notifiers.fields import condition_of, query_lines, trace_links, where_of
 from alerts.notifiers.http import post_json
 from alerts.notifiers.slack import summary_of
@@ -129,7 +133,7 @@ def pagerduty_event(delivery: Delivery, *, routing_key: str, source: str) -> dic
 
 
 class PagerDutyNotifier:
-    """Send each notification as one event."""
+    """Send each alert as one event (a group's alerts one after the other)."""
 
     def __init__(self, config: PagerDutyConfig, *, client: httpx.AsyncClient) -> None:
         self.name = config.name
@@ -137,15 +141,16 @@ class PagerDutyNotifier:
         self._client = client
 
     async def send(self, delivery: Delivery) -> None:
-        event = pagerduty_event(
-            delivery,
-            routing_key=self._config.routing_key.get_secret_value(),
-            source=self._config.source,
-        )
-        await post_json(
-            self._client,
-            self._config.url,
-            event,
-            receiver=self.name,
-            seconds=self._config.timeout_seconds,
-        )
+        for one in alerts_of(delivery):
+            event = pagerduty_event(
+                one,
+                routing_key=self._config.routing_key.get_secret_value(),
+                source=self._config.source,
+            )
+            await post_json(
+                self._client,
+                self._config.url,
+                event,
+                receiver=self.name,
+                seconds=self._config.timeout_seconds,
+            )

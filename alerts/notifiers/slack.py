@@ -3,6 +3,10 @@
     {"text": "[FIRING] ApiLatencyP95High: p95 0.8s on /properties",
      "blocks": [{"type": "header", ...}, {"type": "section", ...}, {"type": "context", ...}]}
 
+A group's message (``alerts.grouping``) is one Slack message: a header counting its alerts,
+then each alert's own blocks (at most ``LISTED`` alerts; a last line counts the rest, as
+Slack takes 50 blocks at most). A group of one alert reads like a single alert.
+
 Slack answers 429 with ``Retry-After`` when it rate-limits: retried no sooner than that.
 Other 4xx (``invalid_payload``, a revoked webhook) are not retried. The webhook URL is the
 secret: give it as ``url_env`` in the receivers file.
@@ -15,13 +19,16 @@ from typing import Any, Literal
 import httpx
 from pydantic import BaseModel, ConfigDict, SecretStr
 
-from alerts.delivery import Delivery
+from alerts.delivery import Delivery, alerts_of
 from alerts.notifiers.fields import condition_of, query_lines, trace_links, where_of
 from alerts.notifiers.http import post_json
 from alerts.notifiers.webhook import _redact_in_httpx_log
 
 HEADER_LIMIT = 150
 TEXT_LIMIT = 3000  # Slack's limit for a section's text
+# An alert takes up to 7 blocks in a group's message (divider, summary, fields, context,
+# links, traces, statements); 6 of them with the header lines stay under Slack's 50.
+LISTED = 6
 
 
 class SlackConfig(BaseModel):
@@ -111,8 +118,33 @@ def slack_payload(delivery: Delivery) -> dict[str, Any]:
     }
 
 
+def group_message(delivery: Delivery) -> dict[str, Any]:
+    """The message for one delivery: one alert's, or one group's listing its alerts."""
+    alerts = alerts_of(delivery)
+    if len(alerts) == 1:
+        return slack_payload(alerts[0])
+    status = delivery.status.upper()
+    firing = sum(one.status == "firing" for one in alerts)
+    group = delivery.payload.get("groupLabels") or {}
+    about = ", ".join(f"{k}={v}" for k, v in sorted(group.items())) or "alerts"
+    counts = f"{firing} firing, {len(alerts) - firing} resolved"
+    blocks: list[dict[str, Any]] = [
+        {
+            "type": "header",
+            "text": {"type": "plain_text", "text": f"{status}: {about}"[:HEADER_LIMIT]},
+        },
+        {"type": "context", "elements": [{"type": "mrkdwn", "text": counts}]},
+    ]
+    for one in alerts[:LISTED]:
+        blocks.extend([{"type": "divider"}, *slack_payload(one)["blocks"][1:]])
+    if len(alerts) > LISTED:
+        more = f"and {len(alerts) - LISTED} more"
+        blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": more}]})
+    return {"text": f"[{status}] {about}: {counts}", "blocks": blocks}
+
+
 class SlackNotifier:
-    """POST each notification to the incoming webhook."""
+    """POST each notification (one alert, or one group's message) to the incoming webhook."""
 
     def __init__(self, config: SlackConfig, *, client: httpx.AsyncClient) -> None:
         self.name = config.name
@@ -124,7 +156,7 @@ class SlackNotifier:
         await post_json(
             self._client,
             self._config.url.get_secret_value(),
-            slack_payload(delivery),
+            group_message(delivery),
             receiver=self.name,
             seconds=self._config.timeout_seconds,
         )

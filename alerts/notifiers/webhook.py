@@ -1,7 +1,10 @@
 """A generic webhook in Alertmanager's webhook format (version 4).
 
-Any receiver written for Alertmanager accepts these requests. One request carries one alert;
-``groupKey`` is the alert's fingerprint, the dedup key across retries::
+Any receiver written for Alertmanager accepts these requests. One request carries one
+aggregation group's message (``alerts.grouping``): ``groupKey`` is the group's key, the dedup
+key across retries, ``groupLabels`` its ``group_by`` labels, ``commonLabels`` and
+``commonAnnotations`` what all its alerts share, and ``status`` is ``firing`` while any of them
+fires. A delivery of a single alert (not grouped) has its fingerprint as ``groupKey``::
 
     {"version": "4", "groupKey": "<fingerprint>", "truncatedAlerts": 0, "status": "firing",
      "receiver": "webhook", "groupLabels": {"alertname": "..."}, "commonLabels": {...},
@@ -20,7 +23,7 @@ from typing import Any, Literal
 import httpx
 from pydantic import BaseModel, ConfigDict, SecretStr
 
-from alerts.delivery import Delivery
+from alerts.delivery import Delivery, alerts_of
 from alerts.notifiers.http import post_json
 
 ZERO_TIME = "0001-01-01T00:00:00Z"
@@ -61,21 +64,36 @@ def v4_alert(payload: dict[str, Any], *, status: str, fingerprint: str) -> dict[
 
 
 def alertmanager_payload(delivery: Delivery, *, receiver: str, external_url: str) -> dict[str, Any]:
-    """The version-4 webhook body for one delivery."""
-    alert = delivery.payload
-    labels: dict[str, str] = alert["labels"]
+    """The version-4 webhook body for one delivery (one group's message, or one alert)."""
+    alerts = [webhook_alert(one) for one in alerts_of(delivery)]
+    first: dict[str, str] = alerts[0]["labels"] if alerts else {}
+    group = delivery.payload.get("groupLabels")
+    firing = any(a["status"] == "firing" for a in alerts)
     return {
         "version": "4",
         "groupKey": delivery.dedup_key,
         "truncatedAlerts": 0,
-        "status": delivery.status,
+        "status": "firing" if firing else "resolved",
         "receiver": receiver,
-        "groupLabels": {"alertname": labels.get("alertname", "")},
-        "commonLabels": labels,
-        "commonAnnotations": alert["annotations"],
+        "groupLabels": group if group is not None else {"alertname": first.get("alertname", "")},
+        "commonLabels": _common([a["labels"] for a in alerts]),
+        "commonAnnotations": _common([a["annotations"] for a in alerts]),
         "externalURL": external_url,
-        "alerts": [v4_alert(alert, status=delivery.status, fingerprint=delivery.dedup_key)],
+        "alerts": alerts,
     }
+
+
+def webhook_alert(delivery: Delivery) -> dict[str, Any]:
+    """One alert of a webhook body."""
+    return v4_alert(delivery.payload, status=delivery.status, fingerprint=delivery.dedup_key)
+
+
+def _common(mappings: list[dict[str, str]]) -> dict[str, str]:
+    """The pairs every mapping has (Alertmanager's ``commonLabels``)."""
+    if not mappings:
+        return {}
+    shared = set(mappings[0].items()).intersection(*(m.items() for m in mappings[1:]))
+    return dict(sorted(shared))
 
 
 class RedactUrl(logging.Filter):

@@ -22,7 +22,7 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from alerts.context import Context
-from alerts.delivery import Delivery
+from alerts.delivery import Delivery, alerts_of
 from alerts.evaluator import Evaluator
 from alerts.ledger import Ledger
 from alerts.links import Links
@@ -204,7 +204,7 @@ class Keeper:
         self.deliveries: list[Delivery] = []
 
     async def send(self, delivery: Delivery) -> None:
-        self.deliveries.append(delivery)
+        self.deliveries.extend(alerts_of(delivery))  # a group's message: each of its alerts
 
 
 class Hanging:

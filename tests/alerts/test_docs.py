@@ -13,12 +13,15 @@ from alerts.loader import DEFAULT_RULES, load_rules
 from alerts.signals import SIGNALS
 
 MODULES = [
+    "alerts.delivery",
     "alerts.duration",
     "alerts.context",
     "alerts.links",
+    "alerts.grouping",
     "alerts.loader",
     "alerts.notifiers.fields",
     "alerts.lock",
+    "alerts.routing",
     "alerts.settings",
     "alerts.signals",
     "alerts.sources.prometheus",

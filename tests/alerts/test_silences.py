@@ -19,8 +19,8 @@ from alerts.migrate import upgrade
 from alerts.monitor import open_store
 from alerts.outbox import Outbox
 from alerts.query import Sample, Vector
-from alerts.receivers import Router
 from alerts.resend import Resender
+from alerts.routing import Router
 from alerts.rule import Op, RawQuery, Rule
 from alerts.settings import AlertSettings
 from alerts.silence import Silence, Silences
@@ -203,55 +203,63 @@ async def test_silence_command_adds_lists_and_expires(sqlite_environ: dict[str, 
     assert silence_id not in (await cli("list")).stdout
 
 
-def reminders_setup(*, repeat: timedelta) -> tuple[Ledger, Outbox, Silences, Resender]:
+def reminders_setup(*, repeat: timedelta) -> tuple[Ledger, Outbox, Silences, Resender, Recorder]:
     ledger = Ledger()
     silences = Silences()
     router = Router(default=(), repeat_interval=repeat)
-    outbox = Outbox(
-        notifiers={"console": Recorder("console")}, ledger=ledger, router=router, silences=silences
-    )
+    console = Recorder("console")
+    outbox = Outbox(notifiers={"console": console}, ledger=ledger, router=router,
+                    silences=silences)  # fmt: skip
     fired = evaluate(RULE, (), result=Vector((Sample((), 1.0),)), now=T0)
     ledger.record({RULE.name: fired}, now=T0)
-    resender = Resender(ledger=ledger, outbox=outbox, notifiers={"console": Recorder("console")})
-    return ledger, outbox, silences, resender
+    resender = Resender(ledger=ledger, outbox=outbox, notifiers={"console": console})
+    return ledger, outbox, silences, resender, console
+
+
+async def sent(outbox: Outbox, resender: Resender, console: Recorder, *, at: datetime) -> int:
+    """Run the resend and delivery jobs at ``at``: how many messages the console got."""
+    before = len(console.accepted)
+    resender.run(now=at)
+    await outbox.deliver(now=at)
+    return len(console.accepted) - before
 
 
 async def test_reminders_follow_repeat_interval_on_a_fixed_clock() -> None:
-    _, outbox, _, resender = reminders_setup(repeat=timedelta(hours=1))
-    assert resender.run(now=T0) == 0  # the notification itself was the first
-    assert resender.run(now=T0 + timedelta(minutes=59)) == 0
-    assert resender.run(now=T0 + timedelta(hours=1)) == 1
-    await outbox.deliver(now=T0 + timedelta(hours=1))
-    assert resender.run(now=T0 + timedelta(hours=1, minutes=30)) == 0
-    assert resender.run(now=T0 + timedelta(hours=2)) == 1
+    _, outbox, _, resender, console = reminders_setup(repeat=timedelta(hours=1))
+    assert await sent(outbox, resender, console, at=T0) == 0  # the notification was the first
+    assert await sent(outbox, resender, console, at=T0 + timedelta(minutes=59)) == 0
+    assert await sent(outbox, resender, console, at=T0 + timedelta(hours=1)) == 1
+    assert await sent(outbox, resender, console, at=T0 + timedelta(hours=1, minutes=30)) == 0
+    assert await sent(outbox, resender, console, at=T0 + timedelta(hours=2)) == 1
 
 
 async def test_an_acknowledged_alert_gets_no_reminders_until_it_resolves() -> None:
-    ledger, outbox, silences, resender = reminders_setup(repeat=timedelta(hours=1))
+    ledger, outbox, silences, resender, console = reminders_setup(repeat=timedelta(hours=1))
     (alert,) = ledger.active()
     silences.add(Silence.acknowledge(alert, now=T0 + timedelta(minutes=5), author="ana",
                                      comment="on it"))  # fmt: skip
-    assert resender.run(now=T0) == 0
-    assert resender.run(now=T0 + timedelta(hours=3)) == 0  # acknowledged: quiet
+    assert await sent(outbox, resender, console, at=T0) == 0
+    assert await sent(outbox, resender, console, at=T0 + timedelta(hours=3)) == 0  # quiet
     ended = evaluate(RULE, tuple(ledger.active()), result=Vector(()), now=T0 + timedelta(hours=4))
     ledger.record({RULE.name: ended}, now=T0 + timedelta(hours=4))
     outbox.notify(ended.notifications, now=T0 + timedelta(hours=4))
     assert outbox.pending() == 1  # the resolution is still announced
     await outbox.deliver(now=T0 + timedelta(hours=4))
+    assert console.accepted == ["resolved"]
     again = T0 + timedelta(hours=5)
     refired = evaluate(RULE, (), result=Vector((Sample((), 1.0),)), now=again)
     ledger.record({RULE.name: refired}, now=again)
-    assert resender.run(now=again) == 0
-    assert resender.run(now=again + timedelta(hours=1)) == 1  # a new episode: reminded
+    assert await sent(outbox, resender, console, at=again) == 0
+    assert await sent(outbox, resender, console, at=again + timedelta(hours=1)) == 1  # new episode
 
 
 async def test_a_silenced_alert_gets_no_reminders() -> None:
-    _, _, silences, resender = reminders_setup(repeat=timedelta(hours=1))
+    _, outbox, silences, resender, console = reminders_setup(repeat=timedelta(hours=1))
     silences.add(Silence.new(["severity=warning"], starts_at=T0, ends_at=T0 + timedelta(hours=2),
                              author="ana", comment=""))  # fmt: skip
-    assert resender.run(now=T0) == 0
-    assert resender.run(now=T0 + timedelta(hours=1)) == 0
-    assert resender.run(now=T0 + timedelta(hours=2)) == 1  # silence over
+    assert await sent(outbox, resender, console, at=T0) == 0
+    assert await sent(outbox, resender, console, at=T0 + timedelta(hours=1)) == 0
+    assert await sent(outbox, resender, console, at=T0 + timedelta(hours=2)) == 1  # silence over
 
 
 async def test_acknowledge_over_http(sqlite_environ: dict[str, str]) -> None:
