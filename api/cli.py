@@ -206,6 +206,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if getattr(args, "client_only", False):
+        # A client of some deployment (``dynoscope load``): this host's service settings,
+        # production secrets included, are none of its business.
+        configure_logging("INFO")
+        client: int = args.run(None, args)
+        return client
     try:
         settings = Settings.from_env()
     except SettingsError as exc:

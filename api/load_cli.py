@@ -158,4 +158,4 @@ def register(
         default=None,
         help="a status line on stderr each second (default: when stderr is a terminal)",
     )
-    load.set_defaults(run=_run)
+    load.set_defaults(run=_run, client_only=True)

@@ -160,6 +160,8 @@ def test_percentiles_are_nearest_rank() -> None:
 async def dynoscope(*args: str, tmp_path: Path) -> tuple[int, str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("DYNOSCOPE", "JWT"))}
     env["DATABASE_URL"] = f"sqlite:///{tmp_path}/cli.db"
+    # A production host without the service's secrets may still run a load elsewhere.
+    env["DYNOSCOPE_ENV"] = "production"
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
