@@ -6,9 +6,9 @@
 >>> stack.kill_instance(2); stack.restart_instance(2); stack.stop()  # doctest: +SKIP
 
 Three API instances (``dynoscope serve``, production mode) behind nginx, two schedulers
-(``dynoscope alerts run``) competing for the lease in the alert store, a PostgreSQL cluster
-and a Redis of the stack's own, Prometheus and Alertmanager; every port free and chosen at
-start. Process ids, ports and settings go to ``state.json`` in the stack's directory, the
+(``dynoscope alerts run``) competing for the lease in the alert store, PostgreSQL clusters
+(the service's, and the alert store's) and a Redis of the stack's own, Prometheus and
+Alertmanager; every port free and chosen at start. Process ids, ports and settings go to ``state.json`` in the stack's directory, the
 generated secrets to ``secrets.env`` (both mode 600), logs to ``logs/``. Any process can
 then stop the stack or switch a fault (``stack.py fault db_down on --dir .stack``), which is
 what the admin fault API's commands (``faults.yml``) run.
@@ -309,6 +309,8 @@ class Stack:
 
     def stop(self) -> None:
         """Stop everything the stack started, by process id, last started first."""
+        if (self.directory / "state.json").exists():  # a fault command may have restarted some
+            self.pids = Stack.load(self.directory).pids
         order = ["nginx", *self.schedulers, *self.instances, "prometheus", "alertmanager"]
         for name in [*order, "redis"]:
             self.stop_process(name)

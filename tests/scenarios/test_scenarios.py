@@ -267,8 +267,8 @@ def test_overload_is_shed_and_reported_while_admitted_requests_stay_fast(
     shed = [s for s in during + steady if s.status == 503]
     admitted = [s for s in steady if s.status < 500 and s.status != 0]
     print(
-        f"\noverload: {len(during)} logins sent, {len(shed)} requests shed (503 after nginx's"
-        f" retry); served p95 at the instances: reads {reads * 1000:.0f} ms, logins"
+        f"\noverload: {len(during)} logins answered, {len(shed)} requests shed (503 through"
+        f" nginx); served p95 at the instances: reads {reads * 1000:.0f} ms, logins"
         f" {logins * 1000:.0f} ms; steady users' admitted requests p95 {p95(admitted) * 1000:.0f}"
         " ms through nginx",
         file=sys.stderr,
