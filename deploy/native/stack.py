@@ -10,8 +10,9 @@ Three API instances (``dynoscope serve``, production mode) behind nginx, two sch
 (the service's, and the alert store's) and a Redis of the stack's own, Prometheus and
 Alertmanager; every port free and chosen at start. Process ids, ports and settings go to
 ``state.json`` in the stack's directory, the generated secrets to ``secrets.env`` (both
-mode 600), logs to ``logs/``. Any process can then stop the stack or switch a fault (``stack.py fault db_down on --dir .stack``), which is
-what the admin fault API's commands (``faults.yml``) run.
+mode 600), logs to ``logs/``. Any process can then stop the stack or switch a fault
+(``stack.py fault db_down on --dir .stack``), which is what the admin fault API's commands
+(``faults.yml``) run.
 """
 
 from __future__ import annotations
