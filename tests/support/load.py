@@ -38,6 +38,11 @@ class Sample:
     method: str
     status: int  # 0: transport error, no answer
     seconds: float
+    error: str = ""  # a 5xx answer's error code, e.g. "overloaded" (admission control)
+
+    @property
+    def shed(self) -> bool:
+        return self.status == 503 and self.error == "overloaded"
 
 
 @dataclass
@@ -161,10 +166,14 @@ async def _logged_in(client: httpx.AsyncClient) -> dict[str, Any]:
 async def _request(method: Callable[..., Any], path: str, **kwargs: Any) -> Sample:
     started = time.monotonic()
     name = method.__name__.upper()
+    error = ""
     try:
         response = await method(path, **kwargs)
         status = response.status_code
+        if status >= 500:
+            with contextlib.suppress(ValueError, AttributeError):
+                error = str(response.json().get("error", ""))
     except httpx.HTTPError:
         status = 0
     now = time.monotonic()
-    return Sample(at=now, method=name, status=status, seconds=now - started)
+    return Sample(at=now, method=name, status=status, seconds=now - started, error=error)
