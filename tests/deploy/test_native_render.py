@@ -26,7 +26,6 @@ def installed(name: str, package: str) -> str:
         return program(name, package)
     except MissingBinary as exc:
         missing(exc)
-        raise
 
 
 def test_nginx_conf_keeps_the_shared_file_and_moves_replicas_to_loopback(tmp_path: Path) -> None:

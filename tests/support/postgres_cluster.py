@@ -13,6 +13,7 @@ import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import NoReturn
 
 import pytest
 
@@ -22,7 +23,7 @@ from tests.support.stack import free_port
 __all__ = ["Cluster", "private_cluster"]
 
 
-def missing(exc: MissingBinary) -> None:
+def missing(exc: MissingBinary) -> NoReturn:
     """Skip the test locally, fail it in CI."""
     if os.environ.get("CI", "").lower() in {"1", "true", "yes"}:
         pytest.fail(str(exc))
