@@ -7,7 +7,7 @@ PORT   ?= 8000
 DATABASE_URL ?= sqlite:///./dynoscope.db
 export DATABASE_URL
 
-.PHONY: install run test lint format bench clean services
+.PHONY: install run test lint format bench clean services stack stack-down
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -26,6 +26,17 @@ run: install
 services:
 	deploy/native/ensure-services.sh
 	deploy/native/ensure-prometheus.sh
+	deploy/native/ensure-nginx.sh
+
+# The production topology on loopback without containers (README: "Native stack").
+STACK_DIR ?= .stack
+stack: install
+	deploy/native/ensure-prometheus.sh
+	deploy/native/ensure-nginx.sh
+	$(BIN)/python deploy/native/stack.py up --dir $(STACK_DIR) $(STACK_ARGS)
+
+stack-down:
+	$(BIN)/python deploy/native/stack.py down --dir $(STACK_DIR)
 
 test: install services
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

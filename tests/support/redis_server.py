@@ -1,16 +1,18 @@
-"""A private redis-server on a loopback port, so a test can take Redis down and bring it back."""
+"""A private redis-server on a loopback port, so a test can take Redis down and bring it back.
+
+How it is run is ``deploy/native/redis.py``, shared with ``make stack``.
+"""
 
 from __future__ import annotations
 
-import os
-import shutil
 import subprocess
-import time
 from pathlib import Path
 
-import pytest
 import redis
 
+from deploy.native.postgres import MissingBinary
+from deploy.native.redis_server import redis_argv, redis_binary, wait_ready
+from tests.support.postgres_cluster import missing
 from tests.support.stack import free_port
 
 
@@ -18,13 +20,10 @@ class RedisServer:
     """Start, stop (keeping a snapshot) and restart a real redis-server."""
 
     def __init__(self, directory: Path) -> None:
-        binary = shutil.which("redis-server")
-        if binary is None:
-            message = "redis-server is not installed"
-            if os.environ.get("CI", "").lower() in {"1", "true", "yes"}:
-                pytest.fail(message)
-            pytest.skip(message)
-        self._binary = binary
+        try:
+            self._binary = redis_binary()
+        except MissingBinary as exc:
+            missing(exc)
         self._directory = directory
         self.port = free_port()
         self._process: subprocess.Popen[bytes] | None = None
@@ -35,37 +34,11 @@ class RedisServer:
 
     def start(self) -> None:
         self._process = subprocess.Popen(
-            [
-                self._binary,
-                "--port",
-                str(self.port),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--dir",
-                str(self._directory),
-                "--dbfilename",
-                "snapshot.rdb",
-            ],
+            redis_argv(self._binary, self.port, self._directory),
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
-        deadline = time.monotonic() + 5
-        client = redis.Redis(port=self.port, socket_connect_timeout=0.2)
-        try:
-            while True:
-                try:
-                    client.ping()
-                    return
-                except redis.ConnectionError:
-                    if time.monotonic() > deadline:
-                        raise
-                    time.sleep(0.02)
-        finally:
-            client.close()
+        wait_ready(self.port)
 
     def stop(self, *, keep_data: bool = True) -> None:
         """Take the server down; with ``keep_data`` it comes back with what it held."""

@@ -1,0 +1,1 @@
+"""Deployment files; ``deploy.native`` is the stack run on this machine without containers."""

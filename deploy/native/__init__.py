@@ -1,0 +1,1 @@
+"""The production topology run natively on loopback (``make stack``): see ``stack.py``."""

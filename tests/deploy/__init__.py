@@ -1,0 +1,1 @@
+"""Tests of the native stack's pieces (deploy/native/)."""

@@ -1,0 +1,1 @@
+"""Scaling-health scenarios on the native stack (deploy/native/stack.py)."""

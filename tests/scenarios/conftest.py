@@ -1,0 +1,117 @@
+"""One native stack for the whole session, a webhook counting what it is sent, steady load.
+
+The stack runs at test size: Prometheus scrapes every second and the shipped rules get short
+windows and ``for`` (``RULES``), evaluated every second. Each scenario records how long its
+alerts took from the fault to the webhook; the table is printed at the end of the session.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import shutil
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import pytest
+
+from deploy.native.postgres import MissingBinary
+from deploy.native.stack import Stack, StackConfig, start
+from tests.alerts.harness import Receiver, rules_file, webhook_receiver
+from tests.support.load import Background, Users
+from tests.support.postgres_cluster import missing
+
+SHORT = {"window": "5s", "for": "3s"}
+RULES = {
+    "DatabaseUnavailable": SHORT,
+    "ApiErrorRateHigh": {**SHORT, "keep_firing_for": "0"},
+    "CacheUnavailable": SHORT,
+    "CacheHitRateLow": {"window": "10s", "for": "3s"},
+    "InstanceDown": SHORT,
+    "DatabaseSlowQuery": {"window": "5s"},
+    "ApiLatencyP95High": {"window": "5s", "for": "2s", "keep_firing_for": "0"},
+    "ApiOverloaded": SHORT,
+    "MonitorEvaluationFailing": SHORT,
+    "MonitorStoreDegraded": SHORT,
+    "Watchdog": {},
+}
+MAX_IN_FLIGHT = 2  # per instance: low, so that overload is reachable on two cores
+STEADY_USERS = 4
+THINK = 0.25  # seconds between a user's requests
+WARM = 0.8  # cache hit ratio the steady load reaches before the first scenario
+
+TIMINGS: list[tuple[str, str, float]] = []
+
+
+@dataclass
+class Session:
+    stack: Stack
+    receiver: Receiver
+    background: Background
+    steady: Users
+    timings: list[tuple[str, str, float]] = field(default_factory=lambda: TIMINGS)
+
+
+@pytest.fixture(scope="session")
+def native(
+    tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
+) -> Iterator[Session]:
+    rules = rules_file(tmp_path_factory.mktemp("scenario-rules"), RULES)
+    directory = Path(tempfile.mkdtemp(prefix="dynoscope-stack-"))
+    with Background() as background:
+        receiver = background.enter(webhook_receiver())
+        config = StackConfig(
+            directory=directory,
+            rules_path=str(rules),
+            scrape_interval="1s",
+            webhooks={"test-hook": receiver.url},
+            api_environ={"MAX_IN_FLIGHT": str(MAX_IN_FLIGHT), "LOG_LEVEL": "WARNING"},
+            scheduler_environ={"ALERT_LEASE_SECONDS": "3"},
+            seed_properties=200,
+        )
+        try:
+            stack = start(config)
+        except MissingBinary as exc:
+            missing(exc)
+        try:
+            steady = background.users(
+                stack.urls["nginx"], count=STEADY_USERS, think=THINK, write_every=10
+            )
+            warm(stack)
+            yield Session(stack=stack, receiver=receiver, background=background, steady=steady)
+            steady.stop()
+        finally:
+            stack.stop()
+    if request.session.testsfailed:
+        print(f"\nthe stack's logs are kept in {directory / 'logs'}", file=sys.stderr)
+    else:
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+def warm(stack: Stack) -> None:
+    """Wait until the steady load has filled the cache (a cold one is CacheHitRateLow)."""
+    query = (
+        'sum(rate(cache_requests_total{result="hit"}[10s])) / sum(rate(cache_requests_total[10s]))'
+    )
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        with contextlib.suppress(httpx.HTTPError, KeyError, IndexError, ValueError):
+            response = httpx.get(
+                f"{stack.urls['prometheus']}/api/v1/query", params={"query": query}, timeout=5
+            )
+            if float(response.json()["data"]["result"][0]["value"][1]) >= WARM:
+                return
+        time.sleep(0.5)
+    raise AssertionError(f"the cache hit ratio never reached {WARM} under steady load")
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    if not TIMINGS:
+        return
+    terminalreporter.section("native stack: fault -> notification at the webhook")
+    for scenario, what, seconds in TIMINGS:
+        terminalreporter.write_line(f"{scenario:<24} {what:<36} {seconds:6.2f} s")
