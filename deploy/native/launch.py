@@ -101,7 +101,9 @@ def _start_postgres(stack: Stack) -> None:
 
 def _write_configs(stack: Stack) -> None:
     directory = stack.directory
-    receivers = render.receivers_file(stack.urls["alertmanager"], stack.config["webhooks"])
+    receivers = render.receivers_file(
+        stack.urls["alertmanager"], stack.config["webhooks"], stack.config.get("grouping")
+    )
     (directory / "receivers.yml").write_text(
         render.dump(receivers, "Receivers of the native stack's schedulers (alerts/receivers.py)")
     )

@@ -71,16 +71,20 @@ def prometheus_config(
     return config
 
 
-def receivers_file(alertmanager_url: str, webhooks: Sequence[str]) -> dict[str, Any]:
+def receivers_file(
+    alertmanager_url: str, webhooks: Sequence[str], grouping: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
     """Every alert to the stack's Alertmanager and to each webhook named (its URL in the
-    environment variable :func:`webhook_variable` names: a URL may carry a secret)."""
+    environment variable :func:`webhook_variable` names: a URL may carry a secret), grouped
+    as ``grouping`` says (``group_by``, ``group_wait``, ``group_interval``)."""
     receivers: list[dict[str, Any]] = [
         {"name": "alertmanager", "type": "alertmanager", "url": alertmanager_url}
     ]
     receivers += [
         {"name": name, "type": "webhook", "url_env": webhook_variable(name)} for name in webhooks
     ]
-    return {"receivers": receivers, "route": {"receivers": [r["name"] for r in receivers]}}
+    route = {"receivers": [r["name"] for r in receivers], **(grouping or {})}
+    return {"receivers": receivers, "route": route}
 
 
 def webhook_variable(name: str) -> str:

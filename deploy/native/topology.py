@@ -49,6 +49,8 @@ class StackConfig:
     scheduler_environ: dict[str, str] = field(default_factory=dict)  # e.g. ALERT_LEASE_SECONDS
     seed_properties: int = 500
     faults_enabled: bool = True
+    # The receivers' grouping (group_by, group_wait, group_interval); default Alertmanager's.
+    grouping: dict[str, Any] = field(default_factory=dict)
 
     def as_json(self) -> dict[str, Any]:
         data = asdict(self)
@@ -196,6 +198,8 @@ class Stack:
         }
         if self.config.get("faults_enabled"):
             environ["DYNOSCOPE_FAULTS_ENABLED"] = "true"
+            # The stack exists to be broken on purpose, in production mode like the real one.
+            environ["DYNOSCOPE_FAULTS_IN_PRODUCTION"] = "true"
             environ["DYNOSCOPE_FAULT_COMMANDS"] = str(self.directory / "faults.yml")
         return {**environ, **self.config.get("api_environ", {})}
 

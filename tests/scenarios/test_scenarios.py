@@ -5,7 +5,8 @@ store), puts a fault on, waits for the alerts at the webhook, takes the fault of
 for the resolutions; so they can run in any order. ``pytest -s tests/scenarios`` prints each
 time from fault to notification; the session ends with the table of them all.
 
-MemoryLeakSuspected is not here: making an instance leak needs the admin fault API.
+The leak is switched on through the instance's admin fault API (``/admin/faults``), as an
+operator would; the other faults are made on the real processes.
 """
 
 from __future__ import annotations
@@ -322,4 +323,34 @@ def test_each_notification_arrives_once(native: Session) -> None:
         seconds=FIRE,
         what="Watchdog at the webhook",
     )
+    each_once(native)
+
+
+def test_a_leaking_instance_is_reported_alone(native: Session) -> None:
+    mark = quiet(native)
+    leaking = "api-1"
+    url = f"{native.stack.urls[leaking]}/admin/faults/memory_leak"
+    auth = {"Authorization": f"Bearer {native.stack.secrets()['ADMIN_TOKEN']}"}
+    instance = f"127.0.0.1:{native.stack.ports[leaking]}"
+    fault_at = time.monotonic()
+    made = httpx.put(url, json={"rate_mb_per_min": 240, "cap_mb": 200}, headers=auth, timeout=10)
+    assert made.status_code == 200, made.text
+    try:
+        timed(
+            native, "memory leak on one instance", ["MemoryLeakSuspected"], "firing",
+            after=mark, since=fault_at, seconds=FIRE, instance=instance,
+        )  # fmt: skip
+    finally:
+        ended = httpx.delete(url, headers=auth, timeout=10)
+    assert ended.status_code == 200 and ended.json()["active"] is False, ended.text
+    timed(
+        native, "memory freed", ["MemoryLeakSuspected"], "resolved", after=mark,
+        since=time.monotonic(), seconds=RESOLVE, instance=instance,
+    )  # fmt: skip
+    leaking_instances = {
+        a["labels"].get("instance")
+        for a in alerts(native)[mark:]
+        if a["labels"]["alertname"] == "MemoryLeakSuspected"
+    }
+    assert leaking_instances == {instance}  # the others did not leak and were not reported
     each_once(native)
