@@ -117,3 +117,14 @@ async def test_more_callers_than_connections_all_get_one_and_give_it_back(
         assert await client.ping() is True
     finally:
         await client.aclose()
+
+
+async def test_a_server_that_does_not_know_the_lookup_script_is_taught_it(client: Redis) -> None:
+    # A fresh server has never seen the script, and SCRIPT FLUSH (or a restart) forgets it.
+    cache = Cache(backend=RedisBackend(client), name="t", clock=FakeClock())
+    load = Loader()
+    await cache.cache_with_ttl("k", 60, load)
+    await client.script_flush()
+    assert await cache.cache_with_ttl("k", 60, load) == load.value
+    assert load.calls == 1  # the second read was a hit, through the reloaded script
+    assert not cache.degraded
