@@ -74,10 +74,13 @@ def create_app(settings: Settings, *, services: Services | None = None) -> FastA
     app.state.alerts = None
     app.state.alert_store = None
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+    # The router tries routes in order, and an included router's routes twice (once to
+    # match, once to handle): the hot reads go first. Events before /properties/{id},
+    # which would shadow /properties/events.
+    app.include_router(events.router)
+    app.include_router(properties.router)
     app.include_router(health.router)
     app.include_router(auth.router)
-    app.include_router(events.router)  # before /properties/{id}, which would shadow it
-    app.include_router(properties.router)
     if settings.admin_token is not None:
         app.include_router(alert_routes(settings.admin_token.get_secret_value()))
     faults = _mount_faults(app, settings)

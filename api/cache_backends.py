@@ -8,6 +8,7 @@ from collections.abc import Callable
 from typing import Protocol
 
 from redis.asyncio import Redis
+from redis.exceptions import NoScriptError
 
 
 class CacheBackend(Protocol):
@@ -38,7 +39,13 @@ class RedisBackend:
         self._lookup = client.register_script(_LOOKUP)
 
     async def lookup(self, generation_key: str, head: str, tail: str) -> tuple[int, bytes | None]:
-        generation, value = await self._lookup(keys=[generation_key], args=[head, tail])
+        # EVALSHA straight away (the registered script's call re-packs its arguments on
+        # every call); a server that does not know the script yet gets it loaded.
+        try:
+            reply = await self._client.evalsha(self._lookup.sha, 1, generation_key, head, tail)
+        except NoScriptError:
+            reply = await self._lookup(keys=[generation_key], args=[head, tail])
+        generation, value = reply
         return int(generation), value if value else None
 
     async def set(self, key: str, value: bytes, ttl: float) -> None:

@@ -28,6 +28,13 @@ async def get_services(request: Request) -> Services:
 ServicesDep = Annotated[Services, Depends(get_services)]
 
 
+def services_of(request: Request) -> Services:
+    """The app's services, for hot read routes: ``request: Request`` costs FastAPI nothing
+    to resolve, where ``ServicesDep`` is a sub-dependency solved on every request."""
+    services: Services = request.app.state.services
+    return services
+
+
 async def get_session(services: ServicesDep) -> AsyncIterator[AsyncSession]:
     async with services.sessions() as session:
         yield session

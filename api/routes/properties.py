@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Query, Response, status
+from fastapi import APIRouter, Path, Query, Request, Response, status
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from api.deps import ClaimsDep, ServicesDep, SessionDep
+from api.deps import ClaimsDep, ServicesDep, SessionDep, services_of
 from api.errors import Forbidden, NotFound
 from api.events import Event
 from api.models import Property
@@ -67,8 +67,9 @@ async def _list(services: Services, filters: PropertyFilters) -> bytes:
 # hit opens none, and a load outlives the request that started it (single flight) safely.
 @router.get("", response_model=PropertyPage)
 async def list_properties(
-    filters: Annotated[PropertyFilters, Query()], services: ServicesDep
+    filters: Annotated[PropertyFilters, Query()], request: Request
 ) -> Response:
+    services = services_of(request)
     body = await services.cache.cached_bytes(
         f"list:{filters.cache_key()}",
         services.settings.cache_ttl_seconds,
@@ -103,7 +104,9 @@ async def _changed(
 
 
 @router.get("/{property_id}", response_model=PropertyOut)
-async def get_property(property_id: PropertyId, services: ServicesDep) -> Response:
+async def get_property(property_id: PropertyId, request: Request) -> Response:
+    services = services_of(request)
+
     async def load() -> bytes:
         async with services.sessions() as session:
             found = await _get(session, property_id)

@@ -97,3 +97,34 @@ async def test_the_service_sizes_its_pool_from_settings(shared_environ: dict[str
         pool = redis.connection_pool
         assert isinstance(pool, BoundedPool)
         assert (pool.max_connections, pool.timeout) == (7, 0.3)
+
+
+async def test_more_callers_than_connections_all_get_one_and_give_it_back(
+    private_redis: RedisServer,
+) -> None:
+    # Idle connections are handed out directly, callers beyond the pool wait and are woken
+    # by releases. The wait is roomy: this is about bookkeeping, not speed.
+    client = redis_client(
+        private_redis.url, pool_size=2, pool_timeout=5, socket_timeout=5, connect_timeout=5
+    )
+    try:
+        assert all(await asyncio.gather(*(client.ping() for _ in range(50))))
+        pool = client.connection_pool
+        held = [await pool.get_connection() for _ in range(2)]  # none leaked: both are free
+        assert not pool.can_get_connection()
+        for connection in held:
+            await pool.release(connection)
+        assert await client.ping() is True
+    finally:
+        await client.aclose()
+
+
+async def test_a_server_that_does_not_know_the_lookup_script_is_taught_it(client: Redis) -> None:
+    # A fresh server has never seen the script, and SCRIPT FLUSH (or a restart) forgets it.
+    cache = Cache(backend=RedisBackend(client), name="t", clock=FakeClock())
+    load = Loader()
+    await cache.cache_with_ttl("k", 60, load)
+    await client.script_flush()
+    assert await cache.cache_with_ttl("k", 60, load) == load.value
+    assert load.calls == 1  # the second read was a hit, through the reloaded script
+    assert not cache.degraded
