@@ -21,7 +21,7 @@ import contextlib
 import logging
 import math
 import secrets
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
@@ -72,9 +72,12 @@ def history_json(entry: HistoryEntry) -> dict[str, Any]:
     }
 
 
-def alert_routes(token: str) -> APIRouter:
-    """``/alerts`` and ``/alerts/history`` behind ``token``; they read ``app.state.alerts``
-    (a running ``Monitor``) or else ``app.state.alert_store`` (a ``Store``)."""
+def admin_only(token: str) -> Callable[..., Awaitable[None]]:
+    """A route dependency admitting ``Authorization: Bearer <token>`` only: 401 without a
+    bearer token, 403 with another one.
+
+        router = APIRouter(dependencies=[Depends(admin_only(token))])
+    """
 
     async def admin(
         credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
@@ -84,7 +87,13 @@ def alert_routes(token: str) -> APIRouter:
         if not secrets.compare_digest(credentials.credentials.encode(), token.encode()):
             raise HTTPException(403, "not an admin token")
 
-    router = APIRouter(prefix="/alerts", tags=["alerts"], dependencies=[Depends(admin)])
+    return admin
+
+
+def alert_routes(token: str) -> APIRouter:
+    """``/alerts`` and ``/alerts/history`` behind ``token``; they read ``app.state.alerts``
+    (a running ``Monitor``) or else ``app.state.alert_store`` (a ``Store``)."""
+    router = APIRouter(prefix="/alerts", tags=["alerts"], dependencies=[Depends(admin_only(token))])
 
     @router.get("")
     async def active(request: Request) -> dict[str, Any]:

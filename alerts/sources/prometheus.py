@@ -71,14 +71,28 @@ class PrometheusSource:
             "time": f"{now.timestamp():.3f}",
             "timeout": format_duration(timedelta(seconds=self._timeout)),
         }
+        # One second more on the client than asked of Prometheus: its own timeout answers.
+        body = await self._get(
+            self._endpoint, params, promql=promql, what="query", seconds=self._timeout, slack=1
+        )
+        return _vector(body["data"], promql=promql)
+
+    async def _get(
+        self,
+        url: str,
+        params: dict[str, str],
+        *,
+        promql: str,
+        what: str,
+        seconds: float,
+        slack: float = 0.0,
+    ) -> dict[str, Any]:
+        """The JSON body of a successful API call; ``QueryError`` saying why otherwise."""
         try:
-            response = await self._client.get(
-                self._endpoint, params=params, timeout=self._timeout + 1
-            )
+            response = await self._client.get(url, params=params, timeout=seconds + slack)
         except httpx.TimeoutException:
-            raise QueryError(
-                f"timed out after {self._timeout}s", query=promql, source=self.name
-            ) from None
+            message = f"timed out after {seconds}s"
+            raise QueryError(message, query=promql, source=self.name) from None
         except httpx.TransportError as exc:
             raise QueryError(
                 f"unreachable ({type(exc).__name__})", query=promql, source=self.name
@@ -89,8 +103,8 @@ class PrometheusSource:
             body = {}
         if response.status_code != 200 or body.get("status") != "success":
             reason = body.get("error") or f"HTTP {response.status_code}"
-            raise QueryError(f"query rejected: {reason}", query=promql, source=self.name)
-        return _vector(body["data"], promql=promql)
+            raise QueryError(f"{what} rejected: {reason}", query=promql, source=self.name)
+        return body
 
     async def exemplars(
         self,
@@ -110,23 +124,9 @@ class PrometheusSource:
             "start": f"{start.timestamp():.3f}",
             "end": f"{end.timestamp():.3f}",
         }
-        try:
-            response = await self._client.get(self._exemplars, params=params, timeout=seconds)
-        except httpx.TimeoutException:
-            raise QueryError(
-                f"timed out after {seconds}s", query=promql, source=self.name
-            ) from None
-        except httpx.TransportError as exc:
-            raise QueryError(
-                f"unreachable ({type(exc).__name__})", query=promql, source=self.name
-            ) from None
-        try:
-            body: dict[str, Any] = response.json()
-        except ValueError:
-            body = {}
-        if response.status_code != 200 or body.get("status") != "success":
-            reason = body.get("error") or f"HTTP {response.status_code}"
-            raise QueryError(f"exemplars rejected: {reason}", query=promql, source=self.name)
+        body = await self._get(
+            self._exemplars, params, promql=promql, what="exemplars", seconds=seconds
+        )
         return [
             Exemplar(
                 labels=labels_of(

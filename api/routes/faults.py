@@ -8,18 +8,15 @@ Mounted only with ``DYNOSCOPE_FAULTS_ENABLED=true``; otherwise every path is a 4
 
 from __future__ import annotations
 
-import secrets
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Depends, HTTPException, Request
+from fastapi import APIRouter, Body, Depends, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import ValidationError
 
+from alerts.app import admin_only
 from api.faults import FaultError, Faults
-
-_bearer = HTTPBearer(auto_error=False, description="ADMIN_TOKEN")
 
 
 def _faults(request: Request) -> Faults:
@@ -34,16 +31,9 @@ def _failed(exc: FaultError) -> JSONResponse:
 
 def fault_routes(token: str) -> APIRouter:
     """The routes, behind ``token`` (the same bearer check as ``/alerts``)."""
-
-    async def admin(
-        credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
-    ) -> None:
-        if credentials is None or credentials.scheme.lower() != "bearer":
-            raise HTTPException(401, "admin token required", {"WWW-Authenticate": "Bearer"})
-        if not secrets.compare_digest(credentials.credentials.encode(), token.encode()):
-            raise HTTPException(403, "not an admin token")
-
-    router = APIRouter(prefix="/admin/faults", tags=["faults"], dependencies=[Depends(admin)])
+    router = APIRouter(
+        prefix="/admin/faults", tags=["faults"], dependencies=[Depends(admin_only(token))]
+    )
 
     @router.get("")
     async def listed(request: Request) -> dict[str, Any]:
