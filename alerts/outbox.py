@@ -157,15 +157,7 @@ class Outbox:
         self, notification: Notification, payload: dict[str, Any], destination: Destination,
         *, muted: bool, now: datetime,
     ) -> None:  # fmt: skip
-        single = Delivery(
-            id=new_id(),
-            receiver=destination.receiver,
-            dedup_key=notification.dedup_key,
-            status=notification.status,
-            payload=dict(payload),
-            created_at=now,
-            next_attempt_at=now,
-        )
+        single = _delivery(notification, payload, destination.receiver, now=now)
         if not self.groups(destination.receiver):
             if not muted:
                 self.enqueue([single])
@@ -186,6 +178,11 @@ class Outbox:
             parked=parked,
         )
         self._settle(self._groups.add(destination, new, now=now), now=now)
+
+    def delivery(self, notification: Notification, receiver: str, *, now: datetime) -> Delivery:
+        """``notification`` for ``receiver`` alone, due now, with its links: what a reminder
+        or a refresh of one alert sends."""
+        return _delivery(notification, self._payload(notification), receiver, now=now)
 
     def track(self, alert: Alert, *, now: datetime) -> None:
         """Make sure the groups know of a firing ``alert`` announced before (e.g. by an
@@ -387,3 +384,17 @@ class Outbox:
     def _count(self, receiver: str, outcome: str) -> None:
         if self._metrics is not None:
             self._metrics.notifications.labels(receiver=receiver, outcome=outcome).inc()
+
+
+def _delivery(
+    notification: Notification, payload: dict[str, Any], receiver: str, *, now: datetime
+) -> Delivery:
+    return Delivery(
+        id=new_id(),
+        receiver=receiver,
+        dedup_key=notification.dedup_key,
+        status=notification.status,
+        payload=dict(payload),
+        created_at=now,
+        next_attempt_at=now,
+    )

@@ -17,7 +17,6 @@ from __future__ import annotations
 from collections.abc import Mapping
 from datetime import datetime, timedelta
 
-from alerts.delivery import deliveries
 from alerts.ledger import Ledger
 from alerts.notifiers.notifier import Notifier
 from alerts.outbox import Outbox
@@ -71,9 +70,9 @@ class Resender:
                     self._pushed.setdefault((receiver, alert.fingerprint, alert.active_at), now)
                     continue
                 if self._due(alert, receiver, every, now=now):
+                    # Through the outbox, so a reminder carries the links the first had.
                     notification = Notification(alert=alert, at=now)
-                    batch = deliveries((notification,), receivers=(receiver,), now=now)
-                    self._outbox.enqueue(batch)
+                    self._outbox.enqueue([self._outbox.delivery(notification, receiver, now=now)])
                     queued += 1
         return queued
 

@@ -7,12 +7,14 @@ import asyncio
 import os
 import subprocess
 import sys
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
 from prometheus_client import CollectorRegistry
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from alerts.delivery import Delivery, alerts_of
 from alerts.ledger import Ledger
 from alerts.matchers import Matcher, parse_matcher
 from alerts.migrate import upgrade
@@ -309,3 +311,44 @@ async def test_acknowledge_from_the_command_line(sqlite_environ: dict[str, str])
         assert missing.returncode == 1 and "no firing alert" in missing.stderr
     finally:
         await store_engine.dispose()
+
+
+class Keeper:
+    """A notifier (our interface) keeping each delivery's payload; like the Alertmanager
+    push it takes alerts one by one (no groups) and wants firing ones sent again hourly."""
+
+    name = "console"
+    groups = False
+    resends = True
+    resend_every = timedelta(hours=1)
+
+    def __init__(self) -> None:
+        self.payloads: list[dict[str, object]] = []
+
+    async def send(self, delivery: Delivery) -> None:
+        self.payloads.extend(one.payload for one in alerts_of(delivery))
+
+
+async def test_a_resent_alert_carries_the_links_the_first_notification_had() -> None:
+    rule = replace(RULE, annotations=(("runbook_url", "docs/runbook.md#cachehitratelow"),))
+    keeper = Keeper()
+    ledger = Ledger()
+    outbox = Outbox(
+        notifiers={"console": keeper},
+        ledger=ledger,
+        router=Router(default=()),
+        runbook_base="https://wiki.example/ops/",
+    )
+    fired = evaluate(rule, (), result=Vector((Sample((), 1.0),)), now=T0)
+    ledger.record({rule.name: fired}, now=T0)
+    outbox.notify(fired.notifications, now=T0)
+    resender = Resender(ledger=ledger, outbox=outbox, notifiers={"console": keeper})
+    await outbox.deliver(now=T0)
+    resender.run(now=T0)  # the refresh is timed from here
+    later = T0 + timedelta(hours=1)
+    assert resender.run(now=later) == 1
+    await outbox.deliver(now=later)
+    first, reminder = keeper.payloads
+    runbook = "https://wiki.example/ops/docs/runbook.md#cachehitratelow"
+    assert first["links"] == {"runbook": runbook}
+    assert reminder["links"] == first["links"]
