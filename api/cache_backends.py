@@ -10,6 +10,8 @@ from typing import Protocol
 from redis.asyncio import Redis
 from redis.exceptions import NoScriptError
 
+from api.redis_client import COALESCE, CoalescingRedis
+
 
 class CacheBackend(Protocol):
     """Storage of values (with a TTL) and of namespace generations (counters, no TTL)."""
@@ -37,12 +39,17 @@ class RedisBackend:
     def __init__(self, client: Redis) -> None:
         self._client = client
         self._lookup = client.register_script(_LOOKUP)
+        # Lookups share round trips with the other lookups of the same moment (see
+        # CoalescingRedis); stores and invalidations, rarer, go on their own.
+        self._coalesce = {COALESCE: True} if isinstance(client, CoalescingRedis) else {}
 
     async def lookup(self, generation_key: str, head: str, tail: str) -> tuple[int, bytes | None]:
         # EVALSHA straight away (the registered script's call re-packs its arguments on
         # every call); a server that does not know the script yet gets it loaded.
         try:
-            reply = await self._client.evalsha(self._lookup.sha, 1, generation_key, head, tail)
+            reply = await self._client.execute_command(  # type: ignore[no-untyped-call]
+                "EVALSHA", self._lookup.sha, 1, generation_key, head, tail, **self._coalesce
+            )
         except NoScriptError:
             reply = await self._lookup(keys=[generation_key], args=[head, tail])
         generation, value = reply
