@@ -7,9 +7,10 @@ cities and a minimum price, 30 % single properties. For each step of users it pr
 throughput, wrk latency percentiles (all answers), the server's own p95 of the requests it
 served (shed ones excluded), timeouts, 503s, other errors, cache errors and the server's CPU
 time per request (``/proc`` CPU time delta over answers). The same run measures CPU per
-request of a bare FastAPI endpoint returning the same bytes as a cached ``GET /properties/1``,
-then repeats the steps with 2 workers (on both CPUs, sharing CPU 0 with wrk), and writes a
-chart of p95 and throughput against users.
+request of a bare FastAPI endpoint returning the same bytes as a cached ``GET /properties/1``
+and of that hit with instrumentation off and with the default instrumentation, then repeats
+the steps with 2 workers (on both CPUs, sharing CPU 0 with wrk), and writes a chart of p95
+and throughput against users.
 
     make bench BENCH=capacity                                     # ~8 minutes
     BENCH_STEP_SECONDS=8 BENCH_USERS=100,1000,3000 BENCH_WORKERS=1 python -m bench capacity
@@ -204,11 +205,19 @@ def bare_app() -> Any:
     return app
 
 
-def compare_cpu(environ: dict[str, str], workdir: Path, *, seconds: int) -> tuple[float, float]:
-    """(bare, cached hit) CPU µs per request of ``GET /properties/1``, measured alternately."""
+OFF = {"DYNOSCOPE_METRICS_ENABLED": "false", "OTEL_SDK_DISABLED": "true"}
+
+
+def compare_cpu(environ: dict[str, str], workdir: Path, *, seconds: int) -> dict[str, float]:
+    """CPU µs per request of ``GET /properties/1``: the bare endpoint, a cached hit with
+    instrumentation off and one with the default instrumentation, measured alternately."""
     serve = [sys.executable, "-m", "api.cli", "serve"]
-    with server(serve, env=environ, cpus=SERVER_CPU) as (url, pid):
+    with (
+        server(serve, env={**environ, **OFF}, cpus=SERVER_CPU) as (off_url, off_pid),
+        server(serve, env=environ, cpus=SERVER_CPU) as (url, pid),
+    ):
         body = httpx.get(url + "/properties/1").content
+        assert httpx.get(off_url + "/properties/1").content == body
         (workdir / "body.json").write_bytes(body)
         bare_env = {**environ, "BENCH_BARE_BODY": str(workdir / "body.json")}
         bare_cmd = [
@@ -218,11 +227,18 @@ def compare_cpu(environ: dict[str, str], workdir: Path, *, seconds: int) -> tupl
         bare_server = server(bare_cmd, env=bare_env, cpus=SERVER_CPU, ready="/properties/1")
         with bare_server as (bare_url, bare_pid):
             assert httpx.get(bare_url + "/properties/1").content == body
-            bare, cached = [], []
+            targets = {
+                "bare": (bare_url, bare_pid),
+                "off": (off_url, off_pid),
+                "default": (url, pid),
+            }
+            costs: dict[str, list[float]] = {name: [] for name in targets}
             for _ in range(3):
-                bare.append(cpu_per_request(bare_url, bare_pid, "/properties/1", seconds=seconds))
-                cached.append(cpu_per_request(url, pid, "/properties/1", seconds=seconds))
-    return sorted(bare)[1], sorted(cached)[1]
+                for name, (target, target_pid) in targets.items():
+                    costs[name].append(
+                        cpu_per_request(target, target_pid, "/properties/1", seconds=seconds)
+                    )
+    return {name: sorted(values)[1] for name, values in costs.items()}
 
 
 def main() -> None:
@@ -253,10 +269,13 @@ def main() -> None:
             "LOG_LEVEL": "WARNING",
             "DYNOSCOPE_TRACES_FILE": str(workdir / "traces.jsonl"),
         }
-        bare, cached = compare_cpu(env, workdir, seconds=min(seconds, 5))
+        cost = compare_cpu(env, workdir, seconds=min(seconds, 5))
+        bare = cost["bare"]
         print(
-            f"\nCPU per request, GET /properties/1 (32 connections, no think time): bare FastAPI"
-            f" {bare:.0f} µs, dynoscope cached hit {cached:.0f} µs ({cached / bare:.2f}x bare)"
+            f"\nCPU per request, GET /properties/1 (32 connections, no think time, median of 3):"
+            f" bare FastAPI {bare:.0f} µs; dynoscope cached hit, instrumentation off"
+            f" {cost['off']:.0f} µs ({cost['off'] / bare:.2f}x bare), default instrumentation"
+            f" {cost['default']:.0f} µs ({cost['default'] / bare:.2f}x bare)"
         )
         for count in workers:
             serve = [sys.executable, "-m", "api.cli", "serve", "--workers", str(count)]

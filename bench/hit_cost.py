@@ -3,12 +3,14 @@
 Production stack (PostgreSQL + Redis on loopback, a database and key prefix of its own), the
 app called straight through ASGI on uvloop, no server and no load generator: what is left is
 the app's own CPU per request. ``GET /properties/1`` is sent in batches, alternating between
-the bare endpoint and the API (instrumentation off, then default), and the best batch of
-each counts (process CPU time, not wall time, so other work on a shared machine adds little).
+the bare endpoint and the API (instrumentation off, then default), one request at a time and
+then 32 at a time (as a loaded server sees them: concurrent cache lookups share Redis round
+trips), and the best batch of each counts (process CPU time, not wall time, so other work on
+a shared machine adds little).
 uvicorn's HTTP parsing and socket work, the same for both, come on top under a real server.
 
     python -m bench hit_cost                  # ~1 minute
-    BENCH_BATCH=500 BENCH_ROUNDS=2 python -m bench hit_cost
+    BENCH_BATCH=500 BENCH_ROUNDS=2 BENCH_CONCURRENCY=32 python -m bench hit_cost
 
 For instruction counts, stable on a busy machine, run it under
 ``valgrind --tool=callgrind`` with two ``BENCH_BATCH`` values and divide the difference.
@@ -83,15 +85,21 @@ async def get(app: ASGIApp) -> bytes:
     return b"".join(m.get("body", b"") for m in sent[1:])
 
 
-async def batch_cpu_us(app: ASGIApp, requests: int) -> float:
-    """Process CPU µs per request over ``requests`` sequential requests."""
+async def batch_cpu_us(app: ASGIApp, requests: int, concurrency: int = 1) -> float:
+    """Process CPU µs per request over ``requests`` requests, ``concurrency`` at a time."""
+
+    async def client(count: int) -> None:
+        for _ in range(count):
+            await get(app)
+
     started = time.process_time()
-    for _ in range(requests):
-        await get(app)
-    return (time.process_time() - started) / requests * 1e6
+    await asyncio.gather(*(client(requests // concurrency) for _ in range(concurrency)))
+    return (time.process_time() - started) / (requests // concurrency * concurrency) * 1e6
 
 
-async def compare(environ: dict[str, str], *, batch: int, rounds: int) -> dict[str, float]:
+async def compare(
+    environ: dict[str, str], *, batch: int, rounds: int, concurrency: int
+) -> dict[str, float]:
     """Best batch per configuration (and for the bare endpoint), batches alternating."""
     best: dict[str, float] = {}
     for name, extra in CONFIGURATIONS:
@@ -106,7 +114,7 @@ async def compare(environ: dict[str, str], *, batch: int, rounds: int) -> dict[s
                     await get(target)
             for _ in range(rounds):
                 for label, target in (("bare FastAPI endpoint", bare), (name, app)):
-                    cost = await batch_cpu_us(target, batch)
+                    cost = await batch_cpu_us(target, batch, concurrency)
                     best[label] = min(best.get(label, cost), cost)
     return best
 
@@ -117,6 +125,7 @@ def main() -> None:
         return
     batch = int(os.environ.get("BENCH_BATCH", "2000"))
     rounds = int(os.environ.get("BENCH_ROUNDS", "4"))
+    concurrencies = [int(c) for c in os.environ.get("BENCH_CONCURRENCY", "1,32").split(",")]
     logging.disable(logging.WARNING)
     try:
         with database() as environ, tempfile.TemporaryDirectory() as directory:
@@ -128,13 +137,22 @@ def main() -> None:
                 "LOG_LEVEL": "WARNING",
                 "DYNOSCOPE_TRACES_FILE": f"{directory}/traces.jsonl",
             }
-            best = uvloop.run(compare(env, batch=batch, rounds=rounds))
+            results = {
+                concurrency: uvloop.run(
+                    compare(env, batch=batch, rounds=rounds, concurrency=concurrency)
+                )
+                for concurrency in concurrencies
+            }
     finally:
         logging.disable(logging.NOTSET)
-    bare = best["bare FastAPI endpoint"]
-    print(f"cached GET {PATH} through ASGI, CPU per request, best of {rounds} x {batch}")
-    for label, cost in best.items():
-        print(f"{label:<26} {cost:>7.1f} µs  {cost / bare:>5.2f}x bare")
+    for concurrency, best in results.items():
+        bare = best["bare FastAPI endpoint"]
+        print(
+            f"cached GET {PATH} through ASGI, {concurrency} at a time, CPU per request,"
+            f" best of {rounds} x {batch}"
+        )
+        for label, cost in best.items():
+            print(f"{label:<26} {cost:>7.1f} µs  {cost / bare:>5.2f}x bare")
 
 
 if __name__ == "__main__":
