@@ -105,6 +105,22 @@ def test_compose_runs_the_whole_stack() -> None:
     assert "--enable-feature=exemplar-storage" in services()["prometheus"]["command"]
 
 
+def test_the_alert_store_lives_on_a_server_of_its_own() -> None:
+    # With the alert store on the service's server, stopping that server would leave no
+    # scheduler holding the lease, and DatabaseUnavailable would never be sent.
+    environment = services()["api-1"]["environment"]
+    service_host = re.search(r"@([^:/]+)", environment["DATABASE_URL"])
+    store_host = re.search(r"@([^:/]+)", environment["ALERT_STORE_URL"])
+    assert service_host and store_host
+    assert service_host.group(1) != store_host.group(1)
+    store = services()[store_host.group(1)]
+    assert store["environment"]["POSTGRES_DB"] == environment["ALERT_STORE_URL"].rsplit("/", 1)[1]
+    assert store["healthcheck"]["test"]
+    for name in ("scheduler-1", "scheduler-2"):
+        assert services()[name]["environment"]["ALERT_STORE_URL"] == environment["ALERT_STORE_URL"]
+    assert store_host.group(1) in services()["migrate"]["depends_on"]
+
+
 def test_every_long_running_service_has_a_health_check() -> None:
     for name, service in services().items():
         if name in NO_SHELL | ONE_SHOT:
