@@ -3,8 +3,10 @@
 Run with ``make bench BENCH=alerts`` (or ``python -m bench alerts``). It starts Prometheus
 (Debian's ``prometheus``) on a loopback port, scraping five in-process exporters that stand in
 for API instances (20 routes, 3 statuses, 4 tables, 2 caches each, with traffic added every
-scrape), waits for 20 s of data, then times ``Evaluator.run`` for one group of 1,000 rules,
-state stored in SQLite:
+scrape), waits for 20 s of data, then times one evaluation cycle of one group of 1,000 rules:
+``Evaluator.run`` of an engine wired by ``Monitor.build`` (state in memory, its store a SQLite
+file, no context lookup for firing alerts), followed by the write of the cycle's changes to
+the store (``StoreWriter.flush``, which the running engine does behind, once a second):
 
 1. shared: 1,000 signal rules over 40 distinct questions (10 signals x 2 groupings x 2
    windows, 25 thresholds each): each question is sent once per cycle;
@@ -12,8 +14,8 @@ state stored in SQLite:
    rule is its own query (what evaluating them in Prometheus-style one-query-per-rule costs).
 
 Printed per mode: cycle wall time (median, p95 over the cycles), CPU per cycle of this process
-(the engine: queries, state machine, store) and of Prometheus, HTTP requests per cycle, and
-how many alerts the cycle left pending or firing.
+(the engine: queries, state machine, writing to its store) and of Prometheus, HTTP requests per
+cycle, and how many alerts the cycle left pending or firing.
 """
 
 from __future__ import annotations
@@ -33,15 +35,11 @@ import httpx
 import psutil
 from prometheus_client import CollectorRegistry, start_http_server
 
-from alerts.evaluator import Evaluator
+from alerts.lease import HostLease
+from alerts.monitor import Monitor, open_store
 from alerts.rule import Group, Op, RawQuery, Rule, SignalQuery
+from alerts.settings import AlertSettings
 from alerts.signals import SignalArgs, signal_named
-from alerts.sources.local import LocalSource
-from alerts.sources.prometheus import PrometheusSource
-from alerts.store import Store
-from api.db import create_engine
-from api.migrate import upgrade
-from api.settings import Settings
 from instrumentation.catalogue import Catalogue
 from tests.support.prometheus import running_prometheus
 from tests.support.stack import free_port
@@ -78,8 +76,9 @@ def build_rules() -> tuple[list[Rule], list[Rule]]:
                 for i in range(per_query):
                     threshold = low + (high - low) * i / per_query
                     rule_name = f"R{len(shared):04d}"
-                    base = {"group": "bench", "op": op, "threshold": threshold}
-                    shared.append(Rule(name=rule_name, query=query, **base))  # type: ignore[arg-type]
+                    shared.append(
+                        Rule(name=rule_name, group="bench", query=query, op=op, threshold=threshold)
+                    )
                     raw = RawQuery(f"({query.promql}) {op.value} {threshold!r}")
                     unshared.append(Rule(name=rule_name, group="bench", query=raw))
     return shared, unshared
@@ -139,9 +138,15 @@ def cpu_seconds(process: psutil.Process) -> float:
 async def measure(
     label: str, rules: list[Rule], *, url: str, database: Path, prometheus: psutil.Process
 ) -> None:
-    settings = Settings.from_env({"DATABASE_URL": f"sqlite:///{database}"})
-    engine = create_engine(settings)
-    await upgrade(engine)
+    settings = AlertSettings.from_env(
+        {
+            "PROMETHEUS_URL": url,
+            "ALERT_STORE_URL": f"sqlite:///{database}",
+            # Context lookups (exemplars) would add requests to the shared mode only.
+            "ALERT_CONTEXT_TIMEOUT": "0",
+        }
+    )
+    store = open_store(settings)
     requests = 0
 
     async def count(_: httpx.Request) -> None:
@@ -151,26 +156,33 @@ async def measure(
     group = Group("bench", interval=timedelta(seconds=15), rules=tuple(rules))
     walls, cpus, server_cpus, counts = [], [], [], []
     async with httpx.AsyncClient(event_hooks={"request": [count]}) as client:
-        metrics = Catalogue(CollectorRegistry())
-        evaluator = Evaluator(
-            source=PrometheusSource(url=url, client=client, concurrency=16),
-            self_source=LocalSource(collectors=[metrics.registry], retention=timedelta(minutes=1)),
-            store=Store(engine),
-            receivers=["console"],
-            metrics=metrics,
+        # The engine the product runs (one process, one store), without its scheduler: the
+        # cycles are run here, one after the other.
+        monitor = Monitor.build(
+            settings,
+            store=store,
+            metrics=Catalogue(CollectorRegistry()),
+            http=client,
+            lease=HostLease(),
         )
-        evaluator.prepare(rules)
+        monitor.evaluator.prepare(rules)
+        if not await monitor.writer.connect(now=datetime.now(UTC)):
+            raise RuntimeError(f"alert store {database} could not be migrated and loaded")
         for _ in range(CYCLES):
             requests = 0
             wall, cpu = time.perf_counter(), time.process_time()
             server_cpu = cpu_seconds(prometheus)
-            cycle = await evaluator.run(group, now=datetime.now(UTC))
+            now = datetime.now(UTC)
+            cycle = await monitor.evaluator.run(group, now=now)
+            if not await monitor.writer.flush(now=now):
+                raise RuntimeError(f"alert store {database}: writing the cycle failed")
             walls.append(time.perf_counter() - wall)
             cpus.append(time.process_time() - cpu)
             server_cpus.append(cpu_seconds(prometheus) - server_cpu)
             counts.append(requests)
             assert not cycle.failed, cycle.failed[:3]
-    await engine.dispose()
+        await monitor.stop()
+    await store.dispose()
     alerts = sum(len(e.alerts) for e in cycle.evaluations.values())
     walls.sort()
     p95 = walls[min(len(walls) - 1, round(0.95 * (len(walls) - 1)))]

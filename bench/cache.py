@@ -232,13 +232,16 @@ def main() -> None:
         stack = "PostgreSQL + Redis" if "REDIS_URL" in environ else "SQLite + in-process cache"
         print(f"stack: {stack}; {LISTINGS} listings; {REQUESTS} list requests, 96 distinct")
         asyncio.run(_prepare(environ))
-        rows = [
-            ("cache off", dict(cache=False, warm=False, writes=0)),
-            ("cache on, cold", dict(cache=True, warm=False, writes=0)),
-            ("cache on, warm", dict(cache=True, warm=True, writes=0)),
-            ("cache on, warm, 1 write per 100 reads", dict(cache=True, warm=True, writes=10)),
+        rows = [  # name, cache, warm, writes
+            ("cache off", False, False, 0),
+            ("cache on, cold", True, False, 0),
+            ("cache on, warm", True, True, 0),
+            ("cache on, warm, 1 write per 100 reads", True, True, 10),
         ]
-        counts = {name: asyncio.run(count_queries(environ, **opts)) for name, opts in rows}
+        counts = {
+            name: asyncio.run(count_queries(environ, cache=cache, warm=warm, writes=writes))
+            for name, cache, warm, writes in rows
+        }
         base = counts["cache off"]
         print(f"\n{'scenario':<40} {'queries/1000 req':>17} {'reduction':>10}")
         for name, count in counts.items():
