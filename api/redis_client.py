@@ -1,9 +1,10 @@
-"""Redis clients with a bounded, blocking connection pool.
+"""Redis clients with a bounded, blocking connection pool, and lookups that share round trips.
 
 Under load a request that finds every connection busy waits a little for one (back-pressure)
 instead of opening another or failing at once. A wait that runs out raises
 :class:`PoolExhausted`, which says "busy", not "down": the cache steps around it for that
-one call without declaring an outage.
+one call without declaring an outage. Commands marked for it (the cache's lookups) that are
+issued at the same moment go out together on one connection (:class:`CoalescingRedis`).
 """
 
 from __future__ import annotations
@@ -149,8 +150,8 @@ class CoalescingRedis(Redis):
     replies read in order (pipelining, as ``pipeline(transaction=False)`` does, but across
     callers). Each stays its own command: a script still runs atomically, an error reply goes
     to its caller only, and a connection that fails fails the commands still waiting on it
-    with the error each would have had alone. A lone command costs what it did: its batch
-    holds one. Batches hold at most ``MAX_BATCH`` commands.
+    with the error each would have had alone. A lone command makes a batch of one (a future
+    and a task more than a plain call). Batches hold at most ``MAX_BATCH`` commands.
     """
 
     _pending: _Batch | None = None
