@@ -85,6 +85,8 @@ async def test_pg_sleep_is_one_slow_query_with_one_log_line(
         s for s in spans if s.parent_id == listing.span_id and s.name.startswith("redis")
     ]
     assert redis_calls, "the cache's Redis commands are children of the request span"
+    # The lookup (sent together with the lookups of the same moment) keeps its own span.
+    assert "redis EVALSHA" in {s.name for s in redis_calls}
 
 
 @contextlib.asynccontextmanager
