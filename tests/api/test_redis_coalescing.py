@@ -4,6 +4,7 @@ with the connection they shared."""
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator
 
 import pytest
@@ -112,3 +113,38 @@ async def test_a_server_gone_fails_the_whole_batch_at_once_and_its_return_heals_
     assert all(isinstance(result, RedisConnectionError) for result in results), results
     private_redis.start()
     assert await client.execute_command("GET", "k", **{COALESCE: True}) == b"v"
+
+
+async def test_a_frozen_server_fails_the_waiting_lookups_once_and_opens_the_breaker(
+    private_redis: RedisServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A server that stops answering (connections open, no replies) is found out by the read
+    # timeout: every lookup of the batch waiting on it is answered from the loader at once,
+    # the outage is logged once, and caching resumes when the server answers again.
+    caplog.set_level(logging.WARNING, logger="dynoscope.cache")
+    recorder, load, clock = Recorder(), Loader(), FakeClock()
+    async with redis_client(
+        private_redis.url, pool_size=4, pool_timeout=1, socket_timeout=0.3, connect_timeout=0.3
+    ) as client:
+        cache = Cache(backend=RedisBackend(client), name="t", observer=recorder, clock=clock)
+        await cache.cache_with_ttl("k", 60, load)
+        private_redis.pause()
+        try:
+            values = await asyncio.wait_for(
+                asyncio.gather(*(cache.cache_with_ttl("k", 60, load) for _ in range(20))),
+                timeout=10,
+            )
+            assert values == [load.value] * 20
+            assert cache.degraded
+            assert recorder.lookups["error"] == 20
+            assert load.calls == 2  # the 20 shared one load (single flight), as before
+        finally:
+            private_redis.resume()
+        clock.now += 5  # past the breaker's retry delay
+        assert await cache.cache_with_ttl("k", 60, load) == load.value
+        assert not cache.degraded
+        assert recorder.lookups["hit"] == 1
+    assert [r.getMessage() for r in caplog.records] == [
+        "cache t: backend unavailable (TimeoutError); serving from the database",
+        "cache t: backend reachable again, caching resumed",
+    ]

@@ -5,6 +5,8 @@ How it is run is ``deploy/native/redis.py``, shared with ``make stack``.
 
 from __future__ import annotations
 
+import os
+import signal
 import subprocess
 from pathlib import Path
 
@@ -51,3 +53,14 @@ class RedisServer:
         self._process.terminate()
         self._process.wait(timeout=5)
         self._process = None
+
+    def pause(self) -> None:
+        """Freeze the server (SIGSTOP): connections stay open and nothing answers, as in a
+        long pause or a frozen VM."""
+        assert self._process is not None
+        os.kill(self._process.pid, signal.SIGSTOP)
+
+    def resume(self) -> None:
+        """Thaw a paused server (SIGCONT)."""
+        assert self._process is not None
+        os.kill(self._process.pid, signal.SIGCONT)
