@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import signal
 import threading
 import uuid
 from collections.abc import Coroutine, Iterator
@@ -17,6 +18,20 @@ from tests.support.services import POSTGRES_ADMIN_DSN, REDIS_URL, require
 
 SQLITE = "sqlite"
 POSTGRES_REDIS = "postgres+redis"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """A run stopped with SIGTERM (a CI time limit, ``timeout``, ``kill``) still tears down.
+
+    By default SIGTERM ends the process at once, leaving what session fixtures started (the
+    scenario tests' native stack: API instances, PostgreSQL clusters, Redis, Prometheus,
+    nginx) running. As an interrupt, pytest stops the test in progress and runs the teardowns.
+    """
+
+    def interrupt(signum: int, _: object) -> None:
+        raise KeyboardInterrupt(f"stopped by signal {signal.Signals(signum).name}")
+
+    signal.signal(signal.SIGTERM, interrupt)
 
 
 def run_blocking(coroutine: Coroutine[Any, Any, Any]) -> Any:
