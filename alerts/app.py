@@ -99,7 +99,7 @@ def alert_routes(token: str) -> APIRouter:
     async def active(request: Request) -> dict[str, Any]:
         monitor: Monitor | None = request.app.state.alerts
         if monitor is not None:
-            alerts = monitor.active()
+            alerts = await monitor.current()
         else:
             alerts = await _store(request).active()
         return {"alerts": [alert_json(alert) for alert in alerts]}

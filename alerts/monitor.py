@@ -221,8 +221,18 @@ class Monitor:
         """Pending and firing alerts, from memory (the authority while the engine runs)."""
         return self.ledger.active()
 
+    async def current(self) -> list[Alert]:
+        """Pending and firing alerts as the leader knows them: from memory while this engine
+        leads; a standby (which knows nothing itself) reads the store the leader keeps."""
+        if self.leading:
+            return self.ledger.active()
+        return await self.store.active()
+
     async def history(self, *, limit: int = 100) -> list[HistoryEntry]:
-        """The latest transitions: from the store, or from memory while it is down."""
+        """The latest transitions: from the store, or from memory while it is down (a
+        standby reads the store only)."""
+        if not self.leading:
+            return await self.store.history(limit=limit)
         if self.writer.up and not self.ledger.backlog:
             with contextlib.suppress(Exception):
                 async with asyncio.timeout(1.0):

@@ -138,7 +138,7 @@ def add_silence_routes(router: APIRouter, *, store: Callable[[Request], Store]) 
     @router.post("/{fingerprint}/ack", status_code=201)
     async def acknowledge(request: Request, fingerprint: str, body: AckIn) -> dict[str, Any]:
         monitor: Monitor | None = request.app.state.alerts
-        alerts = monitor.active() if monitor is not None else await store(request).active()
+        alerts = await monitor.current() if monitor is not None else await store(request).active()
         alert = next((a for a in alerts if a.fingerprint == fingerprint), None)
         if alert is None or alert.state is not AlertState.FIRING:
             raise HTTPException(404, "no firing alert with this fingerprint")

@@ -144,6 +144,38 @@ async def test_in_process_engines_on_a_shared_store_elect_one_leader(
         assert standby.metrics.scheduler_leader._value.get() == 1
 
 
+async def test_a_standby_engine_answers_with_what_the_leader_decided(
+    sqlite_environ: dict[str, str], clean_postgres: str, tmp_path: Path
+) -> None:
+    # Behind a load balancer /alerts may reach either host: the standby, which knows nothing
+    # itself, must answer from the store the leader keeps, not from its empty memory.
+    def host(name: str) -> dict[str, str]:
+        return {
+            **sqlite_environ,
+            "DATABASE_URL": f"sqlite:///{tmp_path}/{name}.db",
+            "DYNOSCOPE_TRACES_FILE": str(tmp_path / f"{name}.jsonl"),
+            "ALERT_STORE_URL": clean_postgres,
+            "ALERT_LEASE_SECONDS": "5",
+            "ADMIN_TOKEN": TOKEN,
+        }
+
+    rule = Rule(name="Hot", group="g", query=RawQuery("x"), op=Op.GT, threshold=0)
+    outcome = evaluate(rule, (), result=Vector((Sample((("instance", "a"),), 2.0),)), now=T0)
+    admin = {"Authorization": f"Bearer {TOKEN}"}
+    async with running_app(host("a")) as first, running_app(host("b")) as second:
+        apis = [first, second]
+        leader: Monitor = next(api.app.state.alerts for api in apis if api.app.state.alerts.leading)
+        leader.ledger.record({"Hot": outcome}, now=T0)
+        assert await leader.writer.flush(now=T0)
+        for api in apis:
+            alerts = (await api.client.get("/alerts", headers=admin)).json()["alerts"]
+            assert [(a["alertname"], a["state"]) for a in alerts if a["alertname"] == "Hot"] == [
+                ("Hot", "firing")
+            ], api.app.state.alerts.leading
+            history = (await api.client.get("/alerts/history", headers=admin)).json()["history"]
+            assert ("Hot", "firing") in [(h["alertname"], h["state"]) for h in history]
+
+
 async def test_instances_sharing_redis_and_postgresql_leave_evaluation_to_alerts_run(
     shared_environ: dict[str, str],
 ) -> None:
