@@ -104,6 +104,9 @@ class StoreLease:
         self.holder = holder or holder_name()
         self.name = name
         self.token: int | None = None
+        # Whether the last acquire took the lease back after it lapsed, with nobody holding it
+        # in between (see ``acquire``).
+        self.resumed = False
         self._valid_until = 0.0
 
     def remaining(self) -> float:
@@ -122,6 +125,7 @@ class StoreLease:
         """Take or renew the lease; True while this engine holds it."""
         asked = time.monotonic()
         continuing = self.remaining() > 0
+        previous = self.token
         table = lease_table
         async with self.engine.begin() as connection:
             dialect = connection.dialect.name
@@ -146,9 +150,13 @@ class StoreLease:
             token = result.scalar_one_or_none()
         if token is None:
             self.token = None
+            self.resumed = False
             self._valid_until = 0.0
             return False
         self.token = int(token)
+        # Every new term adds one to the token: taken back at exactly one more than this
+        # engine's last term, nobody held the lease in between (nor wrote to the store).
+        self.resumed = not continuing and previous is not None and self.token == previous + 1
         # From when it was asked, not answered: the database's expiry is later than this.
         self._valid_until = asked + self.ttl
         return True

@@ -274,7 +274,18 @@ class Monitor:
 
     async def _elected(self) -> bool:
         # Whatever this engine knew is stale: the store has what the last leader decided.
-        self._forget()
+        # Unless it takes its own lease back and nobody led in between (its store was out
+        # of reach for longer than the lease, say): then its memory, with the changes it
+        # could not write yet, is the latest there is, and it goes on from there.
+        resumed = isinstance(self.lease, StoreLease) and self.lease.resumed
+        if resumed and self.writer.loaded:
+            log.warning(
+                "alert engine leads again after its lease lapsed; nobody led in between: it "
+                "goes on from memory (%d unwritten change(s))",
+                self.ledger.backlog,
+            )
+        else:
+            self._forget()
         if not await self.writer.connect(now=self.scheduler.clock()):
             log.error("lease taken but the store could not be loaded; trying again")
             return False
@@ -282,8 +293,9 @@ class Monitor:
         return True
 
     async def _deposed(self) -> None:
+        # Memory is kept (and used by nobody) until the next election says whether another
+        # engine led in between; a standby answers from the store (``current``).
         await self.scheduler.stop()
-        self._forget()
 
     def _forget(self) -> None:
         self.ledger.reset()

@@ -12,6 +12,7 @@ import math
 import time
 import uuid
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 from prometheus_client import CollectorRegistry
@@ -24,13 +25,17 @@ from alerts.errors import LeaseLost
 from alerts.lease import Fence, HostLease, StoreLease
 from alerts.ledger import Ledger
 from alerts.migrate import upgrade
-from alerts.monitor import open_store
+from alerts.monitor import Monitor, open_store
 from alerts.outbox import Outbox
+from alerts.query import Sample, Vector
+from alerts.rule import Op, RawQuery, Rule
 from alerts.schema import lease as lease_table
 from alerts.settings import AlertSettings
+from alerts.state import AlertState, evaluate
 from alerts.store import Changes, Store
 from instrumentation.catalogue import Catalogue
 from tests.alerts.conftest import Recorder
+from tests.alerts.harness import eventually, rules_file
 from tests.support.postgres_cluster import Cluster
 
 T0 = datetime(2026, 11, 29, 2, 0, tzinfo=UTC)
@@ -125,6 +130,62 @@ async def test_election_runs_the_engine_only_while_the_lease_is_held(
     await election.step()
     assert not election.leading and events == ["elected", "deposed"]
     assert metrics.registry.get_sample_value("dynoscope_scheduler_leader") == 0
+
+
+async def test_taking_the_lease_back_tells_whether_anyone_held_it_in_between(
+    store_engine: AsyncEngine,
+) -> None:
+    mine = StoreLease(store_engine, ttl=SHORT, holder="mine")
+    assert await mine.acquire() and not mine.resumed  # a first term
+    assert await mine.acquire() and not mine.resumed  # a renewal is no new term
+    await asyncio.sleep(SHORT * 1.5)  # it lapses; nobody takes it
+    assert await mine.acquire() and mine.resumed and mine.token == 2
+    await asyncio.sleep(SHORT * 1.5)
+    other = StoreLease(store_engine, ttl=SHORT, holder="other")
+    assert await other.acquire() and not other.resumed and other.token == 3
+    await asyncio.sleep(SHORT * 1.5)
+    assert await mine.acquire() and not mine.resumed and mine.token == 4
+
+
+async def test_a_leader_cut_off_longer_than_its_lease_goes_on_from_memory_when_it_is_back(
+    live_cluster: Cluster, tmp_path: Path
+) -> None:
+    # Its store out of reach for longer than the lease, the leader steps down; nobody else
+    # can take over meanwhile. When the store returns it takes its own lease back: what it
+    # decided and could not write is still in its memory, and goes to the store.
+    url = live_cluster.create_database(f"resume_{uuid.uuid4().hex[:8]}")
+    settings = AlertSettings.from_env(
+        {
+            "ALERT_STORE_URL": url,
+            "ALERT_STORE_TIMEOUT": "0.3",
+            "ALERT_LEASE_SECONDS": "1",
+            "ALERT_RULES_PATH": str(rules_file(tmp_path, {"Watchdog": {}})),
+        }
+    )
+    store = open_store(settings)
+    monitor = Monitor.build(settings, store=store, job="alerts")
+    await monitor.start(immediately=True)
+    try:
+        assert monitor.leading
+        live_cluster.kill()
+        rule = Rule(name="Hot", group="g", query=RawQuery("x"), op=Op.GT, threshold=0)
+        hot = evaluate(rule, (), result=Vector((Sample((("instance", "a"),), 2.0),)), now=T0)
+        monitor.ledger.record({"Hot": hot}, now=T0)  # decided while the store is gone
+        await eventually(lambda: not monitor.leading, seconds=10, what="the leader steps down")
+        live_cluster.start()
+        await eventually(lambda: monitor.leading, seconds=20, what="it leads again")
+        assert "Hot" in {alert.rule for alert in monitor.active()}  # memory kept
+        await eventually(
+            lambda: monitor.writer.up is True and monitor.ledger.backlog == 0,
+            seconds=10,
+            what="the backlog is written",
+        )
+        stored = Store(store)
+        assert "Hot" in {alert.rule for alert in await stored.active()}
+        assert ("Hot", AlertState.FIRING) in {(h.rule, h.state) for h in await stored.history()}
+    finally:
+        await monitor.stop()
+        await store.dispose()
 
 
 class FixedLease:
