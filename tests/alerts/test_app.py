@@ -116,19 +116,26 @@ async def test_one_engine_per_store_however_many_api_processes(
         assert isinstance(restarted.app.state.alerts, Monitor)
 
 
+def host_environ(
+    environ: dict[str, str], files: Path, store_url: str, *, lease: str
+) -> dict[str, str]:
+    """An API host of its own (database and trace file under ``files``) on a shared store."""
+    return {
+        **environ,
+        "DATABASE_URL": f"sqlite:///{files}.db",
+        "DYNOSCOPE_TRACES_FILE": f"{files}.jsonl",
+        "ALERT_STORE_URL": store_url,
+        "ALERT_LEASE_SECONDS": lease,
+    }
+
+
 async def test_in_process_engines_on_a_shared_store_elect_one_leader(
     sqlite_environ: dict[str, str], clean_postgres: str, tmp_path: Path
 ) -> None:
     # Two apps with separate files stand for two hosts: no lock file can see the other, only
     # the lease in the PostgreSQL store they share.
     def host(name: str) -> dict[str, str]:
-        return {
-            **sqlite_environ,
-            "DATABASE_URL": f"sqlite:///{tmp_path}/{name}.db",
-            "DYNOSCOPE_TRACES_FILE": str(tmp_path / f"{name}.jsonl"),
-            "ALERT_STORE_URL": clean_postgres,
-            "ALERT_LEASE_SECONDS": "1.5",
-        }
+        return host_environ(sqlite_environ, tmp_path / name, clean_postgres, lease="1.5")
 
     async with running_app(host("a")) as first, running_app(host("b")) as second:
         engines = [first.app.state.alerts, second.app.state.alerts]
@@ -150,14 +157,8 @@ async def test_a_standby_engine_answers_with_what_the_leader_decided(
     # Behind a load balancer /alerts may reach either host: the standby, which knows nothing
     # itself, must answer from the store the leader keeps, not from its empty memory.
     def host(name: str) -> dict[str, str]:
-        return {
-            **sqlite_environ,
-            "DATABASE_URL": f"sqlite:///{tmp_path}/{name}.db",
-            "DYNOSCOPE_TRACES_FILE": str(tmp_path / f"{name}.jsonl"),
-            "ALERT_STORE_URL": clean_postgres,
-            "ALERT_LEASE_SECONDS": "5",
-            "ADMIN_TOKEN": TOKEN,
-        }
+        environ = host_environ(sqlite_environ, tmp_path / name, clean_postgres, lease="5")
+        return {**environ, "ADMIN_TOKEN": TOKEN}
 
     rule = Rule(name="Hot", group="g", query=RawQuery("x"), op=Op.GT, threshold=0)
     outcome = evaluate(rule, (), result=Vector((Sample((("instance", "a"),), 2.0),)), now=T0)
