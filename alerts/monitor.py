@@ -217,13 +217,10 @@ class Monitor:
             f"source {self.source.name}, receivers {receivers}, store {store}"
         )
 
-    def active(self) -> list[Alert]:
-        """Pending and firing alerts, from memory (the authority while the engine runs)."""
-        return self.ledger.active()
-
     async def current(self) -> list[Alert]:
-        """Pending and firing alerts as the leader knows them: from memory while this engine
-        leads; a standby (which knows nothing itself) reads the store the leader keeps."""
+        """Pending and firing alerts as the leader knows them: from memory (the authority
+        while this engine leads); a standby (which knows nothing itself) reads the store the
+        leader keeps."""
         if self.leading:
             return self.ledger.active()
         return await self.store.active()

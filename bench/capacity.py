@@ -86,10 +86,15 @@ def _free_port() -> int:
 
 
 def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process and all its children (from /proc)."""
-    process = psutil.Process(pid)
+    """User + system CPU time of a process and all its children (from /proc); 0 when the
+    process is gone."""
+    try:
+        process = psutil.Process(pid)
+        processes = [process, *process.children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return 0.0
     total = 0.0
-    for each in [process, *process.children(recursive=True)]:
+    for each in processes:
         try:
             times = each.cpu_times()
         except psutil.NoSuchProcess:

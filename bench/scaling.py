@@ -31,6 +31,7 @@ import psutil
 
 from api.load import LoadOptions, run_load
 from api.load_stats import LoadSummary
+from bench.capacity import cpu_seconds
 from deploy.native.postgres import MissingBinary
 from deploy.native.stack import Stack, StackConfig, start
 
@@ -55,23 +56,7 @@ class Step:
 
 def instance_cpu_seconds(stack: Stack) -> float:
     """User + system CPU seconds of every API instance process and its children."""
-    total = 0.0
-    for name in stack.instances:
-        pid = stack.pids.get(name)
-        if pid is None:
-            continue
-        try:
-            process = psutil.Process(pid)
-            processes = [process, *process.children(recursive=True)]
-        except psutil.NoSuchProcess:
-            continue
-        for each in processes:
-            try:
-                times = each.cpu_times()
-            except psutil.NoSuchProcess:
-                continue
-            total += times.user + times.system
-    return total
+    return sum(cpu_seconds(stack.pids[name]) for name in stack.instances if name in stack.pids)
 
 
 def _own_cpu_seconds() -> float:

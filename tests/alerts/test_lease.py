@@ -174,7 +174,7 @@ async def test_a_leader_cut_off_longer_than_its_lease_goes_on_from_memory_when_i
         await eventually(lambda: not monitor.leading, seconds=10, what="the leader steps down")
         live_cluster.start()
         await eventually(lambda: monitor.leading, seconds=20, what="it leads again")
-        assert "Hot" in {alert.rule for alert in monitor.active()}  # memory kept
+        assert "Hot" in {alert.rule for alert in monitor.ledger.active()}  # memory kept
         await eventually(
             lambda: monitor.writer.up is True and monitor.ledger.backlog == 0,
             seconds=10,

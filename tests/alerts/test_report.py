@@ -12,7 +12,6 @@ import contextlib
 import json
 import math
 import os
-import sys
 import time
 from collections.abc import AsyncIterator
 from dataclasses import replace
@@ -38,6 +37,7 @@ from alerts.scorecard import (
 from api.load import LoadOptions, run_load
 from api.seed import seed
 from tests.alerts.harness import ERROR_ROUTE, Served, eventually, served_api
+from tests.support.cli import run_cli
 from tests.support.prometheus import Prometheus, running_prometheus
 from tests.support.stack import free_port
 
@@ -173,15 +173,7 @@ def _at(prometheus: Prometheus, prefix: str, since: timedelta, at: float) -> flo
 
 async def dynoscope(*args: str) -> tuple[int, str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("DYNOSCOPE", "PROMETHEUS"))}
-    process = await asyncio.create_subprocess_exec(
-        *(sys.executable, "-m", "api.cli", "report", *args),
-        env=env,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    out, err = await asyncio.wait_for(process.communicate(), timeout=60)
-    assert process.returncode is not None
-    return process.returncode, out.decode(), err.decode()
+    return await run_cli("report", *args, env=env)
 
 
 @pytest.mark.prometheus

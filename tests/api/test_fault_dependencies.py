@@ -138,9 +138,8 @@ async def test_db_slow_names_a_bad_period(shared_environ: dict[str, str]) -> Non
 
 
 @pytest.fixture
-def private_redis(tmp_path: Path) -> Iterator[RedisServer]:
-    server = RedisServer(tmp_path)
-    server.start()
+def private_redis(private_redis: RedisServer) -> Iterator[RedisServer]:
+    server = private_redis
     yield server
     server.stop(keep_data=False)
     # The one the fault's off command started runs on its own, daemonised.

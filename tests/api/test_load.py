@@ -11,7 +11,6 @@ import asyncio
 import json
 import os
 import re
-import sys
 from collections import Counter
 from collections.abc import AsyncIterator
 from dataclasses import replace
@@ -28,6 +27,7 @@ from api.load_stats import percentile
 from api.migrate import upgrade
 from api.seed import seed
 from api.settings import Settings
+from tests.support.cli import run_cli
 from tests.support.stack import Running, free_port, served_app, serving
 
 ROUTES = {
@@ -162,19 +162,7 @@ async def dynoscope(*args: str, tmp_path: Path) -> tuple[int, str, str]:
     env["DATABASE_URL"] = f"sqlite:///{tmp_path}/cli.db"
     # A production host without the service's secrets may still run a load elsewhere.
     env["DYNOSCOPE_ENV"] = "production"
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "api.cli",
-        "load",
-        *args,
-        env=env,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    out, err = await asyncio.wait_for(process.communicate(), timeout=60)
-    assert process.returncode is not None
-    return process.returncode, out.decode(), err.decode()
+    return await run_cli("load", *args, env=env)
 
 
 @pytest.mark.parametrize(

@@ -3,20 +3,13 @@
 from __future__ import annotations
 
 import os
-import socket
 
 import pytest
 
+from deploy.native.postgres import reachable
+
 POSTGRES_ADMIN_DSN = os.environ.get("TEST_POSTGRES_DSN", "postgresql://postgres@127.0.0.1:5432")
 REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
-
-
-def reachable(host: str, port: int) -> bool:
-    try:
-        with socket.create_connection((host, port), timeout=1.0):
-            return True
-    except OSError:
-        return False
 
 
 def require(name: str, host: str, port: int) -> None:
