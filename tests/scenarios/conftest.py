@@ -36,13 +36,12 @@ RULES = {
     "ApiLatencyP95High": {"window": "5s", "for": "2s", "keep_firing_for": "0"},
     "ApiOverloaded": SHORT,
     # A leak of 240 MB/min is 14 GB/h; the steady load's wobble stays far below 4 GiB/h.
-    # Instances younger than 60 s (just restarted) are left out, as fresh starts grow: at 30 s
-    # an instance restarted by the kill scenario was once still growing past the threshold.
+    # Instances younger than 30 s (just restarted) are left out, as fresh starts grow.
     "MemoryLeakSuspected": {
         "window": "10s",
         "for": "3s",
         "threshold": 4 * 1024**3,
-        "params": {"min_uptime_seconds": 60},
+        "params": {"min_uptime_seconds": 30},
     },
     "MonitorEvaluationFailing": SHORT,
     "MonitorStoreDegraded": SHORT,
