@@ -2,18 +2,35 @@
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
-STAMP  := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
+# The committed lock decides what every machine installs: exact versions with hashes, for the
+# package and its dev and bench extras, and the build backend of the editable install.
+LOCK   := requirements.lock
+STAMP  := $(VENV)/.installed-$(shell cat $(LOCK) pyproject.toml | cksum | cut -d' ' -f1)
+# The newest versions pyproject.toml's ranges allow, for `make test-latest`.
+LATEST := .venv-latest
 PORT   ?= 8000
 DATABASE_URL ?= sqlite:///./dynoscope.db
 export DATABASE_URL
 
-.PHONY: install run test lint format bench clean services stack stack-down
+# Resolves the lock: pyproject.toml's ranges plus the build backend, every platform and
+# Python the package supports, hashes for every file.
+UV_COMPILE = printf 'setuptools>=69\nwheel\n' | $(BIN)/uv pip compile pyproject.toml - \
+	--extra dev --extra bench --universal --python-version 3.11 --generate-hashes \
+	--custom-compile-command "make lock" --quiet
 
-$(STAMP): pyproject.toml
-	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
-	rm -f $(VENV)/.installed-*
+.PHONY: install run test test-latest lint format bench clean services stack stack-down \
+	lock lock-upgrade
+
+# A changed lock or pyproject.toml builds the environment anew, so it holds exactly the lock:
+# nothing left over from an older one, nothing resolved at install time.
+$(STAMP): $(LOCK) pyproject.toml
+	rm -rf $(VENV)
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -qq --disable-pip-version-check --no-deps \
+		--require-hashes --only-binary :all: -r $(LOCK)
+	$(BIN)/python -m pip install -qq --disable-pip-version-check --no-deps \
+		--no-build-isolation --editable .
+	$(BIN)/python -m deploy.lockfile check $(LOCK)
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -41,6 +58,25 @@ stack-down:
 test: install services
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
+# Each dependency at the newest version the ranges allow, in a virtualenv of its own: what
+# differs from the lock is printed first, then the suite runs there. Drift shows up here as
+# a report, never as a broken main.
+test-latest: install services
+	rm -rf $(LATEST)
+	$(PYTHON) -m venv $(LATEST)
+	$(BIN)/uv pip install --quiet --python $(LATEST)/bin/python --upgrade \
+		--editable '.[dev,bench]' 'setuptools>=69' wheel
+	$(BIN)/python -m deploy.lockfile diff $(LOCK) --python $(LATEST)/bin/python
+	$(LATEST)/bin/python -m pytest $(PYTEST_ARGS)
+
+# Re-resolve after a change to pyproject.toml, keeping every pin that still fits.
+lock: install
+	$(UV_COMPILE) --output-file $(LOCK)
+
+# Move every pin to the newest version the ranges allow (run `make test-latest` first).
+lock-upgrade: install
+	$(UV_COMPILE) --upgrade --output-file $(LOCK)
+
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
@@ -55,4 +91,4 @@ bench: install services
 	$(BIN)/python -m bench $(BENCH)
 
 clean:
-	rm -rf $(VENV) dynoscope.db dynoscope.db-* .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(LATEST) dynoscope.db dynoscope.db-* .mypy_cache .ruff_cache

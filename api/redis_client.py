@@ -15,11 +15,11 @@ from typing import Any
 
 from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.connection import AbstractConnection, Connection
+from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.event import AsyncAfterConnectionReleasedEvent
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
-from redis.retry import Retry
 
 
 class PoolExhausted(RedisConnectionError):
