@@ -201,7 +201,16 @@ def create_store_engine(url: str, *, timeout: float) -> AsyncEngine:
         max_overflow=2,
         pool_pre_ping=True,
         pool_timeout=timeout,
-        connect_args={"timeout": timeout, "command_timeout": timeout},
+        connect_args={
+            "timeout": timeout,
+            "command_timeout": timeout,
+            # An engine paused inside a transaction (SIGSTOP, a frozen VM) would hold the lease
+            # row's lock for as long as it stays paused, and no standby could take over: the
+            # server ends such a session, and its locks, once it has idled that long.
+            "server_settings": {
+                "idle_in_transaction_session_timeout": str(max(1, round(timeout * 1000)))
+            },
+        },
     )
 
 

@@ -13,11 +13,18 @@ from typing import Any
 import asyncpg
 import pytest
 import redis
+from hypothesis import settings as hypothesis_settings
 
 from tests.support.services import POSTGRES_ADMIN_DSN, REDIS_URL, require
 
+pytest_plugins = ["tests.support.hermetic"]
+
 SQLITE = "sqlite"
 POSTGRES_REDIS = "postgres+redis"
+
+# Hypothesis keeps no example database in the repository; its examples come from the seed.
+hypothesis_settings.register_profile("dynoscope", database=None, print_blob=True)
+hypothesis_settings.load_profile("dynoscope")
 
 
 def pytest_configure(config: pytest.Config) -> None:

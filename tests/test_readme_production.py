@@ -16,6 +16,7 @@ and the hash updated with it.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import itertools
 import os
@@ -31,6 +32,7 @@ from typing import Any
 
 import asyncpg
 import httpx
+import psutil
 import pytest
 import yaml
 
@@ -118,13 +120,26 @@ class Shell:
         return self.log.read_text(errors="replace")
 
     def stop(self) -> int:
-        if self.process.poll() is None:
+        """SIGTERM to the block's whole process group; SIGKILL to what still runs after 30 s."""
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(self.process.pid, signal.SIGTERM)
-        try:
-            returncode = self.process.wait(timeout=30)
-        finally:
-            self._output.close()
+        deadline = time.monotonic() + 30
+        while _group_alive(self.process.pid) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.process.pid, signal.SIGKILL)
+        returncode = self.process.wait()
+        self._output.close()
         return returncode
+
+
+def _group_alive(group: int) -> bool:
+    """Whether a process of ``group`` still runs (zombies waiting to be reaped aside)."""
+    for process in psutil.process_iter(["status"]):
+        with contextlib.suppress(psutil.Error):
+            if os.getpgid(process.pid) == group and process.info["status"] != psutil.STATUS_ZOMBIE:
+                return True
+    return False
 
 
 def _poll(check: Callable[[], bool], *, seconds: float, shell: Shell) -> None:

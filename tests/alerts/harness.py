@@ -61,14 +61,24 @@ async def wait(milliseconds: int) -> dict[str, int]:
 
 @contextlib.asynccontextmanager
 async def in_background(*coroutines: Coroutine[Any, Any, None]) -> AsyncIterator[None]:
-    """Run ``coroutines`` (endless traffic loops) until the block exits, then cancel them."""
+    """Run ``coroutines`` (endless traffic loops) until the block exits, then cancel them.
+
+    A loop that failed on its own (not by the cancellation) fails the test with its error.
+    """
     tasks = [asyncio.create_task(coroutine) for coroutine in coroutines]
     try:
         yield
     finally:
         for task in tasks:
             task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        outcomes = await asyncio.gather(*tasks, return_exceptions=True)
+    failures = [
+        outcome
+        for outcome in outcomes
+        if isinstance(outcome, BaseException) and not isinstance(outcome, asyncio.CancelledError)
+    ]
+    if failures:
+        raise failures[0]
 
 
 @dataclass

@@ -70,7 +70,11 @@ def test_upgrade_seed_and_serve_the_demo_data(tmp_path: Path) -> None:
         assert len(response.json()["items"]) == 25
     finally:
         server.terminate()
-        output, _ = server.communicate(timeout=10)
+        try:
+            output, _ = server.communicate(timeout=10)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            output, _ = server.communicate()
     assert "database=sqlite cache=in-process (not production-safe) mode=development" in output
 
 

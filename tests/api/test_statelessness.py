@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -16,8 +18,13 @@ from tests.support.users import listing, register_and_login
 
 
 @pytest.fixture
-async def pair(shared_environ: dict[str, str]) -> AsyncIterator[tuple[Running, Running]]:
-    async with served_app(shared_environ) as a, served_app(shared_environ) as b:
+async def pair(
+    shared_environ: dict[str, str], tmp_path: Path
+) -> AsyncIterator[tuple[Running, Running]]:
+    """Two instances of one deployment: shared database and Redis, a trace file each."""
+    a_environ = {**shared_environ, "DYNOSCOPE_TRACES_FILE": str(tmp_path / "a-traces.jsonl")}
+    b_environ = {**shared_environ, "DYNOSCOPE_TRACES_FILE": str(tmp_path / "b-traces.jsonl")}
+    async with served_app(a_environ) as a, served_app(b_environ) as b:
         yield a, b
 
 
@@ -59,6 +66,23 @@ async def test_create_on_a_is_listed_on_b_at_once(pair: tuple[Running, Running])
     assert (await b.client.get("/properties?city=Lisbon")).json()["items"] == []
 
 
+@contextlib.asynccontextmanager
+async def event_reader(
+    client: httpx.AsyncClient, out: list[dict[str, Any]], want: int
+) -> AsyncIterator[asyncio.Task[None]]:
+    """A task reading ``want`` events into ``out``, subscribed when the block starts; it is
+    cancelled and awaited when the block ends, whether the test passed or not."""
+    ready = asyncio.Event()
+    reader = asyncio.create_task(_read_events(client, ready, out, want=want))
+    try:
+        await asyncio.wait_for(ready.wait(), 5)
+        yield reader
+    finally:
+        reader.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await reader
+
+
 async def _read_events(
     client: httpx.AsyncClient, ready: asyncio.Event, out: list[dict[str, Any]], want: int
 ) -> None:
@@ -81,16 +105,15 @@ async def _read_events(
 async def test_sse_client_on_b_sees_changes_made_on_a(pair: tuple[Running, Running]) -> None:
     a, b = pair
     owner = await register_and_login(a.client)
-    ready = asyncio.Event()
     received: list[dict[str, Any]] = []
-    reader = asyncio.create_task(_read_events(b.client, ready, received, want=3))
-    await asyncio.wait_for(ready.wait(), 5)
-
-    created = (await a.client.post("/properties", json=listing(), headers=owner["headers"])).json()
-    url = f"/properties/{created['id']}"
-    await a.client.patch(url, json={"status": "sold"}, headers=owner["headers"])
-    await a.client.delete(url, headers=owner["headers"])
-    await asyncio.wait_for(reader, 5)
+    async with event_reader(b.client, received, want=3) as reader:
+        created = (
+            await a.client.post("/properties", json=listing(), headers=owner["headers"])
+        ).json()
+        url = f"/properties/{created['id']}"
+        await a.client.patch(url, json={"status": "sold"}, headers=owner["headers"])
+        await a.client.delete(url, headers=owner["headers"])
+        await asyncio.wait_for(asyncio.shield(reader), 5)
 
     assert [(e["event"], e["id"]) for e in received] == [
         ("property.created", created["id"]),
@@ -111,22 +134,19 @@ async def test_sse_subscription_survives_a_redis_restart(
     }
     async with served_app(environ) as a, served_app(environ) as b:
         owner = await register_and_login(a.client)
-        ready = asyncio.Event()
         received: list[dict[str, Any]] = []
-        reader = asyncio.create_task(_read_events(b.client, ready, received, want=1))
-        await asyncio.wait_for(ready.wait(), 5)
-
-        private_redis.stop(keep_data=False)
-        private_redis.start()
-        broadcaster = b.services.broadcaster
-        # The listener notices the lost connection and subscribes again by itself.
-        deadline = asyncio.get_running_loop().time() + 10
-        while True:
-            await a.client.post("/properties", json=listing(), headers=owner["headers"])
-            try:
-                await asyncio.wait_for(asyncio.shield(reader), 0.5)
-                break
-            except TimeoutError:
-                assert asyncio.get_running_loop().time() < deadline, "no event after restart"
+        async with event_reader(b.client, received, want=1) as reader:
+            private_redis.stop(keep_data=False)
+            private_redis.start()
+            broadcaster = b.services.broadcaster
+            # The listener notices the lost connection and subscribes again by itself.
+            deadline = asyncio.get_running_loop().time() + 10
+            while True:
+                await a.client.post("/properties", json=listing(), headers=owner["headers"])
+                try:
+                    await asyncio.wait_for(asyncio.shield(reader), 0.5)
+                    break
+                except TimeoutError:
+                    assert asyncio.get_running_loop().time() < deadline, "no event after restart"
         assert received[0]["event"] == "property.created"
         assert await broadcaster.ready(within=1)

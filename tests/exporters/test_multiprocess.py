@@ -27,6 +27,8 @@ def two_workers(tmp_path: Path) -> Iterator[tuple[str, Path]]:
             "DATABASE_URL": f"sqlite:///{tmp_path}/api.db",
             "PROMETHEUS_MULTIPROC_DIR": str(multiproc),
             "OTEL_SDK_DISABLED": "true",
+            "ALERT_STORE_URL": f"sqlite:///{tmp_path}/alerts.db",
+            "DYNOSCOPE_TRACES_FILE": str(tmp_path / "traces.jsonl"),
             "INSTANCE_ID": "api-mp",
             "LOG_LEVEL": "WARNING",
         }
@@ -48,7 +50,7 @@ def two_workers(tmp_path: Path) -> Iterator[tuple[str, Path]]:
             "warning",
         ],
         env=env,
-        cwd=Path(__file__).resolve().parents[2],
+        cwd=tmp_path,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
     )
@@ -70,7 +72,11 @@ def two_workers(tmp_path: Path) -> Iterator[tuple[str, Path]]:
         yield url, multiproc
     finally:
         server.terminate()
-        server.wait(timeout=20)
+        try:
+            server.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()
         if server.stderr is not None:
             server.stderr.close()
 

@@ -23,13 +23,17 @@ def parse_openmetrics(text: str) -> dict[str, Metric]:
 
 
 def sample_value(families: dict[str, Metric], name: str, **labels: str) -> float:
-    """The value of the one sample ``name{labels}`` (0 when absent)."""
+    """The sum of the samples ``name{labels}``: 0 when the metric has no such sample yet.
+
+    A metric the scrape does not declare at all is an error, so a renamed metric fails the
+    test instead of reading as 0.
+    """
     family_name = name
     for suffix in ("_bucket", "_count", "_sum", "_total"):
         family_name = family_name.removesuffix(suffix)
     family = families.get(family_name) or families.get(name)
     if family is None:
-        return 0.0
+        raise AssertionError(f"the scrape has no metric {name!r}: {sorted(families)}")
     values = [
         sample.value
         for sample in family.samples

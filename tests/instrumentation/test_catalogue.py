@@ -108,9 +108,10 @@ async def test_the_running_api_exposes_the_catalogue(metrics_only: dict[str, str
     assert response.headers["content-type"].startswith("text/plain; version=0.0.4")
     families = parse_text(response.text)
     service = [row for row in CONTRACT if not row[0].startswith("dynoscope_")]
-    for name, kind, _, _ in service:
-        if name in families:  # those with labels appear once something is counted
-            assert families[name].type == kind, name
+    # Every documented metric of the service is declared from the start, labelled or not.
+    assert {name: families[name].type for name, *_ in service if name in families} == {
+        name: kind for name, kind, *_ in service
+    }
     for name in ("http_server_request_duration_seconds", "db_client_errors", "cache_requests"):
         assert name in families, name
     http = families["http_server_request_duration_seconds"]

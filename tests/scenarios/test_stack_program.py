@@ -23,6 +23,8 @@ pytestmark = [
     pytest.mark.redis,
     pytest.mark.prometheus,
     pytest.mark.timeout(300),
+    # Faults stop and start the session's stack: its processes are checked when the run ends.
+    pytest.mark.shared_processes,
 ]
 
 

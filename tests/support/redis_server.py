@@ -1,6 +1,6 @@
 """A private redis-server on a loopback port, so a test can take Redis down and bring it back.
 
-How it is run is ``deploy/native/redis.py``, shared with ``make stack``.
+How it is run is ``deploy/native/redis_server.py``, shared with ``make stack``.
 """
 
 from __future__ import annotations
@@ -50,8 +50,14 @@ class RedisServer:
             client = redis.Redis(port=self.port)
             client.save()
             client.close()
+        # A paused server takes no signal but SIGCONT and SIGKILL until it is thawed.
+        os.kill(self._process.pid, signal.SIGCONT)
         self._process.terminate()
-        self._process.wait(timeout=5)
+        try:
+            self._process.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            self._process.kill()
+            self._process.wait()
         self._process = None
 
     def pause(self) -> None:

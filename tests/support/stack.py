@@ -61,7 +61,15 @@ async def running_app_without_migrations(
 @contextlib.asynccontextmanager
 async def serving(app: ASGIApp, port: int) -> AsyncIterator[None]:
     """Run ``app`` under uvicorn on a loopback ``port`` until the block ends."""
-    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
+    config = uvicorn.Config(
+        app,
+        host="127.0.0.1",
+        port=port,
+        log_level="warning",
+        lifespan="on",
+        # Open event streams end with the server instead of holding its shutdown.
+        timeout_graceful_shutdown=2,
+    )
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve())
     try:
@@ -72,8 +80,35 @@ async def serving(app: ASGIApp, port: int) -> AsyncIterator[None]:
                 await asyncio.sleep(0.01)
         yield
     finally:
-        server.should_exit = True
-        await task
+        await _stop(server, task)
+
+
+async def _stop(server: uvicorn.Server, task: asyncio.Task[None]) -> None:
+    """Stop ``server`` within bounded time, even when the test failed or was cancelled.
+
+    A graceful exit first; then uvicorn's forced exit; then the task is cancelled. A
+    cancellation arriving during teardown moves on to the next step instead of leaving the
+    server running (its port, lifespan and files still in use by the next test), and is
+    raised again once the server is down.
+    """
+    server.should_exit = True
+    interrupted = False
+    for escalate in ("graceful", "force", "cancel"):
+        if escalate == "force":
+            server.force_exit = True
+        elif escalate == "cancel":
+            task.cancel()
+        try:
+            done, _ = await asyncio.wait({task}, timeout=5)
+        except asyncio.CancelledError:
+            interrupted = True
+            continue
+        if done:
+            break
+    if interrupted:
+        raise asyncio.CancelledError
+    if task.done() and not task.cancelled():
+        task.result()
 
 
 @contextlib.asynccontextmanager
