@@ -1,11 +1,8 @@
-"""The API served on a loopback port with a fault switch, and a real webhook receiver.
+"""The API served on a loopback port, a real webhook receiver, and what tests wait with.
 
-The fault route is added only to this test app: ``GET /test/slow-query`` runs one statement
-that takes 1.1 s (``pg_sleep`` on PostgreSQL, a registered sleep function on SQLite) through
-the app's own, instrumented engine, so the slow-query counter and the request-duration
-histogram see exactly what a slow query in production would produce. ``/test/error``
-answers 500 and ``/test/wait/{milliseconds}`` takes as long as asked, for traffic with
-errors and spread-out latencies.
+Slow queries are made the way production makes them, by another client holding the
+listings table (``tests/support/locks.py``), not by a route of the test's. One route is
+added to this test app: ``/test/error`` answers 500, for traffic with server errors.
 """
 
 from __future__ import annotations
@@ -21,7 +18,6 @@ from typing import Any
 import httpx
 import yaml
 from fastapi import FastAPI, Request
-from sqlalchemy import text
 from starlette.applications import Starlette
 from starlette.responses import Response
 from starlette.routing import Route
@@ -32,31 +28,11 @@ from api.migrate import upgrade
 from api.settings import Settings
 from tests.support.stack import free_port, serving
 
-FAULT_ROUTE = "/test/slow-query"
 ERROR_ROUTE = "/test/error"
-WAIT_ROUTE = "/test/wait/{milliseconds}"
-FAULT_SECONDS = 1.1
-
-
-async def slow_query(request: Request) -> dict[str, str]:
-    engine = request.app.state.services.engine
-    async with engine.connect() as connection:
-        if engine.dialect.name == "sqlite":
-            raw = await connection.get_raw_connection()
-            await raw.driver_connection.create_function("test_sleep", 1, time.sleep)
-            await connection.execute(text(f"SELECT test_sleep({FAULT_SECONDS})"))
-        else:
-            await connection.execute(text(f"SELECT pg_sleep({FAULT_SECONDS})"))
-    return {"slept": str(FAULT_SECONDS)}
 
 
 async def server_error() -> Response:
     return Response(status_code=500)
-
-
-async def wait(milliseconds: int) -> dict[str, int]:
-    await asyncio.sleep(milliseconds / 1000)
-    return {"waited": milliseconds}
 
 
 @contextlib.asynccontextmanager
@@ -96,11 +72,9 @@ class Served:
 async def served_api(
     environ: Mapping[str, str], *, before_start: Callable[[FastAPI], None] | None = None
 ) -> AsyncIterator[Served]:
-    """The API with the fault route, behind uvicorn, migrated."""
+    """The API with the error route, behind uvicorn, migrated."""
     app = create_app(Settings.from_env(environ))
-    app.add_api_route(FAULT_ROUTE, slow_query, methods=["GET"])
     app.add_api_route(ERROR_ROUTE, server_error, methods=["GET"])
-    app.add_api_route(WAIT_ROUTE, wait, methods=["GET"])
     if before_start is not None:
         before_start(app)
     port = free_port()

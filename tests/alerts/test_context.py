@@ -38,11 +38,8 @@ from api.settings import Settings
 from exporters.tracefile import read_spans, trace_files
 from instrumentation.catalogue import Catalogue
 from instrumentation.settings import SettingsError
-from instrumentation.statement import describe
 from tests.alerts.conftest import ScriptedSource
 from tests.alerts.harness import (
-    FAULT_ROUTE,
-    FAULT_SECONDS,
     Receiver,
     eventually,
     in_background,
@@ -50,8 +47,12 @@ from tests.alerts.harness import (
     served_api,
     webhook_receiver,
 )
+from tests.support.locks import WRITE_ROUTE, table_held, writer
 from tests.support.prometheus import running_prometheus
 from tests.support.stack import free_port
+from tests.support.users import register_and_login
+
+FAULT_SECONDS = 1.1  # each hold of the listings table: longer than the 1 s slow-query threshold
 
 TRACE_UI = "http://jaeger.example:16686/trace/{{ trace_id }}"
 SHORT = {
@@ -87,20 +88,19 @@ def recorded_traces(traces_file: str) -> dict[str, set[str]]:
 
 
 async def fires_with_context(
-    receiver: Receiver, client: httpx.AsyncClient, *, traces_file: str, statement: str
+    receiver: Receiver, client: httpx.AsyncClient, *, traces_file: str, database_url: str
 ) -> None:
-    async def hammer() -> None:
-        while True:
-            await client.get(FAULT_ROUTE)
-
-    async with in_background(*(hammer() for _ in range(3))):
+    owner = await register_and_login(client)
+    async with (
+        table_held(database_url, hold=lambda _: FAULT_SECONDS),
+        in_background(*(writer(client, owner["headers"]) for _ in range(3))),
+    ):
         for name in SHORT:
             await eventually(
                 partial(has_context, receiver, name),
                 seconds=45,
                 what=f"{name} firing with context",
             )
-    fingerprint = describe(statement).fingerprint
     latency = firing_with_context(receiver, "ApiLatencyP95High")
     slow = firing_with_context(receiver, "DatabaseSlowQuery")
     assert latency is not None and slow is not None
@@ -109,24 +109,29 @@ async def fires_with_context(
     assert latency["op"] == ">" and latency["threshold"] == 0.5 and latency["value"] > 0.5
     ids = latency["context"]["trace_ids"]
     assert 1 <= len(ids) <= 5
+    # A request's server span is written when it ends, after its statements' spans.
     await eventually(
-        lambda: set(ids) <= set(recorded_traces(traces_file)),
+        lambda: all(WRITE_ROUTE in recorded_traces(traces_file).get(i, set()) for i in ids),
         seconds=15,
-        what="the example traces in the API's trace file",
+        what=f"the example traces, requests to {WRITE_ROUTE}, in the API's trace file",
     )
     recorded = recorded_traces(traces_file)
-    assert all(FAULT_ROUTE in recorded[trace_id] for trace_id in ids)
     assert latency["links"]["traces"] == {
         trace_id: f"http://jaeger.example:16686/trace/{trace_id}" for trace_id in ids
     }
     assert (
         latency["links"]["runbook"] == "https://runbooks.example/docs/runbook.md#apilatencyp95high"
     )
+    # The slowest statements are the ones that waited on the held table, over the 1 s
+    # threshold: the listing's INSERT (on PostgreSQL also the SELECTs the lock blocks).
+    # Statements in the example traces come first, so the first of the latency alert's may
+    # have waited less than a second; the slow-query alert's slowest waited longer.
     (query, *_) = latency["context"]["queries"]
-    assert query["fingerprint"] == fingerprint and query["operation"] == "SELECT"
-    assert query["seconds"] >= FAULT_SECONDS
-    slowest = slow["context"]["queries"][0]
-    assert slowest["fingerprint"] == fingerprint and slowest["trace_id"] in recorded
+    assert query["table"] == "properties", latency["context"]["queries"]
+    slowest = max(slow["context"]["queries"], key=lambda q: q["seconds"])
+    assert slowest["table"] == "properties" and slowest["seconds"] >= 1.0, slowest
+    assert slowest["fingerprint"] in {q["fingerprint"] for q in latency["context"]["queries"]}
+    assert slowest["trace_id"] in recorded
     assert set(slow["context"]["trace_ids"]) <= set(recorded)
 
 
@@ -161,7 +166,7 @@ async def test_prometheus_exemplars_give_a_latency_alert_its_traces_and_slowest_
                     receiver,
                     api.client,
                     traces_file=shared_environ["DYNOSCOPE_TRACES_FILE"],
-                    statement=f"SELECT pg_sleep({FAULT_SECONDS})",
+                    database_url=shared_environ["DATABASE_URL"],
                 )
             finally:
                 await monitor.stop()
@@ -181,7 +186,7 @@ async def test_the_local_source_gives_a_latency_alert_its_traces_and_slowest_que
                 receiver,
                 api.client,
                 traces_file=sqlite_environ["DYNOSCOPE_TRACES_FILE"],
-                statement=f"SELECT test_sleep({FAULT_SECONDS})",
+                database_url=sqlite_environ["DATABASE_URL"],
             )
 
 

@@ -1,5 +1,6 @@
-"""End to end on real components: a query that takes over a second makes the webhook receive
-``DatabaseSlowQuery`` and ``ApiLatencyP95High`` firing, then resolved once the fault is gone.
+"""End to end on real components: another client holding the listings table makes writes
+take over a second, and the webhook receives ``DatabaseSlowQuery`` and ``ApiLatencyP95High``
+firing, then resolved once the lock is let go.
 
 Once with a real Prometheus scraping the served API and the engine running on its own (as
 ``dynoscope alerts run`` does), once in embedded mode with the local source inside the API.
@@ -21,7 +22,6 @@ from alerts.monitor import Monitor, open_store
 from api.settings import Settings
 from instrumentation.catalogue import Catalogue
 from tests.alerts.harness import (
-    FAULT_ROUTE,
     Receiver,
     eventually,
     in_background,
@@ -29,7 +29,11 @@ from tests.alerts.harness import (
     served_api,
     webhook_receiver,
 )
+from tests.support.locks import WRITE_ROUTE, table_held, writer
 from tests.support.prometheus import running_prometheus
+from tests.support.users import register_and_login
+
+FAULT_SECONDS = 1.1  # each hold of the lock: longer than the 1 s slow-query threshold
 
 ADMIN = "admin-token-" + "z" * 20
 ALERTS = ("DatabaseSlowQuery", "ApiLatencyP95High")
@@ -45,19 +49,21 @@ def short_rules(directory: Path) -> Path:
 
 
 @contextlib.asynccontextmanager
-async def fault(client: httpx.AsyncClient) -> AsyncIterator[None]:
-    """Keep a few slow-query requests in flight until the block exits."""
-
-    async def hammer() -> None:
-        while True:
-            await client.get(FAULT_ROUTE)
-
-    async with in_background(*(hammer() for _ in range(3))):
+async def fault(client: httpx.AsyncClient, database_url: str) -> AsyncIterator[None]:
+    """The listings table held 1.1 s at a time, with a few listings being created, until the
+    block exits."""
+    owner = await register_and_login(client)
+    async with (
+        table_held(database_url, hold=lambda _: FAULT_SECONDS),
+        in_background(*(writer(client, owner["headers"]) for _ in range(3))),
+    ):
         yield
 
 
-async def fires_then_resolves(receiver: Receiver, client: httpx.AsyncClient) -> None:
-    async with fault(client):
+async def fires_then_resolves(
+    receiver: Receiver, client: httpx.AsyncClient, *, database_url: str
+) -> None:
+    async with fault(client, database_url):
         for name in ALERTS:
             await eventually(
                 partial(receiver.seen, name, "firing"), seconds=30, what=f"{name} firing"
@@ -65,7 +71,7 @@ async def fires_then_resolves(receiver: Receiver, client: httpx.AsyncClient) -> 
         admin = {"Authorization": f"Bearer {ADMIN}"}
         active = (await client.get("/alerts", headers=admin)).json()["alerts"]
         routes = {a["labels"].get("route") for a in active if a["alertname"] == "ApiLatencyP95High"}
-        assert FAULT_ROUTE in routes
+        assert WRITE_ROUTE in routes
     for name in ALERTS:
         await eventually(
             partial(receiver.seen, name, "resolved"), seconds=30, what=f"{name} resolved"
@@ -77,7 +83,7 @@ async def fires_then_resolves(receiver: Receiver, client: httpx.AsyncClient) -> 
     )
     assert latency["version"] == "4"
     (alert,) = latency["alerts"]
-    assert alert["labels"]["severity"] == "page" and alert["labels"]["route"] == FAULT_ROUTE
+    assert alert["labels"]["severity"] == "page" and alert["labels"]["route"] == WRITE_ROUTE
     assert alert["annotations"]["summary"].startswith("p95 ")
 
 
@@ -104,7 +110,9 @@ async def test_prometheus_source_end_to_end(shared_environ: dict[str, str], tmp_
             )
             await monitor.start(immediately=True)
             try:
-                await fires_then_resolves(receiver, api.client)
+                await fires_then_resolves(
+                    receiver, api.client, database_url=shared_environ["DATABASE_URL"]
+                )
             finally:
                 await monitor.stop()
                 await store.dispose()
@@ -127,4 +135,6 @@ async def test_embedded_local_source_end_to_end(
         async with served_api(environ) as api:
             monitor = api.app.state.alerts
             assert isinstance(monitor, Monitor) and monitor.source.name == "local"
-            await fires_then_resolves(receiver, api.client)
+            await fires_then_resolves(
+                receiver, api.client, database_url=sqlite_environ["DATABASE_URL"]
+            )

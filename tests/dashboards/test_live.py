@@ -37,16 +37,16 @@ from exporters.server import MetricsServer
 from instrumentation.catalogue import Catalogue
 from tests.alerts.harness import (
     ERROR_ROUTE,
-    FAULT_ROUTE,
-    WAIT_ROUTE,
     eventually,
     in_background,
     served_api,
     webhook_receiver,
 )
 from tests.dashboards.support import catalogue_names, models, panel_queries, resolved
+from tests.support.locks import table_held, writer
 from tests.support.prometheus import Prometheus, running_prometheus
 from tests.support.stack import free_port
+from tests.support.users import listing, register_and_login
 
 pytestmark = [pytest.mark.prometheus, pytest.mark.postgres, pytest.mark.redis]
 
@@ -80,7 +80,11 @@ def fast_rules(directory: Path) -> Path:
 
 
 @contextlib.asynccontextmanager
-async def traffic(client: httpx.AsyncClient) -> AsyncIterator[None]:
+async def traffic(client: httpx.AsyncClient, database_url: str) -> AsyncIterator[None]:
+    """Lists (hits and misses), 404s and 500s; listings created while another client holds the
+    table 0 to 450 ms at a time (latencies in several buckets), once for 1.1 s (a slow
+    query); and a burst of writers waiting on the held table, more than admission allows."""
+
     async def lists() -> None:
         step = 0
         while True:
@@ -92,15 +96,19 @@ async def traffic(client: httpx.AsyncClient) -> AsyncIterator[None]:
                 await client.get(ERROR_ROUTE)
             await asyncio.sleep(0.005)
 
-    async def waits(offset: int) -> None:
-        step = offset
-        while True:
-            step += 7
-            await client.get(WAIT_ROUTE.format(milliseconds=(step * 37) % 450))
+    def hold(step: int) -> float:
+        return 1.1 if step == 1 else (step * 37) % 450 / 1000
 
-    async with in_background(lists(), lists(), waits(0), waits(3)):
-        await client.get(FAULT_ROUTE)
-        burst = [client.get(WAIT_ROUTE.format(milliseconds=300)) for _ in range(3 * MAX_IN_FLIGHT)]
+    owner = await register_and_login(client)
+    headers = owner["headers"]
+    async with (
+        table_held(database_url, hold=hold),
+        in_background(lists(), lists(), writer(client, headers), writer(client, headers)),
+    ):
+        burst = [
+            client.post("/properties", json=listing(), headers=headers)
+            for _ in range(3 * MAX_IN_FLIGHT)
+        ]
         codes = [response.status_code for response in await asyncio.gather(*burst)]
         assert 503 in codes, "admission control shed nothing"
         yield
@@ -180,7 +188,10 @@ async def test_every_query_and_rule_answers_on_real_prometheus(
                     "ALERT_STORE_URL": shared_environ["DATABASE_URL"],
                 }
             )
-            async with engine(settings, port=engine_port), traffic(api.client):
+            async with (
+                engine(settings, port=engine_port),
+                traffic(api.client, shared_environ["DATABASE_URL"]),
+            ):
                 await eventually(
                     lambda: bool(receiver.bodies), seconds=30, what="Watchdog delivered"
                 )
