@@ -4,7 +4,7 @@
     print(format_report(report))
 
 Every number is one instant query over the last ``since``: the alert signals' own PromQL
-(``alerts/signals.py``) for the scorecard, and for the capacity estimate the request rate
+(``alerts/rules/signals.py``) for the scorecard, and for the capacity estimate the request rate
 and the rate of the request-duration sum per instance of the ``api`` scrape job (their
 ratio is the mean latency; the latter is Little's concurrency). A query with no series is a
 line saying "no data"; a Prometheus that does not answer is a ``ReportError``.
@@ -19,9 +19,11 @@ from typing import Any
 
 import httpx
 
-from alerts.duration import format_duration
+from alerts.engine.query import Vector
+from alerts.engine.sources.prometheus import PrometheusSource
 from alerts.errors import QueryError, ReportError
-from alerts.query import Vector
+from alerts.rules.duration import format_duration
+from alerts.rules.signals import HTTP_DURATION, RestartGuard, SignalArgs, TrafficGuard, signal_named
 from alerts.scorecard import (
     CACHE_HIT_RATIO,
     ERROR_RATIO,
@@ -36,8 +38,6 @@ from alerts.scorecard import (
     format_value,
     line,
 )
-from alerts.signals import HTTP_DURATION, RestartGuard, SignalArgs, TrafficGuard, signal_named
-from alerts.sources.prometheus import PrometheusSource
 
 API_JOB = "api"
 """The scrape job of the API instances (``docs/metrics.md``); capacity counts only them."""

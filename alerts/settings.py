@@ -20,7 +20,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from instrumentation.settings import settings_from
 
 if TYPE_CHECKING:
-    from alerts.receivers import Receivers
+    from alerts.delivery.receivers import Receivers
 
 
 def async_database_url(url: str, *, variable: str) -> str:
@@ -105,7 +105,7 @@ class AlertSettings(BaseSettings):
     def receivers(self) -> Receivers:
         """Receivers and routing: ``ALERT_RECEIVERS_PATH`` plus the ``ALERT_WEBHOOK_URL``
         shorthand; raises ``ReceiverFileError`` naming file, receiver and field."""
-        from alerts.receivers import load_receivers
+        from alerts.delivery.receivers import load_receivers
 
         return load_receivers(
             self.receivers_path, environ=self._environ, webhook_url=self.webhook_url
@@ -120,7 +120,7 @@ class AlertSettings(BaseSettings):
     @classmethod
     def _grafana(cls, value: str | None) -> str | None:
         if value is not None:
-            from alerts.template import check
+            from alerts.rules.template import check
 
             check(value, label_names=None)  # ValueError names the template
         return value
@@ -129,7 +129,7 @@ class AlertSettings(BaseSettings):
     @classmethod
     def _trace(cls, value: str | None) -> str | None:
         if value is not None:
-            from alerts.template import check
+            from alerts.rules.template import check
 
             check(value, label_names=None)  # ValueError names the template
             if "trace_id" not in value:

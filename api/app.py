@@ -14,7 +14,7 @@ from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from alerts.app import alert_routes, embedded_engine, runs_in_process, store_reader
+from alerts.http.app import alert_routes, embedded_engine, runs_in_process, store_reader
 from api import __version__
 from api.admission import AdmissionControl
 from api.errors import ApiError

@@ -60,8 +60,8 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
 async def _upgrade(settings: Settings) -> int:
     """The alert store first (it takes over alert tables left in the service's database),
     then the service's schema."""
-    from alerts import migrate as alerts_migrate
-    from alerts.monitor import open_store
+    from alerts.engine.monitor import open_store
+    from alerts.store import migrate as alerts_migrate
     from api.migrate import upgrade
 
     engine = create_engine(settings)
@@ -186,9 +186,9 @@ def build_parser() -> argparse.ArgumentParser:
     seed.set_defaults(run=lambda s, a: asyncio.run(_seed(s, a)))
 
     # Package hooks: each package registers its own subcommands.
-    from alerts.cli import register as register_alerts
-    from alerts.receivers_cli import register_receivers
-    from alerts.silence_cli import register_silences
+    from alerts.cli.commands import register as register_alerts
+    from alerts.cli.receivers import register_receivers
+    from alerts.cli.silences import register_silences
     from api.faults.cli import register_faults
     from api.load_cli import register as register_load
     from dashboards.cli import register as register_dashboards

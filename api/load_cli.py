@@ -14,7 +14,7 @@ import sys
 from collections.abc import Callable
 from typing import Any, TextIO
 
-from alerts.duration import parse_duration
+from alerts.rules.duration import parse_duration
 from api.load import DEFAULT_MIX, OPERATIONS, LoadError, LoadOptions, run_load
 from api.load_stats import Recorder, format_summary
 from instrumentation.cli import AddCommand

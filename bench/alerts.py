@@ -37,11 +37,11 @@ import httpx
 import psutil
 from prometheus_client import CollectorRegistry, start_http_server
 
-from alerts.lease import HostLease
-from alerts.monitor import Monitor, open_store
-from alerts.rule import Group, Op, RawQuery, Rule, SignalQuery
+from alerts.engine.monitor import Monitor, open_store
+from alerts.rules.rule import Group, Op, RawQuery, Rule, SignalQuery
+from alerts.rules.signals import SignalArgs, signal_named
 from alerts.settings import AlertSettings
-from alerts.signals import SignalArgs, signal_named
+from alerts.store.lease import HostLease
 from instrumentation.catalogue import Catalogue
 from tests.support.prometheus import running_prometheus
 from tests.support.stack import free_port

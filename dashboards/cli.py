@@ -13,7 +13,7 @@ import os
 import sys
 from pathlib import Path
 
-from alerts.cli import AddCommand
+from alerts.cli.commands import AddCommand
 from dashboards.catalogue import DIRECTORY, check, expected, write
 from dashboards.errors import DashboardsError
 from dashboards.push import Folder, connect, push

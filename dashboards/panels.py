@@ -20,7 +20,7 @@ from grafana_foundation_sdk.builders import dashboard as builders
 from grafana_foundation_sdk.builders import prometheus, stat, timeseries
 from grafana_foundation_sdk.models import common, dashboard
 
-from alerts.signals import SignalArgs, signal_named
+from alerts.rules.signals import SignalArgs, signal_named
 from dashboards.promql import scope
 
 PROMETHEUS_UID = "dynoscope-prometheus"

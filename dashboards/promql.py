@@ -1,6 +1,6 @@
 """Reading PromQL as text: which metrics an expression selects, and narrowing its selectors.
 
-Dashboards reuse the signals' PromQL (``alerts/signals.py``) and narrow every selector to the
+Dashboards reuse the signals' PromQL (``alerts/rules/signals.py``) and narrow every selector to the
 dashboard's variables, so a panel and a rule mean the same thing by "p95" or "hit ratio":
 
     >>> scope('sum by (route) (rate(up[5m]))', lambda metric: ['job=~"$job"'])

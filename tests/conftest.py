@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import shutil
 import signal
+import tempfile
 import threading
 import uuid
 from collections.abc import Coroutine, Iterator
@@ -14,6 +16,7 @@ import asyncpg
 import pytest
 import redis
 from hypothesis import settings as hypothesis_settings
+from hypothesis.configuration import set_hypothesis_home_dir
 
 from tests.support.services import POSTGRES_ADMIN_DSN, REDIS_URL, require
 
@@ -22,9 +25,16 @@ pytest_plugins = ["tests.support.hermetic"]
 SQLITE = "sqlite"
 POSTGRES_REDIS = "postgres+redis"
 
-# Hypothesis keeps no example database in the repository; its examples come from the seed.
+# Hypothesis keeps no example database (its examples come from the seed), and its other
+# caches go to a directory of the run's own, outside the repository, removed at the end.
 hypothesis_settings.register_profile("dynoscope", database=None, print_blob=True)
 hypothesis_settings.load_profile("dynoscope")
+_HYPOTHESIS_HOME = tempfile.mkdtemp(prefix="dynoscope-hypothesis-")
+set_hypothesis_home_dir(_HYPOTHESIS_HOME)
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    shutil.rmtree(_HYPOTHESIS_HOME, ignore_errors=True)
 
 
 def pytest_configure(config: pytest.Config) -> None:

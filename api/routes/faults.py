@@ -15,7 +15,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 
-from alerts.app import admin_only
+from alerts.http.app import admin_only
 from api.faults import FaultError, Faults
 
 

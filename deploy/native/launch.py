@@ -105,7 +105,10 @@ def _write_configs(stack: Stack) -> None:
         stack.urls["alertmanager"], stack.config["webhooks"], stack.config.get("grouping")
     )
     (directory / "receivers.yml").write_text(
-        render.dump(receivers, "Receivers of the native stack's schedulers (alerts/receivers.py)")
+        render.dump(
+            receivers,
+            "Receivers of the native stack's schedulers (alerts/delivery/receivers.py)",
+        )
     )
     faults = render.fault_commands(sys.executable, str(PROGRAM), directory)
     (directory / "faults.yml").write_text(

@@ -186,7 +186,7 @@ class Stack:
         configured = self.config.get("rules_path")
         if configured:
             return Path(configured).resolve()
-        from alerts.loader import DEFAULT_RULES
+        from alerts.rules.loader import DEFAULT_RULES
 
         return DEFAULT_RULES
 

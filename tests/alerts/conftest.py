@@ -9,18 +9,18 @@ import pytest
 from prometheus_client import CollectorRegistry
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from alerts.delivery import Delivery
-from alerts.evaluator import Evaluator
-from alerts.ledger import Ledger
-from alerts.migrate import upgrade
-from alerts.monitor import open_store
-from alerts.notifiers.notifier import Notifier
-from alerts.outbox import Outbox
-from alerts.query import QueryResult
-from alerts.rule import Query, Rule
-from alerts.sources.local import LocalSource
-from alerts.store import Store
-from alerts.writer import StoreWriter
+from alerts.delivery.notification import Delivery
+from alerts.delivery.notifiers.notifier import Notifier
+from alerts.delivery.outbox import Outbox
+from alerts.engine.evaluator import Evaluator
+from alerts.engine.ledger import Ledger
+from alerts.engine.monitor import open_store
+from alerts.engine.query import QueryResult
+from alerts.engine.sources.local import LocalSource
+from alerts.rules.rule import Query, Rule
+from alerts.store.migrate import upgrade
+from alerts.store.store import Store
+from alerts.store.writer import StoreWriter
 from api.settings import Settings
 from instrumentation.catalogue import Catalogue
 from tests.support.postgres_cluster import Cluster, private_cluster

@@ -22,7 +22,7 @@ from starlette.applications import Starlette
 from starlette.responses import Response
 from starlette.routing import Route
 
-from alerts.loader import DEFAULT_RULES
+from alerts.rules.loader import DEFAULT_RULES
 from api.app import create_app
 from api.migrate import upgrade
 from api.settings import Settings

@@ -36,11 +36,11 @@ from datetime import UTC, datetime, timedelta
 import httpx
 import pytest
 
-from alerts.query import Vector
-from alerts.rule import SignalQuery
-from alerts.signals import SignalArgs, signal_named
-from alerts.sources.local import LocalSource
-from alerts.sources.prometheus import PrometheusSource
+from alerts.engine.query import Vector
+from alerts.engine.sources.local import LocalSource
+from alerts.engine.sources.prometheus import PrometheusSource
+from alerts.rules.rule import SignalQuery
+from alerts.rules.signals import SignalArgs, signal_named
 from tests.alerts.harness import ERROR_ROUTE, eventually, in_background, served_api
 from tests.support.locks import table_held, writer
 from tests.support.prometheus import running_prometheus

@@ -8,16 +8,16 @@ from datetime import UTC, datetime, timedelta
 import httpx
 import pytest
 
-from alerts.delivery import deliveries
-from alerts.ledger import Ledger
-from alerts.notifiers.alertmanager import (
+from alerts.delivery.notification import deliveries
+from alerts.delivery.notifiers.alertmanager import (
     AlertmanagerConfig,
     AlertmanagerNotifier,
     postable_alerts,
 )
-from alerts.outbox import Outbox
-from alerts.resend import Resender
-from alerts.state import Alert, AlertState, Notification
+from alerts.delivery.outbox import Outbox
+from alerts.delivery.resend import Resender
+from alerts.engine.ledger import Ledger
+from alerts.engine.state import Alert, AlertState, Notification
 from tests.support.alertmanager import running_alertmanager
 
 LABELS = (("alertname", "ApiLatencyP95High"), ("route", "/properties"), ("severity", "page"))

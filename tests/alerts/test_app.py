@@ -11,15 +11,15 @@ from pathlib import Path
 import pytest
 from fastapi import FastAPI
 
-from alerts.app import runs_in_process
-from alerts.ledger import Ledger
-from alerts.lock import lock_path
-from alerts.migrate import upgrade
-from alerts.monitor import Monitor
-from alerts.query import Sample, Vector
-from alerts.rule import Op, RawQuery, Rule
-from alerts.state import Evaluation, evaluate
-from alerts.store import Store
+from alerts.engine.ledger import Ledger
+from alerts.engine.monitor import Monitor
+from alerts.engine.query import Sample, Vector
+from alerts.engine.state import Evaluation, evaluate
+from alerts.http.app import runs_in_process
+from alerts.rules.rule import Op, RawQuery, Rule
+from alerts.store.lock import lock_path
+from alerts.store.migrate import upgrade
+from alerts.store.store import Store
 from api.settings import Settings
 from tests.alerts.harness import eventually
 from tests.support.stack import running_app

@@ -21,19 +21,19 @@ import httpx
 import pytest
 from prometheus_client import CollectorRegistry
 
-from alerts.context import Context
-from alerts.delivery import Delivery, alerts_of
-from alerts.evaluator import Evaluator
-from alerts.ledger import Ledger
-from alerts.links import Links
-from alerts.monitor import Monitor, open_store
-from alerts.notifiers.alertmanager import postable_alerts
-from alerts.outbox import Outbox
-from alerts.query import Exemplar, Sample, Vector
-from alerts.rule import Group, Op, Rule, SignalQuery
+from alerts.delivery.links import Links
+from alerts.delivery.notification import Delivery, alerts_of
+from alerts.delivery.notifiers.alertmanager import postable_alerts
+from alerts.delivery.outbox import Outbox
+from alerts.engine.context import Context
+from alerts.engine.evaluator import Evaluator
+from alerts.engine.ledger import Ledger
+from alerts.engine.monitor import Monitor, open_store
+from alerts.engine.query import Exemplar, Sample, Vector
+from alerts.engine.sources import LocalSource, PrometheusSource
+from alerts.rules.rule import Group, Op, Rule, SignalQuery
+from alerts.rules.signals import SignalArgs
 from alerts.settings import AlertSettings
-from alerts.signals import SignalArgs
-from alerts.sources import LocalSource, PrometheusSource
 from api.settings import Settings
 from exporters.tracefile import read_spans, trace_files
 from instrumentation.catalogue import Catalogue

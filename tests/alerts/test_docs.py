@@ -9,25 +9,25 @@ from pathlib import Path
 
 import pytest
 
-from alerts.loader import DEFAULT_RULES, load_rules
-from alerts.signals import SIGNALS
+from alerts.rules.loader import DEFAULT_RULES, load_rules
+from alerts.rules.signals import SIGNALS
 
 MODULES = [
-    "alerts.delivery",
-    "alerts.duration",
-    "alerts.context",
-    "alerts.links",
-    "alerts.grouping",
-    "alerts.loader",
-    "alerts.notifiers.fields",
-    "alerts.lock",
-    "alerts.routing",
+    "alerts.delivery.notification",
+    "alerts.rules.duration",
+    "alerts.engine.context",
+    "alerts.delivery.links",
+    "alerts.delivery.grouping",
+    "alerts.rules.loader",
+    "alerts.delivery.notifiers.fields",
+    "alerts.store.lock",
+    "alerts.delivery.routing",
     "alerts.settings",
-    "alerts.signals",
-    "alerts.sources.prometheus",
-    "alerts.state",
-    "alerts.template",
-    "alerts.window",
+    "alerts.rules.signals",
+    "alerts.engine.sources.prometheus",
+    "alerts.engine.state",
+    "alerts.rules.template",
+    "alerts.engine.window",
 ]
 
 
@@ -38,7 +38,7 @@ def test_docstring_examples(name: str) -> None:
 
 
 def test_public_surfaces_export_what_they_claim() -> None:
-    for package in ("alerts.sources", "alerts.notifiers"):
+    for package in ("alerts.engine.sources", "alerts.delivery.notifiers"):
         module = importlib.import_module(package)
         assert module.__all__ == sorted(module.__all__)
         assert all(hasattr(module, name) for name in module.__all__)

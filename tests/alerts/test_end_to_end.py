@@ -18,7 +18,7 @@ import httpx
 import pytest
 from prometheus_client import CollectorRegistry
 
-from alerts.monitor import Monitor, open_store
+from alerts.engine.monitor import Monitor, open_store
 from api.settings import Settings
 from instrumentation.catalogue import Catalogue
 from tests.alerts.harness import (

@@ -8,14 +8,14 @@ from datetime import UTC, datetime, timedelta
 from prometheus_client import CollectorRegistry
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from alerts.migrate import upgrade
-from alerts.monitor import open_store
-from alerts.query import QueryFailed, Sample, Vector
-from alerts.rule import Group, Op, Rule, SignalQuery
+from alerts.engine.monitor import open_store
+from alerts.engine.query import QueryFailed, Sample, Vector
+from alerts.engine.state import AlertState
+from alerts.rules.rule import Group, Op, Rule, SignalQuery
+from alerts.rules.signals import SignalArgs
 from alerts.settings import AlertSettings
-from alerts.signals import SignalArgs
-from alerts.state import AlertState
-from alerts.store import Store
+from alerts.store.migrate import upgrade
+from alerts.store.store import Store
 from instrumentation.catalogue import Catalogue
 from tests.alerts.conftest import Recorder, ScriptedSource, engine_parts
 from tests.support.stack import free_port

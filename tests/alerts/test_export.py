@@ -16,11 +16,11 @@ from typing import Any
 import pytest
 import yaml
 
-from alerts import template
 from alerts.errors import ExportError
-from alerts.export import export_rules, export_yaml, record_name
-from alerts.loader import DEFAULT_RULES, load_rules
-from alerts.rule import Group, RawQuery, Rule, RuleSet, SignalQuery
+from alerts.rules import template
+from alerts.rules.export import export_rules, export_yaml, record_name
+from alerts.rules.loader import DEFAULT_RULES, load_rules
+from alerts.rules.rule import Group, RawQuery, Rule, RuleSet, SignalQuery
 from api.cli import main as cli
 from tests.alerts.test_loader import SHIPPED
 from tests.support.prometheus import binary

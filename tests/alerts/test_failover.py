@@ -28,13 +28,13 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from alerts.lease import StoreLease
-from alerts.migrate import upgrade
-from alerts.monitor import open_store
-from alerts.schema import lease as lease_table
+from alerts.engine.monitor import open_store
+from alerts.engine.state import AlertState
 from alerts.settings import AlertSettings
-from alerts.state import AlertState
-from alerts.store import Store
+from alerts.store.lease import StoreLease
+from alerts.store.migrate import upgrade
+from alerts.store.schema import lease as lease_table
+from alerts.store.store import Store
 from tests.alerts.harness import eventually
 from tests.support.prometheus import running_prometheus
 from tests.support.stack import free_port, serving

@@ -16,21 +16,21 @@ import pytest
 from pydantic import SecretStr
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from alerts.delivery import Delivery, alerts_of
+from alerts.delivery.grouping import GroupSettings
+from alerts.delivery.notification import Delivery, alerts_of
+from alerts.delivery.notifiers.console import ConsoleNotifier
+from alerts.delivery.notifiers.pagerduty import PagerDutyConfig, PagerDutyNotifier
+from alerts.delivery.notifiers.slack import LISTED, group_message
+from alerts.delivery.notifiers.webhook import alertmanager_payload
+from alerts.delivery.outbox import Outbox
+from alerts.delivery.receivers import load_receivers
+from alerts.delivery.routing import Route, Router
+from alerts.engine.ledger import Ledger
+from alerts.engine.state import Alert, AlertState, Notification
 from alerts.errors import ReceiverFileError
-from alerts.grouping import GroupSettings
-from alerts.ledger import Ledger
-from alerts.matchers import Matcher
-from alerts.notifiers.console import ConsoleNotifier
-from alerts.notifiers.pagerduty import PagerDutyConfig, PagerDutyNotifier
-from alerts.notifiers.slack import LISTED, group_message
-from alerts.notifiers.webhook import alertmanager_payload
-from alerts.outbox import Outbox
-from alerts.receivers import load_receivers
-from alerts.routing import Route, Router
-from alerts.silence import Silence, Silences
-from alerts.state import Alert, AlertState, Notification
-from alerts.store import Store
+from alerts.silences.matchers import Matcher
+from alerts.silences.silence import Silence, Silences
+from alerts.store.store import Store
 from tests.alerts.receiving import recording_server
 
 T0 = datetime(2026, 11, 29, 2, 0, tzinfo=UTC)

@@ -19,20 +19,20 @@ from prometheus_client import CollectorRegistry
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from alerts.delivery import Delivery
-from alerts.election import Election
+from alerts.delivery.notification import Delivery
+from alerts.delivery.outbox import Outbox
+from alerts.engine.election import Election
+from alerts.engine.ledger import Ledger
+from alerts.engine.monitor import Monitor, open_store
+from alerts.engine.query import Sample, Vector
+from alerts.engine.state import AlertState, evaluate
 from alerts.errors import LeaseLost
-from alerts.lease import Fence, HostLease, StoreLease
-from alerts.ledger import Ledger
-from alerts.migrate import upgrade
-from alerts.monitor import Monitor, open_store
-from alerts.outbox import Outbox
-from alerts.query import Sample, Vector
-from alerts.rule import Op, RawQuery, Rule
-from alerts.schema import lease as lease_table
+from alerts.rules.rule import Op, RawQuery, Rule
 from alerts.settings import AlertSettings
-from alerts.state import AlertState, evaluate
-from alerts.store import Changes, Store
+from alerts.store.lease import Fence, HostLease, StoreLease
+from alerts.store.migrate import upgrade
+from alerts.store.schema import lease as lease_table
+from alerts.store.store import Changes, Store
 from instrumentation.catalogue import Catalogue
 from tests.alerts.conftest import Recorder
 from tests.alerts.harness import eventually, rules_file

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from alerts.errors import RuleFileError
-from alerts.loader import DEFAULT_RULES, load_rules, rule_paths
-from alerts.rule import NoData, Op, SignalQuery
+from alerts.rules.loader import DEFAULT_RULES, load_rules, rule_paths
+from alerts.rules.rule import NoData, Op, SignalQuery
 
 SHIPPED = {
     "DatabaseSlowQuery",

@@ -8,11 +8,11 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from prometheus_client import CollectorRegistry
 
-from alerts.query import QueryFailed, Vector
-from alerts.rule import RawQuery, SignalQuery
-from alerts.signals import RestartGuard, SignalArgs, TrafficGuard
-from alerts.sources.local import LocalSource
-from alerts.window import histogram_quantile
+from alerts.engine.query import QueryFailed, Vector
+from alerts.engine.sources.local import LocalSource
+from alerts.engine.window import histogram_quantile
+from alerts.rules.rule import RawQuery, SignalQuery
+from alerts.rules.signals import RestartGuard, SignalArgs, TrafficGuard
 from instrumentation.catalogue import Catalogue
 
 T0 = datetime(2026, 11, 26, 9, 0, tzinfo=UTC)
@@ -35,7 +35,7 @@ def source(metrics: Catalogue) -> LocalSource:
 def query(
     signal: str, *, by: tuple[str, ...] = (), window: timedelta = MINUTE, **params: float
 ) -> SignalQuery:
-    from alerts.signals import signal_named
+    from alerts.rules.signals import signal_named
 
     model = signal_named(signal).params.model_validate(params)
     return SignalQuery(signal, SignalArgs(by=by, window=window, params=model))

@@ -11,15 +11,15 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from alerts.ledger import Ledger
-from alerts.migrate import upgrade
-from alerts.outbox import Outbox
-from alerts.query import Sample, Vector
-from alerts.recurrence import Recurrence
-from alerts.rule import Op, RawQuery, Rule
-from alerts.silence import Silence, Silences
-from alerts.silence_store import SilenceStore
-from alerts.state import evaluate
+from alerts.delivery.outbox import Outbox
+from alerts.engine.ledger import Ledger
+from alerts.engine.query import Sample, Vector
+from alerts.engine.state import evaluate
+from alerts.rules.rule import Op, RawQuery, Rule
+from alerts.silences.recurrence import Recurrence
+from alerts.silences.silence import Silence, Silences
+from alerts.silences.store import SilenceStore
+from alerts.store.migrate import upgrade
 from tests.alerts.conftest import Recorder
 from tests.support.stack import running_app
 

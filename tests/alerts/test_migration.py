@@ -15,10 +15,10 @@ from sqlalchemy import Connection, inspect, text
 from sqlalchemy.exc import SAWarning
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from alerts import schema
-from alerts.migrate import LEGACY_TABLES, alembic_config
-from alerts.state import AlertState
-from alerts.store import Store
+from alerts.engine.state import AlertState
+from alerts.store import schema
+from alerts.store.migrate import LEGACY_TABLES, alembic_config
+from alerts.store.store import Store
 from api.cli import _upgrade
 from api.db import create_engine
 from api.migrate import alembic_config as service_config

@@ -28,10 +28,10 @@ from typing import Any
 import httpx
 import pytest
 
-from alerts.delivery import alerts_of
-from alerts.monitor import Monitor, open_store
-from alerts.state import AlertState
-from alerts.store import Store
+from alerts.delivery.notification import alerts_of
+from alerts.engine.monitor import Monitor, open_store
+from alerts.engine.state import AlertState
+from alerts.store.store import Store
 from api.settings import Settings
 from tests.alerts.harness import (
     ERROR_ROUTE,

@@ -10,14 +10,14 @@ import httpx
 import pytest
 from pydantic import SecretStr
 
-from alerts.delivery import Delivery, deliveries
+from alerts.delivery.notification import Delivery, deliveries
+from alerts.delivery.notifiers import ConsoleNotifier, WebhookConfig, WebhookNotifier
+from alerts.delivery.outbox import Outbox
+from alerts.engine.ledger import Ledger
+from alerts.engine.query import Sample, Vector
+from alerts.engine.state import evaluate
 from alerts.errors import NotificationError
-from alerts.ledger import Ledger
-from alerts.notifiers import ConsoleNotifier, WebhookConfig, WebhookNotifier
-from alerts.outbox import Outbox
-from alerts.query import Sample, Vector
-from alerts.rule import Op, RawQuery, Rule
-from alerts.state import evaluate
+from alerts.rules.rule import Op, RawQuery, Rule
 
 T0 = datetime(2026, 11, 26, 9, 0, tzinfo=UTC)
 SECRET_URL = "https://hooks.example.com/services/T0KEN-s3cret"

@@ -14,16 +14,16 @@ from prometheus_client import CollectorRegistry
 from pydantic import SecretStr
 from starlette.responses import Response
 
-from alerts.delivery import Delivery, deliveries
-from alerts.ledger import Ledger
-from alerts.notifiers.console import ConsoleNotifier
-from alerts.notifiers.notifier import Notifier
-from alerts.notifiers.pagerduty import PagerDutyConfig, PagerDutyNotifier
-from alerts.notifiers.slack import SlackConfig, SlackNotifier
-from alerts.notifiers.webhook import WebhookConfig, WebhookNotifier
-from alerts.outbox import Outbox
-from alerts.query import Examples, SlowQuery
-from alerts.state import Alert, AlertState, Notification
+from alerts.delivery.notification import Delivery, deliveries
+from alerts.delivery.notifiers.console import ConsoleNotifier
+from alerts.delivery.notifiers.notifier import Notifier
+from alerts.delivery.notifiers.pagerduty import PagerDutyConfig, PagerDutyNotifier
+from alerts.delivery.notifiers.slack import SlackConfig, SlackNotifier
+from alerts.delivery.notifiers.webhook import WebhookConfig, WebhookNotifier
+from alerts.delivery.outbox import Outbox
+from alerts.engine.ledger import Ledger
+from alerts.engine.query import Examples, SlowQuery
+from alerts.engine.state import Alert, AlertState, Notification
 from instrumentation.catalogue import Catalogue
 from tests.alerts.receiving import recording_server
 

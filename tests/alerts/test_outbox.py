@@ -9,15 +9,15 @@ import httpx
 from prometheus_client import CollectorRegistry
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from alerts.delivery import deliveries
-from alerts.ledger import Ledger
-from alerts.notifiers import WebhookConfig, WebhookNotifier
-from alerts.outbox import Outbox
-from alerts.query import Sample, Vector
-from alerts.rule import Op, RawQuery, Rule
-from alerts.state import Evaluation, evaluate
-from alerts.store import Store
-from alerts.writer import StoreWriter
+from alerts.delivery.notification import deliveries
+from alerts.delivery.notifiers import WebhookConfig, WebhookNotifier
+from alerts.delivery.outbox import Outbox
+from alerts.engine.ledger import Ledger
+from alerts.engine.query import Sample, Vector
+from alerts.engine.state import Evaluation, evaluate
+from alerts.rules.rule import Op, RawQuery, Rule
+from alerts.store.store import Store
+from alerts.store.writer import StoreWriter
 from instrumentation.catalogue import Catalogue
 from tests.alerts.conftest import Recorder
 

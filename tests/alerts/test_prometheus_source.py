@@ -9,10 +9,10 @@ from datetime import UTC, datetime, timedelta
 import httpx
 import pytest
 
-from alerts.query import QueryFailed, Vector
-from alerts.rule import RawQuery, SignalQuery
-from alerts.signals import SignalArgs
-from alerts.sources.prometheus import PrometheusSource
+from alerts.engine.query import QueryFailed, Vector
+from alerts.engine.sources.prometheus import PrometheusSource
+from alerts.rules.rule import RawQuery, SignalQuery
+from alerts.rules.signals import SignalArgs
 from tests.support.prometheus import Prometheus, running_prometheus
 from tests.support.stack import free_port
 

@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
+from alerts.delivery.notifiers.alertmanager import AlertmanagerConfig
+from alerts.delivery.notifiers.pagerduty import PagerDutyConfig
+from alerts.delivery.notifiers.slack import SlackConfig
+from alerts.delivery.receivers import load_receivers
 from alerts.errors import ReceiverFileError
-from alerts.notifiers.alertmanager import AlertmanagerConfig
-from alerts.notifiers.pagerduty import PagerDutyConfig
-from alerts.notifiers.slack import SlackConfig
-from alerts.receivers import load_receivers
 from alerts.settings import AlertSettings
 
 GOOD = """\

@@ -10,16 +10,16 @@ from datetime import datetime, timedelta
 from prometheus_client import CollectorRegistry
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from alerts.delivery import Delivery
-from alerts.evaluator import Evaluator
-from alerts.ledger import Ledger
-from alerts.outbox import Outbox
-from alerts.query import QueryResult, Sample, Vector
-from alerts.rule import Group, Op, Query, RawQuery, Rule
-from alerts.scheduler import Scheduler
-from alerts.sources.local import LocalSource
-from alerts.store import Store
-from alerts.writer import StoreWriter
+from alerts.delivery.notification import Delivery
+from alerts.delivery.outbox import Outbox
+from alerts.engine.evaluator import Evaluator
+from alerts.engine.ledger import Ledger
+from alerts.engine.query import QueryResult, Sample, Vector
+from alerts.engine.scheduler import Scheduler
+from alerts.engine.sources.local import LocalSource
+from alerts.rules.rule import Group, Op, Query, RawQuery, Rule
+from alerts.store.store import Store
+from alerts.store.writer import StoreWriter
 from instrumentation.catalogue import Catalogue
 
 RULE = Rule(name="Hot", group="slow", query=RawQuery("hot"), op=Op.GT, threshold=0)

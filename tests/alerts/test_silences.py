@@ -14,21 +14,21 @@ import pytest
 from prometheus_client import CollectorRegistry
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from alerts.delivery import Delivery, alerts_of
-from alerts.ledger import Ledger
-from alerts.matchers import Matcher, parse_matcher
-from alerts.migrate import upgrade
-from alerts.monitor import open_store
-from alerts.outbox import Outbox
-from alerts.query import Sample, Vector
-from alerts.resend import Resender
-from alerts.routing import Router
-from alerts.rule import Op, RawQuery, Rule
+from alerts.delivery.notification import Delivery, alerts_of
+from alerts.delivery.outbox import Outbox
+from alerts.delivery.resend import Resender
+from alerts.delivery.routing import Router
+from alerts.engine.ledger import Ledger
+from alerts.engine.monitor import open_store
+from alerts.engine.query import Sample, Vector
+from alerts.engine.state import AlertState, evaluate
+from alerts.rules.rule import Op, RawQuery, Rule
 from alerts.settings import AlertSettings
-from alerts.silence import Silence, Silences
-from alerts.silence_store import SilenceStore
-from alerts.state import AlertState, evaluate
-from alerts.store import Store
+from alerts.silences.matchers import Matcher, parse_matcher
+from alerts.silences.silence import Silence, Silences
+from alerts.silences.store import SilenceStore
+from alerts.store.migrate import upgrade
+from alerts.store.store import Store
 from instrumentation.catalogue import Catalogue
 from tests.alerts.conftest import Recorder
 from tests.support.stack import running_app

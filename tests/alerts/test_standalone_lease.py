@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
+from alerts.engine.monitor import standalone_lease
 from alerts.errors import AlertsError
-from alerts.lease import HostLease
-from alerts.monitor import standalone_lease
 from alerts.settings import AlertSettings
+from alerts.store.lease import HostLease
 
 
 def test_by_default_engines_compete_for_the_stores_lease() -> None:

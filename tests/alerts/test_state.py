@@ -11,10 +11,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from alerts.query import QueryFailed, QueryResult, Sample, Vector
-from alerts.rule import NoData, Op, Rule, SignalQuery
-from alerts.signals import SignalArgs
-from alerts.state import Alert, AlertState, Evaluation, evaluate
+from alerts.engine.query import QueryFailed, QueryResult, Sample, Vector
+from alerts.engine.state import Alert, AlertState, Evaluation, evaluate
+from alerts.rules.rule import NoData, Op, Rule, SignalQuery
+from alerts.rules.signals import SignalArgs
 
 T0 = datetime(2026, 11, 26, 9, 0, tzinfo=UTC)
 ROUTE = (("route", "/properties"),)

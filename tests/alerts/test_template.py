@@ -8,10 +8,10 @@ from datetime import UTC, datetime
 
 import pytest
 
-from alerts import template
-from alerts.query import Sample, Vector
-from alerts.rule import Op, RawQuery, Rule
-from alerts.state import AlertState, evaluate
+from alerts.engine.query import Sample, Vector
+from alerts.engine.state import AlertState, evaluate
+from alerts.rules import template
+from alerts.rules.rule import Op, RawQuery, Rule
 
 T0 = datetime(2026, 11, 26, 9, 0, tzinfo=UTC)
 DIVIDE = "{{ 1 / value }} per second"

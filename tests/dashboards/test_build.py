@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from alerts.signals import SignalArgs, signal_named
+from alerts.rules.signals import SignalArgs, signal_named
 from api.cli import main as cli
 from dashboards.catalogue import DIRECTORY, check, expected, render, write
 from dashboards.errors import StaleDashboards

@@ -27,10 +27,10 @@ import pytest
 import yaml
 from prometheus_client import CollectorRegistry
 
-from alerts.export import export_yaml
-from alerts.loader import DEFAULT_RULES, load_rules
-from alerts.migrate import upgrade
-from alerts.monitor import Monitor, open_store
+from alerts.engine.monitor import Monitor, open_store
+from alerts.rules.export import export_yaml
+from alerts.rules.loader import DEFAULT_RULES, load_rules
+from alerts.store.migrate import upgrade
 from api.settings import Settings
 from dashboards.promql import metric_names
 from exporters.server import MetricsServer

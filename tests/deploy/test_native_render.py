@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from alerts.receivers import load_receivers
+from alerts.delivery.receivers import load_receivers
 from deploy.native import render
 from deploy.native.postgres import MissingBinary
 from deploy.native.processes import program

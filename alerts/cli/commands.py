@@ -1,0 +1,199 @@
+"""The alerts package's subcommands of the dynoscope command line.
+
+dynoscope rules check FILE [FILE ...]   validate rule files (exit 1 with every problem)
+dynoscope rules export [-o FILE]        print the configured rules as a Prometheus rule file
+dynoscope alerts run                    run the alert engine on its own, against Prometheus
+dynoscope report [--since 1h] [--json]  the scaling-health scorecard and capacity estimate
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from datetime import timedelta
+from pathlib import Path
+from typing import Protocol
+
+from alerts.errors import AlertsError
+from alerts.rules.duration import parse_duration
+from alerts.rules.loader import load_rules, rule_paths
+from alerts.settings import AlertSettings
+from instrumentation.cli import AddCommand
+from instrumentation.settings import TelemetrySettings
+
+__all__ = ["AddCommand", "Configured", "register"]
+
+
+class Configured(Protocol):
+    """What these commands need of the composed settings."""
+
+    @property
+    def alerts(self) -> AlertSettings: ...
+
+    @property
+    def telemetry(self) -> TelemetrySettings: ...
+
+
+def _check(settings: Configured, args: argparse.Namespace) -> int:
+    try:
+        rules = load_rules(args.files)
+    except AlertsError as exc:
+        print(f"dynoscope rules check: rejected\n{exc}", file=sys.stderr)
+        return 1
+    groups, files = len(rules.groups), len(rules.files)
+    print(f"ok: {len(rules.rules)} rules in {groups} groups from {files} file(s)")
+    return 0
+
+
+def _export(settings: Configured, args: argparse.Namespace) -> int:
+    from alerts.rules.export import export_yaml
+
+    paths = args.rules or rule_paths(settings.alerts.rules_path)
+    try:
+        text = export_yaml(load_rules(paths))
+    except AlertsError as exc:
+        print(f"dynoscope rules export: {exc}", file=sys.stderr)
+        return 1
+    if args.output:
+        Path(args.output).write_text(text, encoding="utf-8")
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
+NO_SOURCE = (
+    "dynoscope alerts run: PROMETHEUS_URL is not set.\n"
+    "On its own the engine can only see the service through the Prometheus that scrapes it;\n"
+    "without one it would evaluate its own, empty process and never fire. Set\n"
+    "PROMETHEUS_URL=http://prometheus-host:9090 (and ALERT_STORE_URL for its store).\n"
+    "For development, the API that make run starts runs the engine in its own process."
+)
+
+
+def _run(settings: Configured, args: argparse.Namespace) -> int:
+    from alerts.engine.monitor import run_standalone
+
+    if settings.alerts.prometheus_url is None:
+        print(NO_SOURCE, file=sys.stderr)
+        return 2
+
+    try:
+        asyncio.run(run_standalone(settings.alerts, settings.telemetry))
+    except AlertsError as exc:
+        print(f"dynoscope alerts run: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
+NO_PROMETHEUS = (
+    "dynoscope report: no Prometheus to read: give --prometheus http://prometheus-host:9090\n"
+    "or set PROMETHEUS_URL (the Prometheus that scrapes the API instances)."
+)
+
+
+def _report(settings: Configured, args: argparse.Namespace) -> int:
+    from alerts.report import read_report_from
+
+    url = args.prometheus or settings.alerts.prometheus_url
+    if url is None:
+        print(NO_PROMETHEUS, file=sys.stderr)
+        return 2
+    try:
+        report = asyncio.run(read_report_from(url, since=args.since))
+    except AlertsError as exc:
+        print(f"dynoscope report: {exc}", file=sys.stderr)
+        return 1
+    if args.json:
+        print(json.dumps(report.as_dict(), indent=2))
+    else:
+        from alerts.report import format_report
+
+        print(format_report(report))
+    return 0
+
+
+def _window(text: str) -> timedelta:
+    try:
+        window = parse_duration(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    if window <= timedelta(0):
+        raise argparse.ArgumentTypeError("--since must be longer than 0")
+    return window
+
+
+def _register_report(
+    commands: argparse._SubParsersAction[argparse.ArgumentParser], command: AddCommand
+) -> None:
+    report = command(
+        commands,
+        "report",
+        summary="Print the scaling-health scorecard and capacity estimate.",
+        details="Reads Prometheus (--prometheus or PROMETHEUS_URL): p95 latency, error ratio,\n"
+        "cache hit ratio, database queries per second and per request, memory growth\n"
+        "per instance, each PASS/WARN/FAIL against its target; concurrency per instance\n"
+        "(Little's law) against ~100 planned per instance and the instances needed.\n"
+        "A line without data says so; exit status 1 when Prometheus does not answer.",
+        example="dynoscope report --since 1h --prometheus http://127.0.0.1:9090",
+    )
+    report.add_argument(
+        "--since", type=_window, default=timedelta(hours=1), help="window: 15m, 1h (default: 1h)"
+    )
+    report.add_argument("--prometheus", metavar="URL", help="Prometheus (default: PROMETHEUS_URL)")
+    report.add_argument("--json", action="store_true", help="print the report as JSON")
+    report.set_defaults(run=_report)
+
+
+def register(
+    commands: argparse._SubParsersAction[argparse.ArgumentParser], command: AddCommand
+) -> None:
+    """Add ``dynoscope rules check|export``, ``dynoscope alerts run`` and ``dynoscope report``."""
+    rules = command(
+        commands,
+        "rules",
+        summary="Check alert rule files, or export them for Prometheus.",
+        example="dynoscope rules check alerts/rules/",
+    )
+    rule_commands = rules.add_subparsers(dest="rules_command", required=True, metavar="COMMAND")
+    check = command(
+        rule_commands,
+        "check",
+        summary="Validate rule files and exit.",
+        details="Exit status 1 with every problem listed by file, rule and field.",
+        example="dynoscope rules check alerts/rules/default.yml overrides.yml",
+    )
+    check.add_argument("files", nargs="+", metavar="FILE", help="rule file or folder")
+    check.set_defaults(run=_check)
+    export = command(
+        rule_commands,
+        "export",
+        summary="Print the rules as a Prometheus rule file.",
+        details="Recording and alerting rules that promtool check rules accepts.",
+        example="dynoscope rules export -o dynoscope-rules.yml",
+    )
+    export.add_argument(
+        "--rules", nargs="+", metavar="PATH", help="rule files (default: ALERT_RULES_PATH)"
+    )
+    export.add_argument("-o", "--output", help="write here instead of standard output")
+    export.set_defaults(run=_export)
+
+    alerts = command(
+        commands,
+        "alerts",
+        summary="Run the alert engine.",
+        example="PROMETHEUS_URL=http://127.0.0.1:9090 dynoscope alerts run",
+    )
+    alert_commands = alerts.add_subparsers(dest="alerts_command", required=True, metavar="COMMAND")
+    command(
+        alert_commands,
+        "run",
+        summary="Evaluate the rules against Prometheus and notify, until stopped.",
+        details="Needs PROMETHEUS_URL (the Prometheus that scrapes the API); keeps its state\n"
+        "in ALERT_STORE_URL. Stops on SIGINT or SIGTERM.",
+        example="PROMETHEUS_URL=http://127.0.0.1:9090 dynoscope alerts run",
+    ).set_defaults(run=_run)
+    _register_report(commands, command)

@@ -1,0 +1,20 @@
+"""The interface every receiver implements."""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from alerts.delivery.notification import Delivery
+
+
+class Notifier(Protocol):
+    """Deliver one queued notification, or raise ``NotificationError``.
+
+    A delivery is one alert or one aggregation group's message; ``alerts_of(delivery)``
+    (``alerts.delivery.notification``) gives each alert of either as a delivery of its own.
+    A notifier with ``groups = False`` gets every alert on its own, at once (Alertmanager's
+    push)."""
+
+    name: str
+
+    async def send(self, delivery: Delivery) -> None: ...

@@ -1,0 +1,400 @@
+"""Deliver notifications: at least once, with retries and backoff, from memory.
+
+Evaluation queues deliveries here and never waits for them; this runs as its own scheduler
+job, so a slow or dead receiver delays nothing but its own messages, and nothing here waits
+on a database either (each change is journaled and written behind by ``alerts.store.writer``).
+
+A failed attempt is retried after ``backoff * 2**attempts`` (capped, stretched by up to
+``jitter``, and never sooner than a ``Retry-After`` the receiver asked for). It is abandoned
+after ``max_attempts``, or once it is ``max_age`` old (outcome ``expired``, logged), or on an
+error that cannot get better (e.g. HTTP 400). Any other exception from a notifier counts as a
+failed attempt too, so one broken receiver can never stall its queue. Per receiver and alert,
+deliveries go out strictly in the order they were queued: a "resolved" never overtakes the
+"firing" before it.
+
+Receivers that group (all but Alertmanager, which groups by itself) get one message per
+aggregation group (``alerts.delivery.grouping``) instead of one per alert. A notification waiting in
+its group is kept in the store as a "parked" delivery (its payload says which group), so an
+engine taking over puts it back in its group rather than losing it; the group's message and
+the end of the parked rows are journaled together.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import random
+from collections import deque
+from collections.abc import Iterable, Mapping
+from dataclasses import replace
+from datetime import datetime, timedelta
+from typing import Any
+
+from alerts.delivery.grouping import Destination, Groups, Member
+from alerts.delivery.links import Links
+from alerts.delivery.notification import Delivery, new_id, notification_payload
+from alerts.delivery.notifiers.notifier import Notifier
+from alerts.delivery.routing import Router
+from alerts.engine.ledger import Ledger
+from alerts.engine.state import Alert, Notification
+from alerts.errors import NotificationError
+from alerts.silences.silence import Silences
+from alerts.store.lease import Lease
+from instrumentation.catalogue import Catalogue
+
+log = logging.getLogger("dynoscope.alerts")
+
+Key = tuple[str, str]
+
+
+class Outbox:
+    """Queues of deliveries per receiver and alert, drained through the notifiers."""
+
+    def __init__(
+        self,
+        *,
+        notifiers: Mapping[str, Notifier],
+        ledger: Ledger,
+        metrics: Catalogue | None = None,
+        max_attempts: int | None = 8,
+        max_age: timedelta | None = None,
+        backoff: timedelta = timedelta(seconds=1),
+        max_backoff: timedelta = timedelta(minutes=5),
+        timeout: float = 10.0,
+        lease: Lease | None = None,
+        router: Router | None = None,
+        jitter: float = 0.0,
+        silences: Silences | None = None,
+        grafana_url: str | None = None,
+        trace_url: str | None = None,
+        runbook_base: str | None = None,
+    ) -> None:
+        self._notifiers = dict(notifiers)
+        self._links = Links(grafana=grafana_url, trace=trace_url, runbook_base=runbook_base)
+        self._silences = silences
+        self._router = router
+        self._jitter = jitter
+        self._ledger = ledger
+        self._metrics = metrics
+        self._max_attempts = max_attempts
+        self._max_age = max_age
+        self._backoff = backoff
+        self._max_backoff = max_backoff
+        self._timeout = timeout
+        self._lease = lease
+        self._queues: dict[Key, deque[Delivery]] = {}
+        self._seen: set[Key] = set()
+        self._groups = Groups(
+            muted=lambda m, now: self.muted(m.labels, now=now),
+            quiet=lambda m, now: m.alert is not None and self.acknowledged(m.alert, now=now),
+        )
+
+    @property
+    def receivers(self) -> tuple[str, ...]:
+        return tuple(sorted(self._notifiers))
+
+    def pending(self) -> int:
+        """Deliveries queued, and notifications waiting in their group."""
+        return sum(len(queue) for queue in self._queues.values()) + self._groups.waiting()
+
+    def receivers_for(self, labels: Mapping[str, str]) -> tuple[str, ...]:
+        """The receivers an alert with ``labels`` goes to (every one without a router)."""
+        return tuple(d.receiver for d in self.destinations(labels))
+
+    def destinations(self, labels: Mapping[str, str]) -> tuple[Destination, ...]:
+        """Each receiver an alert with ``labels`` goes to, and how it is grouped there."""
+        router = self._router if self._router is not None else Router(default=self.receivers)
+        return tuple(d for d in router.destinations(labels) if d.receiver in self._notifiers)
+
+    def groups(self, receiver: str) -> bool:
+        """Whether ``receiver`` gets one message per group (not Alertmanager's push)."""
+        return getattr(self._notifiers.get(receiver), "groups", True) is not False
+
+    def repeat_for(self, labels: Mapping[str, str]) -> timedelta | None:
+        """How often a still-firing alert with ``labels`` is announced again, if at all."""
+        return self._router.repeat_for(labels) if self._router is not None else None
+
+    def muted(self, labels: Mapping[str, str], *, now: datetime) -> bool:
+        return self._silences is not None and self._silences.muting(labels, now=now) is not None
+
+    def acknowledged(self, alert: Alert, *, now: datetime) -> bool:
+        return self._silences is not None and self._silences.acknowledged(alert, now=now)
+
+    def notify(self, notifications: Iterable[Notification], *, now: datetime) -> None:
+        """Put each notification in its group for every receiver its labels route it to
+        (queue it at once for a receiver that does not group); a silenced one is counted
+        (outcome ``silenced``) and logged, not sent, but its group still knows the alert."""
+        for notification in notifications:
+            labels = dict(notification.alert.labels)
+            destinations = self.destinations(labels)
+            silence = self._silences.muting(labels, now=now) if self._silences else None
+            if silence is not None:
+                log.info(
+                    "notification %s (%s %s) held back by silence %s",
+                    notification.dedup_key,
+                    labels.get("alertname"),
+                    notification.status,
+                    silence.id,
+                )
+                for destination in destinations:
+                    self._count(destination.receiver, "silenced")
+            payload = self._payload(notification)
+            for destination in destinations:
+                self._route(notification, payload, destination, muted=silence is not None, now=now)
+        # Groups that do not wait are queued at once, so the scheduler writes their message
+        # before it is sent, as it did before grouping.
+        self.flush_groups(now=now)
+
+    def _payload(self, notification: Notification) -> dict[str, Any]:
+        payload = notification_payload(notification)
+        links = self._links.render(payload)
+        if links:
+            payload["links"] = links
+        return payload
+
+    def _route(
+        self, notification: Notification, payload: dict[str, Any], destination: Destination,
+        *, muted: bool, now: datetime,
+    ) -> None:  # fmt: skip
+        single = _delivery(notification, payload, destination.receiver, now=now)
+        if not self.groups(destination.receiver):
+            if not muted:
+                self.enqueue([single])
+            return
+        labels = dict(notification.alert.labels)
+        key = destination.key(labels)
+        parked = None
+        if not muted:
+            parked = replace(single, payload={**payload, "group": {"key": key}})
+            self._ledger.journal(parked)
+        new = Member(
+            fingerprint=notification.dedup_key,
+            status=notification.status,
+            labels=labels,
+            payload=dict(payload),
+            pending=not muted,
+            alert=notification.alert,
+            parked=parked,
+        )
+        self._settle(self._groups.add(destination, new, now=now), now=now)
+
+    def delivery(self, notification: Notification, receiver: str, *, now: datetime) -> Delivery:
+        """``notification`` for ``receiver`` alone, due now, with its links: what a reminder
+        or a refresh of one alert sends."""
+        return _delivery(notification, self._payload(notification), receiver, now=now)
+
+    def track(self, alert: Alert, *, now: datetime) -> None:
+        """Make sure the groups know of a firing ``alert`` announced before (e.g. by an
+        engine before a restart), so their reminders include it."""
+        labels = dict(alert.labels)
+        known = Member(alert.fingerprint, "firing", labels, {}, pending=False, alert=alert)
+        for destination in self.destinations(labels):
+            if self.groups(destination.receiver) and not self._groups.has(destination, known):
+                payload = self._payload(Notification(alert=alert, at=now))
+                self._groups.track(destination, replace(known, payload=payload), now=now)
+
+    def flush_groups(self, *, now: datetime) -> int:
+        """Queue the message of every group due at ``now``; return how many were queued."""
+        queued = 0
+        for message in self._groups.flush(now=now):
+            if message.members:
+                self.enqueue([message.delivery(now=now)])
+                queued += 1
+            for member in message.settled:
+                self._settle(member, now=now)
+        return queued
+
+    def _settle(self, member: Member | None, *, now: datetime) -> None:
+        # Carried by a group's message (journaled with it), or replaced by a newer
+        # notification of the same alert: the parked row is done either way.
+        if member is not None and member.parked is not None:
+            self._ledger.journal(replace(member.parked, delivered_at=now))
+
+    def queued(self, key: Key) -> bool:
+        """Whether a delivery for ``(receiver, dedup_key)`` is still waiting."""
+        return bool(self._queues.get(key))
+
+    def reset(self) -> None:
+        """Drop every queue (this engine lost the lead; its successor restores the store's)."""
+        self._queues.clear()
+        self._seen.clear()
+        self._groups.reset()
+
+    def enqueue(self, deliveries: Iterable[Delivery]) -> None:
+        """Queue new deliveries (each is journaled for the store)."""
+        for delivery in deliveries:
+            key = (delivery.receiver, delivery.dedup_key)
+            self._queues.setdefault(key, deque()).append(delivery)
+            self._seen.add(key)
+            self._ledger.journal(delivery)
+
+    def restore(self, stored: Iterable[Delivery], *, now: datetime) -> int:
+        """Queue deliveries left unfinished before a restart, ahead of newer ones.
+
+        A stored delivery for an alert this process has already notified about is stale (the
+        receiver has heard something newer): it is abandoned rather than sent out of order.
+        One that was waiting in its group (parked) goes back to its group.
+        """
+        restored = 0
+        by_key: dict[Key, list[Delivery]] = {}
+        for delivery in stored:
+            if "group" in delivery.payload:
+                restored += self._unpark(delivery, now=now)
+                continue
+            key = (delivery.receiver, delivery.dedup_key)
+            if key in self._seen:
+                self._ledger.journal(
+                    replace(delivery, abandoned_at=now, last_error="superseded after a restart")
+                )
+                continue
+            by_key.setdefault(key, []).append(delivery)
+        for key, waiting in by_key.items():
+            self._queues.setdefault(key, deque()).extendleft(reversed(waiting))
+            self._seen.add(key)
+            restored += len(waiting)
+        # Groups that do not wait send now, before anything newer joins them: a restored
+        # "firing" is not folded into a "resolved" decided after the restart.
+        self.flush_groups(now=now)
+        return restored
+
+    def _unpark(self, delivery: Delivery, *, now: datetime) -> int:
+        """Put a notification that was waiting in its group back in it (1), unless this
+        process has heard newer of that alert (0)."""
+        labels = dict(delivery.payload.get("labels") or {})
+        payload = {k: v for k, v in delivery.payload.items() if k != "group"}
+        where = [d for d in self.destinations(labels) if d.receiver == delivery.receiver]
+        new = Member(delivery.dedup_key, delivery.status, labels, payload, parked=delivery)
+        if not where or not self.groups(delivery.receiver) or self._groups.has(where[0], new):
+            self._ledger.journal(
+                replace(delivery, abandoned_at=now, last_error="superseded after a restart")
+            )
+            return 0
+        self._groups.add(where[0], new, now=now)
+        return 1
+
+    async def deliver(self, *, now: datetime) -> int:
+        """Queue the messages of groups that are due, then attempt every due delivery once
+        (concurrently); return how many were accepted.
+
+        Nothing is sent without the lease, and no send outlives it: one still running when the
+        lease runs out is cancelled (fencing), and retried by whoever holds the lease next."""
+        if self._held() <= 0:
+            return 0
+        self.flush_groups(now=now)
+        due = [
+            queue[0]
+            for queue in self._queues.values()
+            if queue and (queue[0].next_attempt_at is None or queue[0].next_attempt_at <= now)
+        ]
+        outcomes = await asyncio.gather(*(self._attempt(d, now=now) for d in due))
+        return sum(outcomes)
+
+    async def _attempt(self, delivery: Delivery, *, now: datetime) -> bool:
+        notifier = self._notifiers.get(delivery.receiver)
+        if notifier is None:
+            self._finish(delivery, abandoned_at=now, last_error="receiver no longer configured")
+            return False
+        attempts = delivery.attempts + 1
+        held = self._held()
+        if held <= 0:
+            return False
+        try:
+            async with asyncio.timeout(min(self._timeout, held)):
+                await notifier.send(delivery)
+        except (NotificationError, TimeoutError) as exc:
+            retryable = getattr(exc, "retryable", True)
+            self._failed(
+                delivery,
+                now=now,
+                retryable=retryable,
+                error=str(exc) or "timed out",
+                retry_after=getattr(exc, "retry_after", None),
+            )
+            return False
+        except Exception as exc:
+            # A notifier bug or an unexpected library error: retried like any failure, so
+            # the queue keeps moving, and logged with its traceback once per delivery.
+            if delivery.attempts == 0:
+                log.exception("receiver %s failed unexpectedly", delivery.receiver)
+            self._failed(delivery, now=now, retryable=True, error=f"{type(exc).__name__}")
+            return False
+        self._finish(delivery, attempts=attempts, delivered_at=now, last_error=None)
+        self._count(delivery.receiver, "sent")
+        return True
+
+    def _held(self) -> float:
+        return self._lease.remaining() if self._lease is not None else math.inf
+
+    def _failed(
+        self,
+        delivery: Delivery,
+        *,
+        now: datetime,
+        retryable: bool,
+        error: str,
+        retry_after: float | None = None,
+    ) -> None:
+        attempts = delivery.attempts + 1
+        message = error if error.startswith(delivery.receiver) else f"{delivery.receiver}: {error}"
+        too_many = self._max_attempts is not None and attempts >= self._max_attempts
+        age = now - delivery.created_at
+        expired = self._max_age is not None and age >= self._max_age
+        if retryable and expired:
+            # Given up by age, not by count: a receiver down for a while still gets everything
+            # it missed, but not an alert from hours ago. Counted apart, so it can be alerted on.
+            self._finish(delivery, attempts=attempts, abandoned_at=now, last_error=message[:300])
+            self._count(delivery.receiver, "expired")
+            log.error(
+                "notification %s given up after %d attempt(s) over %s: %s",
+                delivery.dedup_key,
+                attempts,
+                age,
+                message,
+            )
+        elif retryable and not too_many:
+            delay = min(self._backoff * 2**delivery.attempts, self._max_backoff)
+            # Jitter: receivers that come back are not hit by every engine's retries at once.
+            delay *= 1 + random.uniform(0, self._jitter)  # noqa: S311 - not a secret
+            if retry_after is not None:
+                delay = max(delay, timedelta(seconds=retry_after))
+            self._finish(
+                delivery, attempts=attempts, next_attempt_at=now + delay, last_error=message[:300]
+            )
+            self._count(delivery.receiver, "retried")
+            log.warning("notification %s will be retried: %s", delivery.dedup_key, message)
+        else:
+            self._finish(delivery, attempts=attempts, abandoned_at=now, last_error=message[:300])
+            self._count(delivery.receiver, "failed")
+            log.error("notification %s abandoned: %s", delivery.dedup_key, message)
+
+    def _finish(self, delivery: Delivery, **changes: object) -> None:
+        updated = replace(delivery, **changes)  # type: ignore[arg-type]
+        key = (delivery.receiver, delivery.dedup_key)
+        queue = self._queues.get(key)
+        if queue and queue[0] is delivery:
+            if updated.finished:
+                queue.popleft()
+                if not queue:
+                    del self._queues[key]
+            else:
+                queue[0] = updated
+        self._ledger.journal(updated)
+
+    def _count(self, receiver: str, outcome: str) -> None:
+        if self._metrics is not None:
+            self._metrics.notifications.labels(receiver=receiver, outcome=outcome).inc()
+
+
+def _delivery(
+    notification: Notification, payload: dict[str, Any], receiver: str, *, now: datetime
+) -> Delivery:
+    return Delivery(
+        id=new_id(),
+        receiver=receiver,
+        dedup_key=notification.dedup_key,
+        status=notification.status,
+        payload=dict(payload),
+        created_at=now,
+        next_attempt_at=now,
+    )

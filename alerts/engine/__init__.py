@@ -1,0 +1,4 @@
+"""The alert engine: the pure state machine (``state``), alert state in memory (``ledger``),
+one evaluation cycle (``evaluator``), the clock (``scheduler``), what rules ask and get
+(``query``, ``window``, ``sources``), context for on-call (``context``), leader election
+(``election``), and everything wired from settings (``monitor``)."""

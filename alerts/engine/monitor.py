@@ -1,0 +1,386 @@
+"""The assembled alert engine: rules, sources, memory, store, notifiers and scheduler.
+
+``Monitor.build`` wires the parts the settings ask for:
+
+- ``PROMETHEUS_URL`` set: queries go to Prometheus; unset (embedded mode): to a
+  ``LocalSource`` over the process's own registries;
+- ``ALERT_RULES_PATH``: rule files (default: the shipped ``alerts/rules/default.yml``);
+- ``ALERT_STORE_URL``: the engine's own store, written behind (``alerts.store.writer``);
+- receivers: console always, plus those of ``ALERT_RECEIVERS_PATH`` (``alerts.delivery.receivers``)
+  and the webhook when ``ALERT_WEBHOOK_URL`` is set, routed by labels;
+- leadership: by default a lease in the store (``alerts.store.lease``, ``ALERT_LEASE_SECONDS``), so
+  of several engines on one store exactly one evaluates and sends and a standby takes over
+  when it dies; the in-process engine passes a ``HostLease`` (its lock file decides).
+
+Alert state lives in memory (``alerts.engine.ledger``) while the engine runs, so evaluation and
+delivery never wait on a database: not the one the service uses, which is what the engine
+watches, and not the store, which may be slow or down too.
+
+``dynoscope alerts run`` runs one on its own (``run_standalone``); in fully embedded mode (no
+Prometheus, no Redis) one API process per database runs one inside its lifespan.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+
+import httpx
+from prometheus_client import CollectorRegistry
+from prometheus_client.registry import Collector
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from alerts.delivery.outbox import Outbox
+from alerts.delivery.resend import Resender
+from alerts.engine.context import Context, ExemplarSource
+from alerts.engine.election import Election
+from alerts.engine.evaluator import Evaluator
+from alerts.engine.ledger import Ledger
+from alerts.engine.scheduler import Clock, Scheduler, utc_now
+from alerts.engine.sources import LocalSource, PrometheusSource, Source
+from alerts.engine.state import Alert
+from alerts.errors import AlertsError
+from alerts.rules.loader import load_rules, rule_paths
+from alerts.rules.rule import RuleSet, SignalQuery
+from alerts.settings import AlertSettings
+from alerts.silences.silence import Silences
+from alerts.silences.store import SilenceStore
+from alerts.store.lease import HostLease, Lease, StoreLease
+from alerts.store.lock import EngineLock, lock_path
+from alerts.store.migrate import upgrade
+from alerts.store.store import HistoryEntry, Store, create_store_engine
+from alerts.store.writer import StoreWriter
+from instrumentation.catalogue import Catalogue
+from instrumentation.settings import TelemetrySettings
+
+log = logging.getLogger("dynoscope.alerts")
+
+
+def retention(rules: RuleSet) -> timedelta:
+    """How long the local source keeps samples: the longest window plus a margin."""
+    windows = [r.query.args.window for r in rules.rules if isinstance(r.query, SignalQuery)]
+    intervals = [g.interval for g in rules.groups]
+    return max(windows, default=timedelta(minutes=5)) + 2 * max(intervals, default=timedelta(0))
+
+
+def open_store(settings: AlertSettings) -> AsyncEngine:
+    """The store's engine; a SQLite store's folder is created if missing."""
+    url = make_url(settings.store_url)
+    if url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:"):
+        Path(url.database).parent.mkdir(parents=True, exist_ok=True)
+    return create_store_engine(settings.store_url, timeout=settings.store_timeout_seconds)
+
+
+@dataclass
+class Monitor:
+    """A running (or ready to run) alert engine."""
+
+    rules: RuleSet
+    ledger: Ledger
+    store: Store
+    writer: StoreWriter
+    source: Source
+    self_source: LocalSource
+    evaluator: Evaluator
+    outbox: Outbox
+    scheduler: Scheduler
+    metrics: Catalogue
+    http: httpx.AsyncClient
+    lease: Lease
+    resender: Resender
+    silences: Silences
+    silence_store: SilenceStore
+    election: Election | None = None
+    _owns_http: bool = field(default=False, repr=False)
+    _immediately: bool = field(default=True, repr=False)
+    _campaign: asyncio.Task[None] | None = field(default=None, repr=False)
+
+    @classmethod
+    def build(
+        cls,
+        settings: AlertSettings,
+        *,
+        store: AsyncEngine,
+        metrics: Catalogue | None = None,
+        collectors: Iterable[Collector] = (),
+        instance: str = "local",
+        job: str = "api",
+        clock: Clock = utc_now,
+        http: httpx.AsyncClient | None = None,
+        lease: Lease | None = None,
+    ) -> Monitor:
+        """Wire an engine for ``settings`` on the store's engine ``store`` (migrated at start);
+        raises ``RuleFileError`` on bad rules. Without ``lease`` it competes for the store's
+        lease (``StoreLease``) with every other engine on that store."""
+        rules = load_rules(rule_paths(settings.rules_path))
+        quiet = logging.getLogger("httpx")
+        if quiet.level == logging.NOTSET:
+            # httpx logs every request at INFO: dozens of Prometheus queries per cycle.
+            quiet.setLevel(logging.WARNING)
+        metrics = metrics if metrics is not None else Catalogue(CollectorRegistry())
+        client = http if http is not None else httpx.AsyncClient()
+        keep = retention(rules)
+        target = {"instance": instance, "job": job}
+        self_source = LocalSource(collectors=[metrics.registry], retention=keep, target=target)
+        source: Source
+        examples: ExemplarSource
+        if settings.prometheus_url:
+            source = examples = PrometheusSource(url=settings.prometheus_url, client=client)
+        else:
+            sampled = list(collectors) or [metrics.registry]
+            self_source = LocalSource(collectors=sampled, retention=keep, target=target)
+            source = examples = self_source
+        timeout = settings.context_timeout_seconds
+        context = Context(source=examples, timeout=timeout, metrics=metrics) if timeout else None
+        receivers = settings.receivers()
+        notifiers = receivers.notifiers(client=client)
+        ledger = Ledger()
+        silence_store = SilenceStore(store)
+        silences = Silences(silence_store.current, timeout=settings.store_timeout_seconds)
+        held: Lease = lease if lease is not None else StoreLease(store, ttl=settings.lease_seconds)
+        outbox = Outbox(
+            notifiers=notifiers,
+            ledger=ledger,
+            metrics=metrics,
+            lease=held,
+            router=receivers.router,
+            jitter=0.2,
+            max_attempts=None,
+            max_age=timedelta(seconds=settings.delivery_max_age_seconds),
+            silences=silences,
+            grafana_url=settings.grafana_url_template,
+            trace_url=settings.trace_url_template,
+            runbook_base=settings.runbook_base_url,
+        )
+        stored = Store(store)
+        writer = StoreWriter(
+            lease=held,
+            on_fenced=held.drop if isinstance(held, StoreLease) else None,
+            store=stored,
+            ledger=ledger,
+            outbox=outbox,
+            rules=[rule.name for rule in rules.rules],
+            metrics=metrics,
+            migrate=lambda: upgrade(store),
+            timeout=settings.store_timeout_seconds,
+        )
+        evaluator = Evaluator(
+            source=source,
+            self_source=self_source,
+            ledger=ledger,
+            outbox=outbox,
+            metrics=metrics,
+            context=context,
+        )
+        resender = Resender(ledger=ledger, outbox=outbox, notifiers=notifiers)
+        scheduler = Scheduler(
+            groups=rules.groups,
+            evaluator=evaluator,
+            outbox=outbox,
+            writer=writer,
+            metrics=metrics,
+            clock=clock,
+            resend=resender,
+            silences=silences,
+        )
+        return cls(
+            rules=rules,
+            ledger=ledger,
+            store=stored,
+            writer=writer,
+            source=source,
+            self_source=self_source,
+            evaluator=evaluator,
+            outbox=outbox,
+            scheduler=scheduler,
+            metrics=metrics,
+            http=client,
+            lease=held,
+            resender=resender,
+            silences=silences,
+            silence_store=silence_store,
+            _owns_http=http is None,
+        )
+
+    def describe(self) -> str:
+        receivers = ", ".join(self.outbox.receivers)
+        store = self.store.engine.url.render_as_string(hide_password=True)
+        return (
+            f"{len(self.rules.rules)} rules in {len(self.rules.groups)} groups, "
+            f"source {self.source.name}, receivers {receivers}, store {store}"
+        )
+
+    async def current(self) -> list[Alert]:
+        """Pending and firing alerts as the leader knows them: from memory (the authority
+        while this engine leads); a standby (which knows nothing itself) reads the store the
+        leader keeps."""
+        if self.leading:
+            return self.ledger.active()
+        return await self.store.active()
+
+    async def history(self, *, limit: int = 100) -> list[HistoryEntry]:
+        """The latest transitions: from the store, or from memory while it is down (a
+        standby reads the store only)."""
+        if not self.leading:
+            return await self.store.history(limit=limit)
+        if self.writer.up and not self.ledger.backlog:
+            with contextlib.suppress(Exception):
+                async with asyncio.timeout(1.0):
+                    return await self.store.history(limit=limit)
+        return list(reversed(self.ledger.recent))[:limit]
+
+    @property
+    def leading(self) -> bool:
+        """Whether this engine evaluates and sends (a standby waits for the lease)."""
+        return self.election is None or self.election.leading
+
+    async def start(self, *, immediately: bool = False) -> None:
+        """Start on the running loop: evaluate at once when this engine may lead (always with
+        a ``HostLease``; with a ``StoreLease`` when the lease is free), else wait as standby."""
+        self.evaluator.prepare(self.rules.rules)
+        now = self.scheduler.clock()
+        # A first snapshot now, so a rate over the first window has a starting point.
+        self.self_source.sample(now)
+        log.info("alert engine: %s", self.describe())
+        if not isinstance(self.lease, StoreLease):
+            if not await self.writer.connect(now=now):
+                log.error("alert engine starts without its store; it is tried again every second")
+            self.scheduler.start(immediately=immediately)
+            self.metrics.scheduler_leader.set(1)
+            return
+        self._immediately = immediately
+        self.election = Election(
+            self.lease,
+            on_elected=self._elected,
+            on_deposed=self._deposed,
+            prepare=self.writer.migrate,
+            metrics=self.metrics,
+        )
+        await self.election.step()
+        if not self.election.leading:
+            log.info("alert engine waits as standby (lease held by another engine)")
+        self._immediately = True  # a later takeover continues at once: no cycle is skipped
+        self._campaign = asyncio.create_task(self.election.run())
+
+    async def _elected(self) -> bool:
+        # Whatever this engine knew is stale: the store has what the last leader decided.
+        # Unless it takes its own lease back and nobody led in between (its store was out
+        # of reach for longer than the lease, say): then its memory, with the changes it
+        # could not write yet, is the latest there is, and it goes on from there.
+        resumed = isinstance(self.lease, StoreLease) and self.lease.resumed
+        if resumed and self.writer.loaded:
+            log.warning(
+                "alert engine leads again after its lease lapsed; nobody led in between: it "
+                "goes on from memory (%d unwritten change(s))",
+                self.ledger.backlog,
+            )
+        else:
+            self._forget()
+        if not await self.writer.connect(now=self.scheduler.clock()):
+            log.error("lease taken but the store could not be loaded; trying again")
+            return False
+        self.scheduler.start(immediately=self._immediately)
+        return True
+
+    async def _deposed(self) -> None:
+        # Memory is kept (and used by nobody) until the next election says whether another
+        # engine led in between; a standby answers from the store (``current``).
+        await self.scheduler.stop()
+
+    def _forget(self) -> None:
+        self.ledger.reset()
+        self.outbox.reset()
+        self.writer.reset()
+        self.resender.reset()
+
+    async def stop(self) -> None:
+        """Stop evaluating, write what is left (briefly), give up the lease, and close the
+        HTTP client."""
+        if self._campaign is not None:
+            self._campaign.cancel()
+            await asyncio.gather(self._campaign, return_exceptions=True)
+            self._campaign = None
+        if self.leading:
+            await self.scheduler.stop()
+            # A store never reached is not written now either: without its state loaded, a
+            # write would replace stored alerts (and their timers) with this process's view.
+            written = self.writer.loaded and await self.writer.flush(now=self.scheduler.clock())
+            if not written and self.ledger.backlog:
+                log.error("alert engine stopped with %d unwritten change(s)", self.ledger.backlog)
+        if self.election is not None:
+            await self.election.resign()
+        self.metrics.scheduler_leader.set(0)
+        if self._owns_http:
+            await self.http.aclose()
+
+
+async def run_standalone(alerts: AlertSettings, telemetry: TelemetrySettings) -> None:
+    """``dynoscope alerts run``: evaluate until SIGINT/SIGTERM, exposing metrics if asked."""
+    from instrumentation.process import default_instance_id
+
+    lease, lock = standalone_lease(alerts)
+    store = open_store(alerts)
+    registry = CollectorRegistry()
+    metrics = Catalogue(registry)
+    server = None
+    try:
+        monitor = Monitor.build(
+            alerts,
+            store=store,
+            metrics=metrics,
+            instance=telemetry.instance_id or default_instance_id(),
+            job="alerts",
+            lease=lease,
+        )
+        if telemetry.metrics_port is not None:
+            from exporters.server import MetricsServer
+
+            token = telemetry.metrics_token
+            server = MetricsServer(
+                registry,
+                host=telemetry.host,
+                port=telemetry.metrics_port,
+                token=token.get_secret_value() if token is not None else None,
+            )
+            server.start()
+        stopped = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(NotImplementedError):
+                loop.add_signal_handler(signum, stopped.set)
+        await monitor.start()
+        try:
+            await stopped.wait()
+        finally:
+            await monitor.stop()
+    finally:
+        if server is not None:
+            server.stop()
+        if lock is not None:
+            lock.release()
+        await store.dispose()
+
+
+def standalone_lease(alerts: AlertSettings) -> tuple[Lease | None, EngineLock | None]:
+    """The lease ``dynoscope alerts run`` competes for (``None``: the store's), or, with
+    ``ALERT_LEASE_SECONDS=0``, none: one engine per store, guarded on this host by a lock file.
+
+    Without a lease nothing can fence a second engine on another host, but a store outage
+    never silences this one: it goes on from memory, as the in-process engine does.
+    """
+    if alerts.lease_seconds > 0:
+        return None, None
+    lock = EngineLock(lock_path(alerts.store_url))
+    if not lock.acquire():
+        raise AlertsError(
+            "another engine on this host already runs on this ALERT_STORE_URL "
+            "(ALERT_LEASE_SECONDS=0 allows one; set a lease to run standbys)"
+        )
+    return HostLease(), lock

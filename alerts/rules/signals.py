@@ -1,0 +1,455 @@
+"""The catalogue of signals: each defined once, with its PromQL and its local computation.
+
+A rule names a signal instead of writing PromQL, so the same rule runs against Prometheus
+(the ``promql`` text) or inside the process (``compute`` over sampled registries), and the
+dashboards reuse the PromQL. Label names follow the metric catalogue (``docs/metrics.md``).
+
+    >>> print(signal_named("db_slow_queries_per_minute").promql(SignalArgs(by=("table",))))
+    sum by (table) (rate(db_client_slow_queries_total[5m])) * 60
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import timedelta
+from functools import lru_cache
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from alerts.engine.query import Labels, Sample
+from alerts.engine.window import Window, bucket_quantiles, project
+from alerts.rules.duration import format_duration
+
+HTTP_DURATION = "http_server_request_duration_seconds"
+HTTP_REJECTED = "http_server_rejected_requests_total"
+DB_DURATION = "db_client_operation_duration_seconds"
+SLOW_QUERIES = "db_client_slow_queries_total"
+CACHE_REQUESTS = "cache_requests_total"
+RSS = "process_resident_memory_bytes"
+START_TIME = "process_start_time_seconds"
+DB_ERRORS = "db_client_errors_total"
+RULE_FAILURES = "dynoscope_rule_evaluation_failures_total"
+STORE_UP = "dynoscope_alert_store_up"
+UNAVAILABLE = ("connection", "timeout")
+TARGET = ("instance", "job")
+
+
+class NoParams(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class TrafficGuard(BaseModel):
+    """Ratios say nothing on a handful of requests: below this rate the signal is absent."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    min_requests_per_second: float = Field(default=0.0, ge=0)
+
+
+class RestartGuard(BaseModel):
+    """A freshly started process always grows; ignore instances younger than this."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    min_uptime_seconds: float | None = Field(default=None, ge=0)
+
+
+@dataclass(frozen=True)
+class SignalArgs:
+    """How a rule uses a signal: grouping labels, window and the signal's parameters."""
+
+    by: tuple[str, ...] = ()
+    window: timedelta = timedelta(minutes=5)
+    params: BaseModel = field(default_factory=NoParams)
+
+    @property
+    def range(self) -> str:
+        return format_duration(self.window)
+
+
+@dataclass(frozen=True)
+class Signal:
+    """A named quantity, computable by Prometheus (``promql``) and in-process (``compute``)."""
+
+    name: str
+    help: str
+    labels: frozenset[str]
+    promql: Callable[[SignalArgs], str]
+    compute: Callable[[Window, SignalArgs], dict[Labels, float]]
+    params: type[BaseModel] = NoParams
+    self_monitoring: bool = False
+    """Computed from the engine's own registry, also when the rules run on Prometheus."""
+
+    def samples(self, window: Window, args: SignalArgs) -> tuple[Sample, ...]:
+        computed = self.compute(window, args)
+        return tuple(Sample(labels, value) for labels, value in sorted(computed.items()))
+
+
+def number(value: float) -> str:
+    """A float as PromQL reads it back exactly: ``52428800``, ``0.6``, ``+Inf``."""
+    if math.isinf(value):
+        return "+Inf" if value > 0 else "-Inf"
+    if math.isnan(value):
+        return "NaN"
+    return str(int(value)) if value.is_integer() and abs(value) < 1e15 else repr(value)
+
+
+def _by(args: SignalArgs, *extra: str) -> str:
+    return f"by ({', '.join((*extra, *args.by))})"
+
+
+def _rate(metric: str, args: SignalArgs, *, matcher: str = "") -> str:
+    return f"sum {_by(args)} (rate({metric}{matcher}[{args.range}]))"
+
+
+def _param(args: SignalArgs, name: str) -> Any:
+    return getattr(args.params, name)
+
+
+# --- HTTP ---------------------------------------------------------------------------------
+
+
+def _latency(quantile: float, *, name: str | None = None) -> Signal:
+    def promql(args: SignalArgs) -> str:
+        inner = f"rate({HTTP_DURATION}_bucket[{args.range}])"
+        return f"histogram_quantile({quantile:g}, sum {_by(args, 'le')} ({inner}))"
+
+    def compute(window: Window, args: SignalArgs) -> dict[Labels, float]:
+        increases = window.increases(f"{HTTP_DURATION}_bucket", by=("le", *args.by))
+        return bucket_quantiles(increases, quantile=quantile)
+
+    percent = f"{quantile * 100:g}".replace(".", "")
+    return Signal(
+        name=name or f"http_latency_p{percent}_seconds",
+        help=f"{quantile:g} quantile of HTTP request duration (seconds).",
+        labels=frozenset({"method", "route", "status_code", *TARGET}),
+        promql=promql,
+        compute=compute,
+    )
+
+
+def _guarded_ratio(*, numerator: str, denominator: str, args: SignalArgs) -> str:
+    expr = f"({numerator} or {denominator} * 0) / {denominator}"
+    minimum = _param(args, "min_requests_per_second")
+    if minimum > 0:
+        expr = f"({expr}) and on ({', '.join(args.by)}) ({denominator} >= {number(minimum)})"
+    return expr
+
+
+def _ratio(
+    numerator: dict[Labels, float], denominator: dict[Labels, float], *, args: SignalArgs
+) -> dict[Labels, float]:
+    minimum = _param(args, "min_requests_per_second")
+    result = {}
+    for labels, total in denominator.items():
+        if total < minimum:
+            continue
+        result[labels] = numerator.get(labels, 0.0) / total if total > 0 else math.nan
+    return result
+
+
+def _error_ratio_promql(args: SignalArgs) -> str:
+    return _guarded_ratio(
+        numerator=_rate(f"{HTTP_DURATION}_count", args, matcher='{status_code=~"5.."}'),
+        denominator=_rate(f"{HTTP_DURATION}_count", args),
+        args=args,
+    )
+
+
+def _server_error(labels: Mapping[str, str]) -> bool:
+    return labels.get("status_code", "").startswith("5")
+
+
+def _hit(labels: Mapping[str, str]) -> bool:
+    return labels.get("result") == "hit"
+
+
+def _error_ratio(window: Window, args: SignalArgs) -> dict[Labels, float]:
+    name = f"{HTTP_DURATION}_count"
+    errors = window.rates(name, by=args.by, where=_server_error)
+    return _ratio(errors, window.rates(name, by=args.by), args=args)
+
+
+def _requests(window: Window, args: SignalArgs) -> dict[Labels, float]:
+    return window.rates(f"{HTTP_DURATION}_count", by=args.by)
+
+
+def _rejected(window: Window, args: SignalArgs) -> dict[Labels, float]:
+    return window.rates(HTTP_REJECTED, by=args.by)
+
+
+# --- database ------------------------------------------------------------------------------
+
+
+def _slow_queries(window: Window, args: SignalArgs) -> dict[Labels, float]:
+    return {k: v * 60 for k, v in window.rates(SLOW_QUERIES, by=args.by).items()}
+
+
+def _db_queries(window: Window, args: SignalArgs) -> dict[Labels, float]:
+    return window.rates(f"{DB_DURATION}_count", by=args.by)
+
+
+def _db_per_request_promql(args: SignalArgs) -> str:
+    return f"{_rate(f'{DB_DURATION}_count', args)} / {_rate(f'{HTTP_DURATION}_count', args)}"
+
+
+def _db_per_request(window: Window, args: SignalArgs) -> dict[Labels, float]:
+    queries = window.rates(f"{DB_DURATION}_count", by=args.by)
+    requests = window.rates(f"{HTTP_DURATION}_count", by=args.by)
+    return {
+        labels: queries[labels] / total if total > 0 else math.nan
+        for labels, total in requests.items()
+        if labels in queries
+    }
+
+
+def _unavailable(labels: Mapping[str, str]) -> bool:
+    return labels.get("error_type") in UNAVAILABLE
+
+
+def _db_unavailable(window: Window, args: SignalArgs) -> dict[Labels, float]:
+    return window.rates(DB_ERRORS, by=args.by, where=_unavailable)
+
+
+# --- cache ---------------------------------------------------------------------------------
+
+
+def _hit_ratio_promql(args: SignalArgs) -> str:
+    return _guarded_ratio(
+        numerator=_rate(CACHE_REQUESTS, args, matcher='{result="hit"}'),
+        denominator=_rate(CACHE_REQUESTS, args),
+        args=args,
+    )
+
+
+def _hit_ratio(window: Window, args: SignalArgs) -> dict[Labels, float]:
+    hits = window.rates(CACHE_REQUESTS, by=args.by, where=_hit)
+    return _ratio(hits, window.rates(CACHE_REQUESTS, by=args.by), args=args)
+
+
+def _cache_error(labels: Mapping[str, str]) -> bool:
+    return labels.get("result") == "error"
+
+
+def _cache_error_ratio_promql(args: SignalArgs) -> str:
+    return _guarded_ratio(
+        numerator=_rate(CACHE_REQUESTS, args, matcher='{result="error"}'),
+        denominator=_rate(CACHE_REQUESTS, args),
+        args=args,
+    )
+
+
+def _cache_error_ratio(window: Window, args: SignalArgs) -> dict[Labels, float]:
+    errors = window.rates(CACHE_REQUESTS, by=args.by, where=_cache_error)
+    return _ratio(errors, window.rates(CACHE_REQUESTS, by=args.by), args=args)
+
+
+# --- process -------------------------------------------------------------------------------
+
+
+def _min_uptime(args: SignalArgs) -> float:
+    configured: float | None = _param(args, "min_uptime_seconds")
+    return args.window.total_seconds() if configured is None else configured
+
+
+def _memory_growth_promql(args: SignalArgs) -> str:
+    growth = f"deriv({RSS}[{args.range}]) * 3600"
+    fresh = f"time() - {START_TIME} > {number(_min_uptime(args))}"
+    return f"max {_by(args)} ({growth} and on (instance, job) ({fresh}))"
+
+
+def _memory_growth(window: Window, args: SignalArgs) -> dict[Labels, float]:
+    started = window.latest(START_TIME)
+    result: dict[Labels, float] = {}
+    for labels, slope in window.slopes(RSS).items():
+        start = started.get(labels)
+        if start is None or window.now - start <= _min_uptime(args):
+            continue
+        key = project(labels, args.by)
+        result[key] = max(result.get(key, -math.inf), slope * 3600)
+    return result
+
+
+def _instance_up(window: Window, args: SignalArgs) -> dict[Labels, float]:
+    # The process that samples itself is, by definition, up.
+    latest = window.snapshots[-1].values.values() if window.snapshots else ()
+    targets = {project(labels, TARGET) for series in latest for labels in series}
+    return {project(target, args.by): 1.0 for target in targets} or {(): 1.0}
+
+
+# --- the engine itself ------------------------------------------------------------------------
+
+
+def _failures(window: Window, args: SignalArgs) -> dict[Labels, float]:
+    return window.increases(RULE_FAILURES, by=args.by)
+
+
+def _store_up(window: Window, args: SignalArgs) -> dict[Labels, float]:
+    result: dict[Labels, float] = {}
+    for labels, value in window.latest(STORE_UP).items():
+        key = project(labels, args.by)
+        result[key] = min(result.get(key, math.inf), value)
+    return result
+
+
+def _heartbeat(window: Window, args: SignalArgs) -> dict[Labels, float]:
+    return {(): 1.0}
+
+
+SIGNALS: Mapping[str, Signal] = {
+    signal.name: signal
+    for signal in (
+        *(_latency(q) for q in (0.5, 0.9, 0.95, 0.99)),
+        Signal(
+            name="http_error_ratio",
+            help="Share of HTTP responses with a 5xx status.",
+            labels=frozenset({"method", "route", *TARGET}),
+            promql=_error_ratio_promql,
+            compute=_error_ratio,
+            params=TrafficGuard,
+        ),
+        Signal(
+            name="http_requests_per_second",
+            help="HTTP requests per second.",
+            labels=frozenset({"method", "route", "status_code", *TARGET}),
+            promql=lambda a: _rate(f"{HTTP_DURATION}_count", a),
+            compute=_requests,
+        ),
+        Signal(
+            name="http_rejected_requests_per_second",
+            help="HTTP requests refused before handling (admission control), per second.",
+            labels=frozenset({"reason", *TARGET}),
+            promql=lambda a: _rate(HTTP_REJECTED, a),
+            compute=_rejected,
+        ),
+        Signal(
+            name="db_slow_queries_per_minute",
+            help="Database statements slower than the slow-query threshold, per minute.",
+            labels=frozenset({"operation", "table", *TARGET}),
+            promql=lambda a: f"{_rate(SLOW_QUERIES, a)} * 60",
+            compute=_slow_queries,
+        ),
+        Signal(
+            name="db_unavailable_errors_per_second",
+            help="Failed connection attempts and statements that lost their connection or "
+            "timed out, per second.",
+            labels=frozenset({"operation", "error_type", *TARGET}),
+            promql=lambda a: _rate(
+                DB_ERRORS, a, matcher=f'{{error_type=~"{"|".join(UNAVAILABLE)}"}}'
+            ),
+            compute=_db_unavailable,
+        ),
+        Signal(
+            name="db_queries_per_second",
+            help="Database statements per second.",
+            labels=frozenset({"operation", "table", *TARGET}),
+            promql=lambda a: _rate(f"{DB_DURATION}_count", a),
+            compute=_db_queries,
+        ),
+        Signal(
+            name="db_queries_per_request",
+            help="Database statements per HTTP request.",
+            labels=frozenset(TARGET),
+            promql=_db_per_request_promql,
+            compute=_db_per_request,
+        ),
+        Signal(
+            name="cache_hit_ratio",
+            help="Share of cache lookups that hit.",
+            labels=frozenset({"cache", *TARGET}),
+            promql=_hit_ratio_promql,
+            compute=_hit_ratio,
+            params=TrafficGuard,
+        ),
+        Signal(
+            name="cache_error_ratio",
+            help="Share of cache lookups that failed (the cache answered nothing, reads went "
+            "to the database).",
+            labels=frozenset({"cache", *TARGET}),
+            promql=_cache_error_ratio_promql,
+            compute=_cache_error_ratio,
+            params=TrafficGuard,
+        ),
+        Signal(
+            name="memory_growth_bytes_per_hour",
+            help="Least-squares slope of resident memory, per instance, ignoring fresh starts.",
+            labels=frozenset(TARGET),
+            promql=_memory_growth_promql,
+            compute=_memory_growth,
+            params=RestartGuard,
+        ),
+        Signal(
+            name="instance_up",
+            help="1 when the instance answered its last scrape.",
+            labels=frozenset(TARGET),
+            promql=lambda a: f"max {_by(a)} (up)",
+            compute=_instance_up,
+        ),
+        Signal(
+            name="rule_evaluation_failures",
+            help="Failed rule evaluations of the alert engine within the window.",
+            labels=frozenset({"rule", *TARGET}),
+            promql=lambda a: f"sum {_by(a)} (increase({RULE_FAILURES}[{a.range}]))",
+            compute=_failures,
+            self_monitoring=True,
+        ),
+        Signal(
+            name="alert_store_up",
+            help="1 while the alert engine's own store answers, 0 while it runs from memory.",
+            labels=frozenset(TARGET),
+            promql=lambda a: f"min {_by(a)} ({STORE_UP})",
+            compute=_store_up,
+            self_monitoring=True,
+        ),
+        Signal(
+            name="heartbeat",
+            help="Always 1: a rule on it fires for ever (dead man's switch).",
+            labels=frozenset(),
+            promql=lambda a: "vector(1)",
+            compute=_heartbeat,
+        ),
+    )
+}
+
+_QUANTILE = re.compile(r"http_latency_p(\d+)_seconds$")
+
+
+def quantile_of(digits: str) -> float:
+    """The quantile a ``pNN`` or ``pNNN`` name means: NN/100 or NNN/1000, strictly between 0
+    and 1; anything else is a ``ValueError`` rather than a guess.
+
+    >>> quantile_of("95"), quantile_of("999"), quantile_of("05")
+    (0.95, 0.999, 0.05)
+    >>> quantile_of("5")
+    Traceback (most recent call last):
+    ...
+    ValueError: p5 is not a quantile: write pNN for NN/100 (p50, p05) or pNNN for NNN/1000 (p999)
+    """
+    scheme = "write pNN for NN/100 (p50, p05) or pNNN for NNN/1000 (p999)"
+    if len(digits) not in (2, 3) or int(digits) == 0:
+        raise ValueError(f"p{digits} is not a quantile: {scheme}")
+    if len(digits) == 3 and digits.endswith("0"):
+        # p500 would be p50 and p100 would be 0.1, not the maximum: one spelling per quantile.
+        meaning = int(digits) / 1000
+        raise ValueError(
+            f"p{digits} is ambiguous: it would mean {meaning:g}, written p{digits[:2]}"
+        )
+    return int(digits) / 10.0 ** len(digits)
+
+
+@lru_cache(maxsize=64)
+def signal_named(name: str) -> Signal:
+    """The signal called ``name``; ``http_latency_pNN_seconds`` accepts any quantile
+    (``KeyError`` for an unknown name, ``ValueError`` for a quantile that is not one).
+
+    >>> signal_named("http_latency_p999_seconds").help
+    '0.999 quantile of HTTP request duration (seconds).'
+    """
+    if name in SIGNALS:
+        return SIGNALS[name]
+    match = _QUANTILE.match(name)
+    if match is not None:
+        return _latency(quantile_of(match.group(1)), name=name)
+    raise KeyError(name)
