@@ -5,6 +5,8 @@ BIN    := $(VENV)/bin
 # The committed lock decides what every machine installs: exact versions with hashes, for the
 # package and its dev and bench extras, and the build backend of the editable install.
 LOCK   := requirements.lock
+# The container image's lock: the package without its extras, at the versions of LOCK.
+IMAGE_LOCK := deploy/requirements.lock
 STAMP  := $(VENV)/.installed-$(shell cat $(LOCK) pyproject.toml | cksum | cut -d' ' -f1)
 # The newest versions pyproject.toml's ranges allow, for `make test-latest`.
 LATEST := .venv-latest
@@ -15,7 +17,7 @@ export DATABASE_URL
 # Resolves the lock: pyproject.toml's ranges plus the build backend, every platform and
 # Python the package supports, hashes for every file.
 UV_COMPILE = printf 'setuptools>=69\nwheel\n' | $(BIN)/uv pip compile pyproject.toml - \
-	--extra dev --extra bench --universal --python-version 3.11 --generate-hashes \
+	--universal --python-version 3.11 --generate-hashes \
 	--custom-compile-command "make lock" --quiet
 
 .PHONY: install run test test-latest lint format bench clean services stack stack-down \
@@ -69,13 +71,16 @@ test-latest: install services
 	$(BIN)/python -m deploy.lockfile diff $(LOCK) --python $(LATEST)/bin/python
 	$(LATEST)/bin/python -m pytest $(PYTEST_ARGS)
 
-# Re-resolve after a change to pyproject.toml, keeping every pin that still fits.
+# Re-resolve after a change to pyproject.toml, keeping every pin that still fits; then the
+# image's lock (no extras), held to the same versions.
 lock: install
-	$(UV_COMPILE) --output-file $(LOCK)
+	$(UV_COMPILE) --extra dev --extra bench --output-file $(LOCK)
+	$(UV_COMPILE) --constraint $(LOCK) --output-file $(IMAGE_LOCK)
 
 # Move every pin to the newest version the ranges allow (run `make test-latest` first).
 lock-upgrade: install
-	$(UV_COMPILE) --upgrade --output-file $(LOCK)
+	$(UV_COMPILE) --extra dev --extra bench --upgrade --output-file $(LOCK)
+	$(UV_COMPILE) --constraint $(LOCK) --output-file $(IMAGE_LOCK)
 
 lint: install
 	$(BIN)/ruff check .

@@ -178,7 +178,7 @@ def latency(environ: dict[str, str], *, cache: bool, workdir: Path) -> dict[str,
         "DYNOSCOPE_ENV": "test",
     }
     server = subprocess.Popen(
-        [sys.executable, "-m", "api.cli", "serve", "--port", str(port)],
+        [sys.executable, "-m", "dynoscope", "serve", "--port", str(port)],
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,

@@ -216,7 +216,7 @@ OFF = {"DYNOSCOPE_METRICS_ENABLED": "false", "OTEL_SDK_DISABLED": "true"}
 def compare_cpu(environ: dict[str, str], workdir: Path, *, seconds: int) -> dict[str, float]:
     """CPU µs per request of ``GET /properties/1``: the bare endpoint, a cached hit with
     instrumentation off and one with the default instrumentation, measured alternately."""
-    serve = [sys.executable, "-m", "api.cli", "serve"]
+    serve = [sys.executable, "-m", "dynoscope", "serve"]
     with (
         server(serve, env={**environ, **OFF}, cpus=SERVER_CPU) as (off_url, off_pid),
         server(serve, env=environ, cpus=SERVER_CPU) as (url, pid),
@@ -283,7 +283,7 @@ def main() -> None:
             f" {cost['default']:.0f} µs ({cost['default'] / bare:.2f}x bare)"
         )
         for count in workers:
-            serve = [sys.executable, "-m", "api.cli", "serve", "--workers", str(count)]
+            serve = [sys.executable, "-m", "dynoscope", "serve", "--workers", str(count)]
             worker_env = dict(env)
             if count > 1:
                 multiproc = workdir / f"metrics-{count}"

@@ -110,7 +110,11 @@ def _pinned(command: list[str], cpu: int) -> list[str]:
 
 def _cli(env: dict[str, str], *args: str) -> None:
     subprocess.run(
-        [sys.executable, "-m", "api.cli", *args], env=env, cwd=ROOT, check=True, capture_output=True
+        [sys.executable, "-m", "dynoscope", *args],
+        env=env,
+        cwd=ROOT,
+        check=True,
+        capture_output=True,
     )
 
 

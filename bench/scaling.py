@@ -5,7 +5,7 @@
 
 For each instance count it starts the native stack (deploy/native: PostgreSQL, Redis,
 nginx, Prometheus, Alertmanager, one scheduler, N API instances; ~40 s), warms the cache,
-then runs ``api.load`` against nginx with read-only users (70 % lists, 30 % single
+then runs ``ops.load`` against nginx with read-only users (70 % lists, 30 % single
 properties, 0.5-1.5 s think time) for each step of users. Each step prints req/s,
 p50/p95/p99, errors by status and kind, and the API instances' CPU time per answered
 request (user + system, summed over every instance process and its children) and the load
@@ -29,11 +29,11 @@ from pathlib import Path
 
 import psutil
 
-from api.load import LoadOptions, run_load
-from api.load_stats import LoadSummary
 from bench.capacity import cpu_seconds
 from deploy.native.postgres import MissingBinary
 from deploy.native.stack import Stack, StackConfig, start
+from ops.load import LoadOptions, run_load
+from ops.load_stats import LoadSummary
 
 READ_MIX = {"browse": 7.0, "view": 3.0}
 INSTANCE_COUNTS = (1, 3)

@@ -13,10 +13,10 @@ import os
 import sys
 from pathlib import Path
 
-from alerts.cli.commands import AddCommand
 from dashboards.catalogue import DIRECTORY, check, expected, write
 from dashboards.errors import DashboardsError
 from dashboards.push import Folder, connect, push
+from instrumentation.cli import AddCommand
 
 DEFAULT_GRAFANA = "http://127.0.0.1:3000"
 

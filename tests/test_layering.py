@@ -1,5 +1,8 @@
-"""The reusable packages stand on their own: none imports the service (``api``), notifiers
-do not reach into the store, and ``instrument_app`` works on any FastAPI app."""
+"""The import rules of ``docs/architecture.md``: the reusable packages stand on their own
+(none imports the service, ``api``); nothing imports the composition root (``dynoscope``);
+the ops tools are clients (no ``api``) that the engine never imports; the alert engine's pure
+core imports no I/O library; notifiers do not reach into the store; and ``instrument_app``
+works on any FastAPI app."""
 
 from __future__ import annotations
 
@@ -34,6 +37,75 @@ def test_reusable_packages_never_import_the_service() -> None:
         for module, names in imports(package).items():
             service = sorted(n for n in names if n == "api" or n.startswith("api."))
             assert not service, f"{module} imports {service}"
+
+
+# Libraries that talk to the outside world: a module of the pure core imports none of them.
+IO_LIBRARIES = frozenset(
+    {
+        "aiosqlite",
+        "alembic",
+        "apscheduler",
+        "asyncpg",
+        "fastapi",
+        "httpx",
+        "psutil",
+        "redis",
+        "sqlalchemy",
+        "starlette",
+        "uvicorn",
+    }
+)
+PURE_CORE = (
+    "alerts/errors.py",
+    "alerts/rules/",
+    "alerts/engine/state.py",
+    "alerts/engine/ledger.py",
+    "alerts/engine/evaluator.py",
+    "alerts/engine/query.py",
+    "alerts/engine/window.py",
+    "alerts/engine/context.py",
+    "alerts/engine/election.py",
+    "alerts/engine/sources/source.py",
+    "alerts/engine/sources/local.py",
+    "alerts/silences/silence.py",
+    "alerts/silences/matchers.py",
+    "alerts/silences/recurrence.py",
+    "alerts/delivery/notification.py",
+    "alerts/delivery/routing.py",
+    "alerts/delivery/grouping.py",
+    "alerts/delivery/links.py",
+    "alerts/delivery/outbox.py",
+    "alerts/delivery/resend.py",
+    "alerts/delivery/notifiers/notifier.py",
+    "alerts/store/writer.py",
+)
+
+
+def _top(names: set[str]) -> set[str]:
+    return {name.split(".")[0] for name in names}
+
+
+def test_nothing_imports_the_composition_root() -> None:
+    for package in ("api", "instrumentation", "exporters", "alerts", "dashboards", "ops"):
+        for module, names in imports(package).items():
+            assert "dynoscope" not in _top(names), f"{module} imports the composition root"
+
+
+def test_the_ops_tools_are_clients_and_the_engine_does_not_need_them() -> None:
+    for module, names in imports("ops").items():
+        assert "api" not in _top(names), f"{module} imports the service"
+    for package in ("api", "instrumentation", "exporters", "alerts", "dashboards"):
+        for module, names in imports(package).items():
+            assert "ops" not in _top(names), f"{module} imports the ops tools"
+
+
+def test_the_pure_core_imports_no_io_library() -> None:
+    modules = imports("alerts")
+    core = [m for m in modules if any(m == p or m.startswith(p) for p in PURE_CORE)]
+    assert len(core) >= len(PURE_CORE)  # every entry names something that exists
+    for module in core:
+        found = sorted(_top(modules[module]) & IO_LIBRARIES)
+        assert not found, f"{module} is in the pure core and imports {found}"
 
 
 def test_notifiers_do_not_reach_into_the_store() -> None:

@@ -3,27 +3,23 @@
 dynoscope rules check FILE [FILE ...]   validate rule files (exit 1 with every problem)
 dynoscope rules export [-o FILE]        print the configured rules as a Prometheus rule file
 dynoscope alerts run                    run the alert engine on its own, against Prometheus
-dynoscope report [--since 1h] [--json]  the scaling-health scorecard and capacity estimate
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import sys
-from datetime import timedelta
 from pathlib import Path
 from typing import Protocol
 
 from alerts.errors import AlertsError
-from alerts.rules.duration import parse_duration
 from alerts.rules.loader import load_rules, rule_paths
 from alerts.settings import AlertSettings
 from instrumentation.cli import AddCommand
 from instrumentation.settings import TelemetrySettings
 
-__all__ = ["AddCommand", "Configured", "register"]
+__all__ = ["Configured", "register"]
 
 
 class Configured(Protocol):
@@ -89,69 +85,10 @@ def _run(settings: Configured, args: argparse.Namespace) -> int:
     return 0
 
 
-NO_PROMETHEUS = (
-    "dynoscope report: no Prometheus to read: give --prometheus http://prometheus-host:9090\n"
-    "or set PROMETHEUS_URL (the Prometheus that scrapes the API instances)."
-)
-
-
-def _report(settings: Configured, args: argparse.Namespace) -> int:
-    from alerts.report import read_report_from
-
-    url = args.prometheus or settings.alerts.prometheus_url
-    if url is None:
-        print(NO_PROMETHEUS, file=sys.stderr)
-        return 2
-    try:
-        report = asyncio.run(read_report_from(url, since=args.since))
-    except AlertsError as exc:
-        print(f"dynoscope report: {exc}", file=sys.stderr)
-        return 1
-    if args.json:
-        print(json.dumps(report.as_dict(), indent=2))
-    else:
-        from alerts.report import format_report
-
-        print(format_report(report))
-    return 0
-
-
-def _window(text: str) -> timedelta:
-    try:
-        window = parse_duration(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-    if window <= timedelta(0):
-        raise argparse.ArgumentTypeError("--since must be longer than 0")
-    return window
-
-
-def _register_report(
-    commands: argparse._SubParsersAction[argparse.ArgumentParser], command: AddCommand
-) -> None:
-    report = command(
-        commands,
-        "report",
-        summary="Print the scaling-health scorecard and capacity estimate.",
-        details="Reads Prometheus (--prometheus or PROMETHEUS_URL): p95 latency, error ratio,\n"
-        "cache hit ratio, database queries per second and per request, memory growth\n"
-        "per instance, each PASS/WARN/FAIL against its target; concurrency per instance\n"
-        "(Little's law) against ~100 planned per instance and the instances needed.\n"
-        "A line without data says so; exit status 1 when Prometheus does not answer.",
-        example="dynoscope report --since 1h --prometheus http://127.0.0.1:9090",
-    )
-    report.add_argument(
-        "--since", type=_window, default=timedelta(hours=1), help="window: 15m, 1h (default: 1h)"
-    )
-    report.add_argument("--prometheus", metavar="URL", help="Prometheus (default: PROMETHEUS_URL)")
-    report.add_argument("--json", action="store_true", help="print the report as JSON")
-    report.set_defaults(run=_report)
-
-
 def register(
     commands: argparse._SubParsersAction[argparse.ArgumentParser], command: AddCommand
 ) -> None:
-    """Add ``dynoscope rules check|export``, ``dynoscope alerts run`` and ``dynoscope report``."""
+    """Add ``dynoscope rules check|export`` and ``dynoscope alerts run``."""
     rules = command(
         commands,
         "rules",
@@ -196,4 +133,3 @@ def register(
         "in ALERT_STORE_URL. Stops on SIGINT or SIGTERM.",
         example="PROMETHEUS_URL=http://127.0.0.1:9090 dynoscope alerts run",
     ).set_defaults(run=_run)
-    _register_report(commands, command)

@@ -15,13 +15,13 @@ from typing import Protocol
 
 import httpx
 
-from alerts.cli.commands import AddCommand
 from alerts.delivery.notification import deliveries
 from alerts.delivery.receivers import Receivers
 from alerts.delivery.routing import CONSOLE
 from alerts.engine.state import Alert, AlertState, Notification
 from alerts.errors import AlertsError, NotificationError
 from alerts.settings import AlertSettings
+from instrumentation.cli import AddCommand
 
 SAMPLE = "DynoscopeReceiverTest"
 

@@ -19,7 +19,6 @@ import sys
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from alerts.cli.commands import AddCommand
 from alerts.engine.state import AlertState
 from alerts.rules.duration import parse_duration
 from alerts.settings import AlertSettings
@@ -28,6 +27,7 @@ from alerts.silences.silence import Silence
 from alerts.silences.store import SilenceStore
 from alerts.store.migrate import upgrade
 from alerts.store.store import Store, create_store_engine
+from instrumentation.cli import AddCommand
 
 
 class Configured(Protocol):

@@ -20,7 +20,7 @@ from typing import Any, Protocol
 import httpx
 from pydantic import SecretStr
 
-from alerts.cli.commands import AddCommand
+from instrumentation.cli import AddCommand
 
 DEFAULT_URL = "http://127.0.0.1:8000"
 

@@ -218,7 +218,7 @@ class Stack:
 
     def dynoscope_argv(self, *args: str) -> list[str]:
         """``dynoscope ARGS`` with this interpreter (the venv's, as make runs the stack)."""
-        return [sys.executable, "-m", "api.cli", *args]
+        return [sys.executable, "-m", "dynoscope", *args]
 
     def start_instance(self, name: str) -> None:
         port = str(self.ports[name])

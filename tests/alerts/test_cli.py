@@ -32,7 +32,7 @@ def test_alerts_run_without_prometheus_refuses_and_says_what_to_set(
 ) -> None:
     environ = {k: v for k, v in os.environ.items() if k != "PROMETHEUS_URL"}
     result = subprocess.run(
-        [sys.executable, "-m", "api.cli", "alerts", "run"],
+        [sys.executable, "-m", "dynoscope", "alerts", "run"],
         env={**environ, **sqlite_environ, "LOG_LEVEL": "INFO"},
         capture_output=True,
         text=True,
@@ -61,7 +61,7 @@ def test_alerts_run_evaluates_until_terminated(
             "PROMETHEUS_URL": prometheus.url,
         }
         process = subprocess.Popen(
-            [sys.executable, "-m", "api.cli", "alerts", "run"],
+            [sys.executable, "-m", "dynoscope", "alerts", "run"],
             env=environ,
             stdout=output,
             stderr=subprocess.STDOUT,

@@ -21,7 +21,7 @@ from alerts.rules import template
 from alerts.rules.export import export_rules, export_yaml, record_name
 from alerts.rules.loader import DEFAULT_RULES, load_rules
 from alerts.rules.rule import Group, RawQuery, Rule, RuleSet, SignalQuery
-from api.cli import main as cli
+from dynoscope.cli import main as cli
 from tests.alerts.test_loader import SHIPPED
 from tests.support.prometheus import binary
 

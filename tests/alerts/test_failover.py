@@ -99,7 +99,7 @@ def engines(
             logs.append(log)
             processes.append(
                 subprocess.Popen(
-                    [sys.executable, "-m", "api.cli", "alerts", "run"],
+                    [sys.executable, "-m", "dynoscope", "alerts", "run"],
                     env=environ,
                     stdout=log,
                     stderr=subprocess.STDOUT,

@@ -128,7 +128,7 @@ async def test_windows_over_http(sqlite_environ: dict[str, str]) -> None:
 
 def _cli(environ: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "api.cli", "silence", *args],
+        [sys.executable, "-m", "dynoscope", "silence", *args],
         env={**os.environ, **environ}, capture_output=True, text=True, timeout=60, check=False,
     )  # fmt: skip
 

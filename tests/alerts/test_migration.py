@@ -19,11 +19,11 @@ from alerts.engine.state import AlertState
 from alerts.store import schema
 from alerts.store.migrate import LEGACY_TABLES, alembic_config
 from alerts.store.store import Store
-from api.cli import _upgrade
 from api.db import create_engine
 from api.migrate import alembic_config as service_config
 from api.migrate import upgrade as upgrade_service
 from api.settings import Settings
+from dynoscope.cli import _upgrade
 from tests.alerts.conftest import migrated_store
 
 STORE_TABLES = {table.name for table in schema.metadata.sorted_tables}

@@ -14,7 +14,7 @@ from tests.alerts.receiving import recording_server
 
 def run(environ: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "api.cli", "receivers", *args],
+        [sys.executable, "-m", "dynoscope", "receivers", *args],
         env={**os.environ, **environ},
         capture_output=True,
         text=True,

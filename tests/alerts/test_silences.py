@@ -178,7 +178,7 @@ async def test_silence_http_api_is_admin_only_and_validated(environ: dict[str, s
 
 def _cli(environ: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "api.cli", "silence", *args],
+        [sys.executable, "-m", "dynoscope", "silence", *args],
         env={**os.environ, **environ},
         capture_output=True,
         text=True,

@@ -224,7 +224,7 @@ async def _cli(*args: str, token: str | None = TOKEN) -> subprocess.CompletedPro
     # In a thread: the API answering it runs on this test's event loop.
     return await asyncio.to_thread(
         subprocess.run,
-        [sys.executable, "-m", "api.cli", "fault", *args],
+        [sys.executable, "-m", "dynoscope", "fault", *args],
         env=env,
         capture_output=True,
         text=True,

@@ -20,7 +20,7 @@ from exporters.tracefile import read_spans, trace_files
 from tests.instrumentation.support import parse_text, sample_value
 from tests.support.stack import free_port
 
-DYNOSCOPE = [sys.executable, "-m", "api.cli"]
+DYNOSCOPE = [sys.executable, "-m", "dynoscope"]
 
 
 def test_several_workers_get_a_private_directory_removed_at_exit() -> None:

@@ -11,12 +11,12 @@ from pathlib import Path
 import pytest
 
 from alerts.rules.signals import SignalArgs, signal_named
-from api.cli import main as cli
 from dashboards.catalogue import DIRECTORY, check, expected, render, write
 from dashboards.errors import StaleDashboards
 from dashboards.panels import narrowing
 from dashboards.promql import metric_names, scope
 from dashboards.scaling import scaling_health
+from dynoscope.cli import main as cli
 from tests.dashboards.support import models, panel_queries, used_variables
 
 ROOT = Path(__file__).parents[2]

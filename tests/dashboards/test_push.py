@@ -16,10 +16,10 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from api.cli import main as cli
 from dashboards.catalogue import DIRECTORY, expected
 from dashboards.errors import PushError
 from dashboards.push import Folder, connect, push
+from dynoscope.cli import main as cli
 from tests.support.stack import free_port, serving
 
 TOKEN = "glsa_local-test-token-" + "q" * 16

@@ -64,3 +64,12 @@ def test_the_locked_environment_holds_exactly_the_lock() -> None:
     if Path(sys.prefix).resolve() != (REPOSITORY / ".venv").resolve():
         pytest.skip(f"{sys.prefix} is not the locked environment (make test-latest)")
     assert differences(applicable(read_lock(LOCK)), installed()) == []
+
+
+def test_the_image_lock_pins_the_same_versions_as_the_development_lock() -> None:
+    image = applicable(read_lock(REPOSITORY / "deploy" / "requirements.lock"))
+    development = applicable(read_lock(LOCK))
+    assert image, "the image's lock is empty"
+    assert {name: (version, development.get(name)) for name, version in image.items()} == {
+        name: (version, version) for name, version in image.items()
+    }

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from api.cli import build_parser
 from api.settings import Settings
+from dynoscope.cli import build_parser
 from exporters.tracefile import read_spans
 from tests.support.stack import running_app
 

@@ -9,7 +9,7 @@ import sys
 async def run_cli(*args: str, env: dict[str, str]) -> tuple[int, str, str]:
     """Exit code, standard output and standard error of ``dynoscope ARGS``."""
     process = await asyncio.create_subprocess_exec(
-        *(sys.executable, "-m", "api.cli", *args),
+        *(sys.executable, "-m", "dynoscope", *args),
         env=env,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,

@@ -24,7 +24,7 @@ from alerts.engine.sources.prometheus import PrometheusSource
 from alerts.errors import QueryError, ReportError
 from alerts.rules.duration import format_duration
 from alerts.rules.signals import HTTP_DURATION, RestartGuard, SignalArgs, TrafficGuard, signal_named
-from alerts.scorecard import (
+from ops.scorecard import (
     CACHE_HIT_RATIO,
     ERROR_RATIO,
     MEMORY_GROWTH,

@@ -12,7 +12,7 @@ import httpx
 
 from tests.support.stack import free_port
 
-DYNOSCOPE = [sys.executable, "-m", "api.cli"]
+DYNOSCOPE = [sys.executable, "-m", "dynoscope"]
 
 
 def _env(tmp_path: Path, **extra: str) -> dict[str, str]:

@@ -190,9 +190,10 @@ def build_parser() -> argparse.ArgumentParser:
     from alerts.cli.receivers import register_receivers
     from alerts.cli.silences import register_silences
     from api.faults.cli import register_faults
-    from api.load_cli import register as register_load
     from dashboards.cli import register as register_dashboards
     from instrumentation.cli import register as register_instrumentation
+    from ops.cli import register as register_load
+    from ops.report_cli import register as register_report
 
     register_instrumentation(commands, command)
     register_alerts(commands, command)
@@ -201,6 +202,7 @@ def build_parser() -> argparse.ArgumentParser:
     register_dashboards(commands, command)
     register_faults(commands, command)
     register_load(commands, command)
+    register_report(commands, command)
     return parser
 
 

@@ -21,8 +21,10 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from alerts.report import Report, read_report_from
-from alerts.scorecard import (
+from api.seed import seed
+from ops.load import LoadOptions, run_load
+from ops.report import Report, read_report_from
+from ops.scorecard import (
     CACHE_HIT_RATIO,
     FAIL,
     INFO,
@@ -34,8 +36,6 @@ from alerts.scorecard import (
     format_value,
     judge,
 )
-from api.load import LoadOptions, run_load
-from api.seed import seed
 from tests.alerts.harness import ERROR_ROUTE, Served, eventually, served_api
 from tests.support.cli import run_cli
 from tests.support.prometheus import Prometheus, running_prometheus

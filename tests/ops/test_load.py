@@ -22,11 +22,11 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from api.app import create_app
-from api.load import LoadError, LoadOptions, run_load
-from api.load_stats import percentile
 from api.migrate import upgrade
 from api.seed import seed
 from api.settings import Settings
+from ops.load import LoadError, LoadOptions, run_load
+from ops.load_stats import percentile
 from tests.support.cli import run_cli
 from tests.support.stack import Running, free_port, served_app, serving
 

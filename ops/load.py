@@ -28,8 +28,8 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from api.load_stats import LoadSummary, Recorder
-from api.load_user import Pacer, User, Writes
+from ops.load_stats import LoadSummary, Recorder
+from ops.load_user import Pacer, User, Writes
 
 OPERATIONS = ("browse", "view", "login", "refresh", "create", "update")
 SESSION_OPERATIONS = ("login", "refresh", "create", "update")

@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from api.cli import build_parser
+from dynoscope.cli import build_parser
 
 MARKUP = re.compile(r"``|:\w+:`|\.\. \w+::")
 
@@ -47,7 +47,7 @@ def test_every_command_is_listed() -> None:
 
 def test_dynoscope_help_as_a_terminal_shows_it() -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "api.cli", "--help"],
+        [sys.executable, "-m", "dynoscope", "--help"],
         capture_output=True,
         text=True,
         timeout=60,

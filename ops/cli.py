@@ -15,9 +15,9 @@ from collections.abc import Callable
 from typing import Any, TextIO
 
 from alerts.rules.duration import parse_duration
-from api.load import DEFAULT_MIX, OPERATIONS, LoadError, LoadOptions, run_load
-from api.load_stats import Recorder, format_summary
 from instrumentation.cli import AddCommand
+from ops.load import DEFAULT_MIX, OPERATIONS, LoadError, LoadOptions, run_load
+from ops.load_stats import Recorder, format_summary
 
 NAME = "dynoscope load"
 

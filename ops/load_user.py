@@ -20,7 +20,7 @@ from typing import Any
 
 import httpx
 
-from api.load_stats import Recorder
+from ops.load_stats import Recorder
 
 CITIES = ("Berlin", "Lisbon", "Madrid", "Paris", "Vienna", "Warsaw", "Prague", "Dublin")
 MIN_PRICES = (100_000, 250_000, 500_000, 1_000_000)

@@ -1,6 +1,6 @@
 """The scaling-health scorecard: each signal against its target, and the capacity arithmetic.
 
-Pure: it takes numbers already read (``alerts/report.py`` reads them from Prometheus) and
+Pure: it takes numbers already read (``ops/report.py`` reads them from Prometheus) and
 returns lines with a verdict, so its thresholds and sums are tested without a server.
 
     >>> judge(0.15, P95_LATENCY)
