@@ -157,7 +157,3 @@ class AlertSettings(BaseSettings):
         if url.scheme not in ("http", "https") or not url.host:
             raise ValueError("ALERT_WEBHOOK_URL: must be an absolute http:// or https:// URL")
         return value
-
-    @property
-    def store_is_sqlite(self) -> bool:
-        return self.store_url.startswith("sqlite")

@@ -65,6 +65,10 @@ class Scheduler:
         self._outbox = outbox
         self._writer = writer
         self._metrics = metrics
+        if metrics is not None:
+            # Known at start: rate() over a group that never skipped answers 0, not nothing.
+            for group in groups:
+                metrics.scheduler_skipped_runs.labels(group=group.name)
         self.clock = clock
         self._delivery_interval = delivery_interval
         self._scheduler: AsyncIOScheduler | None = None

@@ -157,7 +157,3 @@ class Silences:
 
 def utc(value: datetime) -> datetime:
     return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
-
-
-def default_end(start: datetime) -> datetime:
-    return start + timedelta(hours=2)

@@ -18,6 +18,7 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Collection
 from datetime import datetime, timedelta
+from typing import Literal
 
 from alerts.delivery.outbox import Outbox
 from alerts.engine.ledger import Ledger
@@ -25,6 +26,9 @@ from alerts.errors import LeaseLost
 from alerts.store.lease import Lease
 from alerts.store.store import Store
 from instrumentation.catalogue import Catalogue
+
+Operation = Literal["write", "load", "prune"]
+STORE_OPERATIONS: tuple[Operation, ...] = ("write", "load", "prune")
 
 log = logging.getLogger("dynoscope.alerts")
 
@@ -54,6 +58,10 @@ class StoreWriter:
         self._outbox = outbox
         self._rules = frozenset(rules)
         self._metrics = metrics
+        if metrics is not None:
+            # Known at start: a store that never failed reads 0 per operation, not nothing.
+            for operation in STORE_OPERATIONS:
+                metrics.alert_store_failures.labels(operation=operation)
         self._migrate = migrate
         self._timeout = timeout
         self._keep = keep
@@ -148,7 +156,7 @@ class StoreWriter:
         if removed:
             log.debug("alert store: pruned %d finished notifications", removed)
 
-    def _down(self, operation: str, exc: BaseException) -> None:
+    def _down(self, operation: Operation, exc: BaseException) -> None:
         if self._metrics is not None:
             self._metrics.alert_store_failures.labels(operation=operation).inc()
             self._metrics.alert_store_up.set(0)

@@ -8,14 +8,8 @@ from fastapi import APIRouter
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
 from api.deps import ServicesDep
-from api.errors import ApiError
 
 router = APIRouter(tags=["properties"])
-
-
-class EventsUnavailable(ApiError):
-    status_code = 503
-    code = "events_unavailable"
 
 
 @router.get("/properties/events", response_class=EventSourceResponse)

@@ -56,8 +56,6 @@ MAX_IN_FLIGHT = 6
 EMPTY_PANELS = {
     ("scaling-health", "Memory growth per instance", "A"): "instances younger than the 5 m "
     "window are left out (as the leak rule does), and this one is seconds old",
-    ("alert-engine", "Skipped runs by group", "A"): "no evaluation overruns its interval",
-    ("alert-engine", "Store backlog and failures", "B"): "the alert store never fails here",
 }
 EMPTY_RECORDS = {
     # by signal: a record is named level:signal:window[:params]

@@ -1,4 +1,6 @@
-"""Receivers of alert notifications: console (always) and an Alertmanager-format webhook."""
+"""Integrations that alert notifications go out through: the console (always), a webhook in
+Alertmanager's format (``webhook``), Slack (``slack``), PagerDuty Events v2 (``pagerduty``)
+and Alertmanager itself (``alertmanager``); ``notifier`` is the protocol they implement."""
 
 from alerts.delivery.notifiers.console import ConsoleNotifier
 from alerts.delivery.notifiers.notifier import Notifier
