@@ -42,9 +42,9 @@ from alerts.rules.rule import Group, Op, RawQuery, Rule, SignalQuery
 from alerts.rules.signals import SignalArgs, signal_named
 from alerts.settings import AlertSettings
 from alerts.store.lease import HostLease
+from deploy.native.prometheus import running_prometheus
+from deploy.native.topology import free_port
 from instrumentation.catalogue import Catalogue
-from tests.support.prometheus import running_prometheus
-from tests.support.stack import free_port
 
 RULES = 1_000
 CYCLES = 10

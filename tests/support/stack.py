@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import socket
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 
@@ -17,6 +16,7 @@ from api.app import create_app
 from api.migrate import upgrade
 from api.services import Services
 from api.settings import Settings
+from deploy.native.topology import free_port
 
 
 @dataclass
@@ -28,13 +28,6 @@ class Running:
     def services(self) -> Services:
         services: Services = self.app.state.services
         return services
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 @contextlib.asynccontextmanager
