@@ -3,8 +3,8 @@
 Routes are tried in order; the first that matches decides unless it says ``continue``
 (``carry_on``); an alert no route matches goes to the tree's default receivers. ``always``
 receivers (the console) get every alert, grouped like the first route that chose the alert.
-A route's grouping (``alerts.grouping.GroupSettings``) is the tree's with its own values over
-it. ``alerts.delivery.receivers`` reads all of it from the receivers file.
+A route's grouping (``alerts.delivery.grouping.GroupSettings``) is the tree's with its own
+values over it. ``alerts.delivery.receivers`` reads all of it from the receivers file.
 """
 
 from __future__ import annotations

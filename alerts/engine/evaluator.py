@@ -1,7 +1,7 @@
 """One evaluation cycle of a rule group: query, advance the state machine, queue, count.
 
 The evaluator asks each distinct query once per cycle, hands every rule its result and its
-previous alerts to ``alerts.state.evaluate``, keeps the outcome in the ledger (memory) and
+previous alerts to ``alerts.engine.state.evaluate``, keeps the outcome in the ledger (memory) and
 queues the notifications in the outbox, firing latency and slow-query ones with example
 traces and slowest statements (``alerts.engine.context``, bounded in time). Nothing here waits on a
 database: the store is written behind (``alerts.store.writer``), so the engine keeps evaluating

@@ -51,7 +51,7 @@ async def upgrade(engine: AsyncEngine, revision: str = "head") -> None:
 
 
 def _legacy_id(at: datetime, old_id: int) -> str:
-    # Sorts with ids made by alerts.delivery.new_id: creation time first.
+    # Sorts with ids made by alerts.delivery.notification.new_id: creation time first.
     return f"{int(at.timestamp() * 1e9):020d}{old_id % 1_000_000:06d}"
 
 

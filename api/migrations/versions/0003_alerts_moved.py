@@ -1,6 +1,6 @@
 """Alert tables leave the service's database for the alert engine's own store.
 
-``dynoscope db upgrade`` first copies them into the store (``alerts.migrate.import_legacy``),
+``dynoscope db upgrade`` first copies them into the store (``alerts.store.migrate.import_legacy``),
 which drops them here. This revision drops only empty ones, so an upgrade run in another
 order never loses alert history: tables that still hold rows wait for that copy.
 
