@@ -15,6 +15,7 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from alerts.http.app import alert_routes, embedded_engine, runs_in_process, store_reader
+from alerts.http.state import engine_state
 from api import __version__
 from api.admission import AdmissionControl
 from api.errors import ApiError
@@ -25,7 +26,7 @@ from api.routes import auth, events, health, properties
 from api.routes.faults import fault_routes
 from api.services import Services, build_services
 from api.settings import Settings
-from instrumentation.app import Telemetry, instrument_app
+from instrumentation.app import Telemetry, instrument_app, metrics_of
 
 log = logging.getLogger("dynoscope")
 
@@ -79,8 +80,7 @@ def create_app(settings: Settings, *, services: Services | None = None) -> FastA
         telemetry={"tracing": False, "metrics": False, "logs": False, "operation_spans": False},
     )
     app.state.settings = settings
-    app.state.alerts = None
-    app.state.alert_store = None
+    engine_state(app)
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     # The router tries routes in order, and an included router's routes twice (once to
     # match, once to handle): the hot reads go first. Events before /properties/{id},
@@ -94,11 +94,12 @@ def create_app(settings: Settings, *, services: Services | None = None) -> FastA
     faults = _mount_faults(app, settings)
     _install_error_handlers(app)
     telemetry = instrument_app(app, settings.telemetry, version=__version__)
-    if faults is not None and app.state.metrics is not None:
-        gauge = app.state.metrics.fault_active
+    metrics = metrics_of(app)
+    if faults is not None and metrics is not None:
+        gauge = metrics.fault_active
         faults.observe(lambda name, active: gauge.labels(fault=name).set(int(active)))
     # Outermost: a shed request costs next to nothing and touches no other layer.
-    rejected = app.state.metrics.http_rejected_requests if app.state.metrics else None
+    rejected = metrics.http_rejected_requests if metrics is not None else None
     app.add_middleware(
         AdmissionControl,
         max_in_flight=settings.max_in_flight,
@@ -126,16 +127,16 @@ async def _start_alerts(
     for ``/alerts``, when admin routes are on."""
     if runs_in_process(settings.alerts, embedded=settings.embedded):
         scrape = telemetry.scrape_source if telemetry is not None else None
-        app.state.alerts = await stack.enter_async_context(
+        engine_state(app).monitor = await stack.enter_async_context(
             embedded_engine(
                 settings.alerts,
-                metrics=app.state.metrics,
+                metrics=metrics_of(app),
                 collectors=[scrape] if scrape is not None else [],
                 instance=telemetry.instance_id if telemetry is not None else "local",
             )
         )
     elif settings.admin_token is not None:
-        app.state.alert_store = await stack.enter_async_context(store_reader(settings.alerts))
+        engine_state(app).store = await stack.enter_async_context(store_reader(settings.alerts))
 
 
 def _error(status_code: int, detail: str, **extra: Any) -> JSONResponse:

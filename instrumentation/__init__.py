@@ -10,7 +10,7 @@ let any app do the same piece by piece::
     instrument_engine(engine, metrics=metrics, tracing=None, slow_query_seconds=1.0)
 """
 
-from instrumentation.app import Telemetry, instrument_app
+from instrumentation.app import Telemetry, instrument_app, metrics_of, telemetry_of
 from instrumentation.cache import CacheTelemetry
 from instrumentation.catalogue import OTHER_METHOD, UNMATCHED_ROUTE, Catalogue, ProcessMetrics
 from instrumentation.correlation import install_log_correlation
@@ -51,6 +51,8 @@ __all__ = [
     "instrument_app",
     "instrument_engine",
     "instrument_redis",
+    "metrics_of",
     "normalise",
     "sampled_parent",
+    "telemetry_of",
 ]

@@ -33,6 +33,7 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.multiprocess import mark_process_dead
 from prometheus_client.registry import Collector
 from sqlalchemy.ext.asyncio import AsyncEngine
+from starlette.applications import Starlette
 
 from exporters.metrics import MetricsEndpoint, scrape_registry
 from exporters.otlp import span_processor
@@ -71,9 +72,13 @@ class ReportsErrors(Protocol):
 METRICS_PATH = "/metrics"
 
 
+# The one attribute of ``app.state`` this package keeps; read it through ``telemetry_of``.
+_STATE = "dynoscope_telemetry"
+
+
 @dataclass
 class Telemetry:
-    """Everything ``instrument_app`` set up for one app (on ``app.state.telemetry``)."""
+    """Everything ``instrument_app`` set up for one app (``telemetry_of(app)``)."""
 
     settings: TelemetrySettings
     instance_id: str
@@ -208,23 +213,34 @@ class Telemetry:
             mark_process_dead(os.getpid(), directory)  # type: ignore[no-untyped-call]
 
 
+def telemetry_of(app: Starlette) -> Telemetry | None:
+    """What ``instrument_app`` set up for ``app`` (None before, or when it added nothing)."""
+    telemetry: Telemetry | None = getattr(app.state, _STATE, None)
+    return telemetry
+
+
+def metrics_of(app: Starlette) -> Catalogue | None:
+    """The metric catalogue of ``app`` (None when metrics are off), for other packages to
+    register with and count in."""
+    telemetry = telemetry_of(app)
+    return telemetry.metrics if telemetry is not None else None
+
+
 def instrument_app(
     app: FastAPI, settings: TelemetrySettings, *, version: str = "unknown", lifespan: bool = False
 ) -> Telemetry | None:
     """Add metrics, tracing and log correlation to ``app`` as ``settings`` say.
 
     ``DYNOSCOPE_METRICS_ENABLED=false`` with ``OTEL_SDK_DISABLED=true`` adds nothing at all
-    (and returns None). The catalogue is on ``app.state.metrics`` (None when metrics are off)
-    for other packages. ``lifespan=True`` starts and stops the telemetry around the app's own
+    (and returns None). Other packages reach what it set up through ``telemetry_of(app)`` and
+    ``metrics_of(app)``. ``lifespan=True`` starts and stops the telemetry around the app's own
     lifespan, for apps that do not call ``start``/``stop`` themselves.
     """
-    app.state.metrics = None
-    app.state.telemetry = None
+    setattr(app.state, _STATE, None)
     if not settings.metrics_enabled and settings.otel_sdk_disabled:
         return None
     telemetry = Telemetry.from_settings(settings, version=version)
-    app.state.telemetry = telemetry
-    app.state.metrics = telemetry.metrics
+    setattr(app.state, _STATE, telemetry)
     app.add_middleware(
         TelemetryMiddleware,
         metrics=HttpMetrics(telemetry.metrics) if telemetry.metrics is not None else None,

@@ -34,6 +34,7 @@ from alerts.engine.monitor import Monitor, open_store
 from alerts.engine.state import Alert
 from alerts.errors import AlertsError
 from alerts.http.silences import add_silence_routes
+from alerts.http.state import engine_state
 from alerts.settings import AlertSettings
 from alerts.store.lease import HostLease
 from alerts.store.lock import EngineLock, lock_path
@@ -91,13 +92,13 @@ def admin_only(token: str) -> Callable[..., Awaitable[None]]:
 
 
 def alert_routes(token: str) -> APIRouter:
-    """``/alerts`` and ``/alerts/history`` behind ``token``; they read ``app.state.alerts``
-    (a running ``Monitor``) or else ``app.state.alert_store`` (a ``Store``)."""
+    """``/alerts`` and ``/alerts/history`` behind ``token``; they read ``engine_state(app)``:
+    the ``Monitor`` running in this process, or else the ``Store`` it is read from."""
     router = APIRouter(prefix="/alerts", tags=["alerts"], dependencies=[Depends(admin_only(token))])
 
     @router.get("")
     async def active(request: Request) -> dict[str, Any]:
-        monitor: Monitor | None = request.app.state.alerts
+        monitor = engine_state(request.app).monitor
         if monitor is not None:
             alerts = await monitor.current()
         else:
@@ -108,7 +109,7 @@ def alert_routes(token: str) -> APIRouter:
     async def history(
         request: Request, limit: Annotated[int, Query(ge=1, le=1000)] = 100
     ) -> dict[str, Any]:
-        monitor: Monitor | None = request.app.state.alerts
+        monitor = engine_state(request.app).monitor
         if monitor is not None:
             entries = await monitor.history(limit=limit)
         else:
@@ -120,7 +121,7 @@ def alert_routes(token: str) -> APIRouter:
 
 
 def _store(request: Request) -> Store:
-    store: Store | None = getattr(request.app.state, "alert_store", None)
+    store = engine_state(request.app).store
     if store is None:
         raise HTTPException(503, "the alert store is not configured on this instance")
     return store

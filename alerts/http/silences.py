@@ -21,6 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from alerts.delivery.notification import iso
 from alerts.engine.state import AlertState
+from alerts.http.state import engine_state
 from alerts.silences.matchers import parse_matcher
 from alerts.silences.recurrence import Recurrence
 from alerts.silences.silence import Silence, utc
@@ -28,7 +29,7 @@ from alerts.silences.store import SilenceStore
 from alerts.store.store import Store
 
 if TYPE_CHECKING:
-    from alerts.engine.monitor import Monitor
+    pass
 
 log = logging.getLogger("dynoscope.alerts")
 
@@ -129,7 +130,7 @@ def add_silence_routes(router: APIRouter, *, store: Callable[[Request], Store]) 
             recurrence=body.every.recurrence() if body.every else None,
         )
         await _silences(request, store).add(silence)
-        monitor: Monitor | None = request.app.state.alerts
+        monitor = engine_state(request.app).monitor
         if monitor is not None:
             monitor.silences.add(silence)  # in force now, not at the next refresh
         log.info("silence %s made by %s", silence.id, silence.author)
@@ -137,7 +138,7 @@ def add_silence_routes(router: APIRouter, *, store: Callable[[Request], Store]) 
 
     @router.post("/{fingerprint}/ack", status_code=201)
     async def acknowledge(request: Request, fingerprint: str, body: AckIn) -> dict[str, Any]:
-        monitor: Monitor | None = request.app.state.alerts
+        monitor = engine_state(request.app).monitor
         alerts = await monitor.current() if monitor is not None else await store(request).active()
         alert = next((a for a in alerts if a.fingerprint == fingerprint), None)
         if alert is None or alert.state is not AlertState.FIRING:
@@ -161,14 +162,14 @@ def add_silence_routes(router: APIRouter, *, store: Callable[[Request], Store]) 
         now = datetime.now(UTC)
         if not await _silences(request, store).expire(silence_id, now=now):
             raise HTTPException(404, "no such silence, or it has already ended")
-        monitor: Monitor | None = request.app.state.alerts
+        monitor = engine_state(request.app).monitor
         if monitor is not None:
             await monitor.silences.refresh(now=now)
         return {"expired": silence_id, "ends_at": iso(now)}
 
 
 def _silences(request: Request, store: Callable[[Request], Store]) -> SilenceStore:
-    monitor: Monitor | None = request.app.state.alerts
+    monitor = engine_state(request.app).monitor
     if monitor is not None:
         return monitor.silence_store
     return SilenceStore(store(request).engine)

@@ -41,6 +41,7 @@ from alerts.engine.sources.local import LocalSource
 from alerts.engine.sources.prometheus import PrometheusSource
 from alerts.rules.rule import SignalQuery
 from alerts.rules.signals import SignalArgs, signal_named
+from instrumentation.app import telemetry_of
 from tests.alerts.harness import ERROR_ROUTE, eventually, in_background, served_api
 from tests.support.locks import table_held, writer
 from tests.support.prometheus import running_prometheus
@@ -108,7 +109,7 @@ async def traffic(client: httpx.AsyncClient, database_url: str) -> AsyncIterator
 async def test_local_and_prometheus_sources_agree(sqlite_environ: dict[str, str]) -> None:
     environ = {**sqlite_environ, "PROMETHEUS_URL": "http://127.0.0.1:9"}  # no embedded engine
     async with served_api(environ) as api:
-        telemetry = api.app.state.telemetry
+        telemetry = telemetry_of(api.app)
         local = LocalSource(
             collectors=[telemetry.scrape_source],
             retention=2 * WINDOW,

@@ -16,6 +16,7 @@ from alerts.engine.monitor import Monitor
 from alerts.engine.query import Sample, Vector
 from alerts.engine.state import Evaluation, evaluate
 from alerts.http.app import runs_in_process
+from alerts.http.state import engine_state
 from alerts.rules.rule import Op, RawQuery, Rule
 from alerts.store.lock import lock_path
 from alerts.store.migrate import upgrade
@@ -31,11 +32,11 @@ T0 = datetime(2026, 11, 26, 9, 0, tzinfo=UTC)
 async def record(app: FastAPI, evaluations: dict[str, Evaluation]) -> None:
     """What an engine decided: in the in-process engine's memory, or (engine elsewhere) in
     the store the API reads."""
-    monitor: Monitor | None = app.state.alerts
+    monitor: Monitor | None = engine_state(app).monitor
     if monitor is not None:
         monitor.ledger.record(evaluations, now=T0)
         return
-    store: Store = app.state.alert_store
+    store: Store = engine_state(app).store
     await upgrade(store.engine)
     ledger = Ledger()
     ledger.record(evaluations, now=T0)
@@ -80,7 +81,7 @@ async def test_alert_routes_need_the_admin_token(environ: dict[str, str]) -> Non
 
 async def test_embedded_mode_runs_the_engine_in_the_api(sqlite_environ: dict[str, str]) -> None:
     async with running_app(sqlite_environ) as api:
-        monitor = api.app.state.alerts
+        monitor = engine_state(api.app).monitor
         assert isinstance(monitor, Monitor)
         assert monitor.source.name == "local"
         assert {r.name for r in monitor.rules.rules} >= {"DatabaseSlowQuery", "Watchdog"}
@@ -91,14 +92,14 @@ async def test_with_prometheus_the_api_leaves_evaluation_to_alerts_run(
 ) -> None:
     environ = {**sqlite_environ, "PROMETHEUS_URL": "http://127.0.0.1:9"}
     async with running_app(environ) as api:
-        assert api.app.state.alerts is None
+        assert engine_state(api.app).monitor is None
 
 
 async def test_bad_rules_leave_the_api_serving(sqlite_environ: dict[str, str], tmp_path) -> None:  # type: ignore[no-untyped-def]
     bad = tmp_path / "rules.yml"
     bad.write_text("groups: [{name: g, rules: [{alert: A, signal: nope}]}]")
     async with running_app({**sqlite_environ, "ALERT_RULES_PATH": str(bad)}) as api:
-        assert api.app.state.alerts is None
+        assert engine_state(api.app).monitor is None
         assert (await api.client.get("/healthz")).status_code == 200
 
 
@@ -108,12 +109,12 @@ async def test_one_engine_per_store_however_many_api_processes(
     # flock locks of two open files conflict even in one process: two apps act as two workers.
     with caplog.at_level(logging.INFO, logger="dynoscope.alerts"):
         async with running_app(sqlite_environ) as first, running_app(sqlite_environ) as second:
-            assert isinstance(first.app.state.alerts, Monitor)
-            assert second.app.state.alerts is None
+            assert isinstance(engine_state(first.app).monitor, Monitor)
+            assert engine_state(second.app).monitor is None
     refused = [r for r in caplog.records if "another process runs it" in r.getMessage()]
     assert len(refused) == 1 and refused[0].levelno == logging.INFO
     async with running_app(sqlite_environ) as restarted:  # the lock went with the first app
-        assert isinstance(restarted.app.state.alerts, Monitor)
+        assert isinstance(engine_state(restarted.app).monitor, Monitor)
 
 
 def host_environ(
@@ -138,7 +139,7 @@ async def test_in_process_engines_on_a_shared_store_elect_one_leader(
         return host_environ(sqlite_environ, tmp_path / name, clean_postgres, lease="1.5")
 
     async with running_app(host("a")) as first, running_app(host("b")) as second:
-        engines = [first.app.state.alerts, second.app.state.alerts]
+        engines = [engine_state(first.app).monitor, engine_state(second.app).monitor]
         assert all(isinstance(engine, Monitor) for engine in engines)
         assert [engine.leading for engine in engines].count(True) == 1
         gauges = [engine.metrics.scheduler_leader._value.get() for engine in engines]
@@ -165,14 +166,16 @@ async def test_a_standby_engine_answers_with_what_the_leader_decided(
     admin = {"Authorization": f"Bearer {TOKEN}"}
     async with running_app(host("a")) as first, running_app(host("b")) as second:
         apis = [first, second]
-        leader: Monitor = next(api.app.state.alerts for api in apis if api.app.state.alerts.leading)
+        leader: Monitor = next(
+            engine_state(api.app).monitor for api in apis if engine_state(api.app).monitor.leading
+        )
         leader.ledger.record({"Hot": outcome}, now=T0)
         assert await leader.writer.flush(now=T0)
         for api in apis:
             alerts = (await api.client.get("/alerts", headers=admin)).json()["alerts"]
             assert [(a["alertname"], a["state"]) for a in alerts if a["alertname"] == "Hot"] == [
                 ("Hot", "firing")
-            ], api.app.state.alerts.leading
+            ], engine_state(api.app).monitor.leading
             history = (await api.client.get("/alerts/history", headers=admin)).json()["history"]
             assert ("Hot", "firing") in [(h["alertname"], h["state"]) for h in history]
 
@@ -181,7 +184,7 @@ async def test_instances_sharing_redis_and_postgresql_leave_evaluation_to_alerts
     shared_environ: dict[str, str],
 ) -> None:
     async with running_app(shared_environ) as api:
-        assert api.app.state.alerts is None
+        assert engine_state(api.app).monitor is None
 
 
 @pytest.mark.parametrize(

@@ -31,6 +31,7 @@ from alerts.engine.ledger import Ledger
 from alerts.engine.monitor import Monitor, open_store
 from alerts.engine.query import Exemplar, Sample, Vector
 from alerts.engine.sources import LocalSource, PrometheusSource
+from alerts.http.state import engine_state
 from alerts.rules.rule import Group, Op, Rule, SignalQuery
 from alerts.rules.signals import SignalArgs
 from alerts.settings import AlertSettings
@@ -180,7 +181,7 @@ async def test_the_local_source_gives_a_latency_alert_its_traces_and_slowest_que
         rules = rules_file(tmp_path, SHORT)
         environ = {**sqlite_environ, **SAMPLED, **engine_environ(receiver, rules)}
         async with served_api(environ) as api:
-            monitor = api.app.state.alerts
+            monitor = engine_state(api.app).monitor
             assert isinstance(monitor, Monitor) and monitor.source.name == "local"
             await fires_with_context(
                 receiver,

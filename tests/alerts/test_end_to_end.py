@@ -19,6 +19,7 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from alerts.engine.monitor import Monitor, open_store
+from alerts.http.state import engine_state
 from api.settings import Settings
 from instrumentation.catalogue import Catalogue
 from tests.alerts.harness import (
@@ -133,7 +134,7 @@ async def test_embedded_local_source_end_to_end(
             "ALERT_RULES_PATH": str(short_rules(tmp_path)),
         }
         async with served_api(environ) as api:
-            monitor = api.app.state.alerts
+            monitor = engine_state(api.app).monitor
             assert isinstance(monitor, Monitor) and monitor.source.name == "local"
             await fires_then_resolves(
                 receiver, api.client, database_url=sqlite_environ["DATABASE_URL"]

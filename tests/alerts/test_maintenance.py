@@ -15,6 +15,7 @@ from alerts.delivery.outbox import Outbox
 from alerts.engine.ledger import Ledger
 from alerts.engine.query import Sample, Vector
 from alerts.engine.state import evaluate
+from alerts.http.state import engine_state
 from alerts.rules.rule import Op, RawQuery, Rule
 from alerts.silences.recurrence import Recurrence
 from alerts.silences.silence import Silence, Silences
@@ -107,8 +108,8 @@ async def test_windows_are_kept_in_the_store(store_engine: AsyncEngine) -> None:
 
 async def test_windows_over_http(sqlite_environ: dict[str, str]) -> None:
     async with running_app({**sqlite_environ, "ADMIN_TOKEN": TOKEN}) as api:
-        if api.app.state.alerts is None:
-            await upgrade(api.app.state.alert_store.engine)
+        if engine_state(api.app).monitor is None:
+            await upgrade(engine_state(api.app).store.engine)
         auth = {"Authorization": f"Bearer {TOKEN}"}
         body = {
             "matchers": ['job="api"'],

@@ -31,8 +31,10 @@ import pytest
 from alerts.delivery.notification import alerts_of
 from alerts.engine.monitor import Monitor, open_store
 from alerts.engine.state import AlertState
+from alerts.http.state import engine_state
 from alerts.store.store import Store
 from api.settings import Settings
+from instrumentation.app import metrics_of
 from tests.alerts.harness import (
     ERROR_ROUTE,
     Receiver,
@@ -192,7 +194,7 @@ async def test_a_dead_alert_store_still_notifies_and_loses_nothing(
             "ALERT_RULES_PATH": str(rules),
         }
         async with served_api(environ) as api:
-            monitor = api.app.state.alerts
+            monitor = engine_state(api.app).monitor
             assert isinstance(monitor, Monitor) and monitor.writer.up
             async with in_background(steady(api.client, "/healthz")):
                 live_cluster.kill()
@@ -302,7 +304,7 @@ async def test_embedded_mode_alerts_on_the_apis_slow_writes_under_a_held_sqlite_
                 await first_seen(
                     receiver, ["DatabaseSlowQuery", "ApiLatencyP95High"], "resolved", seconds=30
                 )
-            registry = api.app.state.metrics.registry
+            registry = metrics_of(api.app).registry
             slow = [
                 sample.labels["table"]
                 for metric in registry.collect()
@@ -310,7 +312,7 @@ async def test_embedded_mode_alerts_on_the_apis_slow_writes_under_a_held_sqlite_
                 for sample in metric.samples
                 if sample.name.endswith("_total") and sample.value > 0
             ]
-            monitor = api.app.state.alerts
+            monitor = engine_state(api.app).monitor
             assert monitor.writer.up is True  # the engine's store never waited on the lock
     assert "properties" in slow
     assert not [table for table in slow if table.startswith("dynoscope_alert")]

@@ -22,6 +22,7 @@ from alerts.engine.ledger import Ledger
 from alerts.engine.monitor import open_store
 from alerts.engine.query import Sample, Vector
 from alerts.engine.state import AlertState, evaluate
+from alerts.http.state import engine_state
 from alerts.rules.rule import Op, RawQuery, Rule
 from alerts.settings import AlertSettings
 from alerts.silences.matchers import Matcher, parse_matcher
@@ -151,8 +152,10 @@ async def test_silences_in_the_store(store_engine: AsyncEngine) -> None:
 
 async def test_silence_http_api_is_admin_only_and_validated(environ: dict[str, str]) -> None:
     async with running_app({**environ, "ADMIN_TOKEN": TOKEN}) as api:
-        if api.app.state.alerts is None:  # the engine runs elsewhere: the store, as deployed
-            await upgrade(api.app.state.alert_store.engine)
+        if (
+            engine_state(api.app).monitor is None
+        ):  # the engine runs elsewhere: the store, as deployed
+            await upgrade(engine_state(api.app).store.engine)
         auth = {"Authorization": f"Bearer {TOKEN}"}
         ends = (datetime.now(UTC) + timedelta(hours=1)).isoformat()
         good = {"matchers": ['alertname="Watchdog"'], "ends_at": ends, "author": "ana"}
@@ -266,7 +269,7 @@ async def test_a_silenced_alert_gets_no_reminders() -> None:
 
 async def test_acknowledge_over_http(sqlite_environ: dict[str, str]) -> None:
     async with running_app({**sqlite_environ, "ADMIN_TOKEN": TOKEN}) as api:
-        monitor = api.app.state.alerts
+        monitor = engine_state(api.app).monitor
         assert monitor is not None  # embedded mode: the engine runs in the API
         now = datetime.now(UTC)
         fired = evaluate(RULE, (), result=Vector((Sample((), 1.0),)), now=now)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import instrumentation
+from instrumentation.app import metrics_of, telemetry_of
 from instrumentation.middleware import TelemetryMiddleware
 from tests.support.stack import running_app
 
@@ -20,8 +21,8 @@ async def test_both_switches_off_leaves_the_app_untouched(sqlite_environ: dict[s
         assert (await api.client.get("/metrics")).status_code == 404
         assert (await api.client.get("/healthz")).status_code == 200
         assert not any(m.cls is TelemetryMiddleware for m in api.app.user_middleware)
-        assert api.app.state.metrics is None
-        assert api.app.state.telemetry is None
+        assert metrics_of(api.app) is None
+        assert telemetry_of(api.app) is None
         observer = type(api.services.cache._observer).__name__
     assert observer == "NullObserver"
 
@@ -31,13 +32,13 @@ async def test_tracing_without_metrics(traced: dict[str, str]) -> None:
     async with running_app(environ) as api:
         assert (await api.client.get("/metrics")).status_code == 404
         assert (await api.client.get("/healthz")).status_code == 200
-        assert api.app.state.metrics is None
-        assert api.app.state.telemetry.tracing is not None
+        assert metrics_of(api.app) is None
+        assert telemetry_of(api.app).tracing is not None
 
 
 async def test_catalogue_is_shared_on_app_state(metrics_only: dict[str, str]) -> None:
     async with running_app(metrics_only) as api:
-        metrics = api.app.state.metrics
+        metrics = metrics_of(api.app)
         metrics.rule_evaluations.labels(rule="Watchdog").inc()
         scrape = (await api.client.get("/metrics")).text
     assert 'dynoscope_rule_evaluations_total{rule="Watchdog"} 1.0' in scrape
