@@ -4,19 +4,16 @@ Evaluation queues deliveries here and never waits for them; this runs as its own
 job, so a slow or dead receiver delays nothing but its own messages, and nothing here waits
 on a database either (each change is journaled and written behind by ``alerts.store.writer``).
 
-A failed attempt is retried after ``backoff * 2**attempts`` (capped, stretched by up to
-``jitter``, and never sooner than a ``Retry-After`` the receiver asked for). It is abandoned
-after ``max_attempts``, or once it is ``max_age`` old (outcome ``expired``, logged), or on an
-error that cannot get better (e.g. HTTP 400). Any other exception from a notifier counts as a
-failed attempt too, so one broken receiver can never stall its queue. Per receiver and alert,
-deliveries go out strictly in the order they were queued: a "resolved" never overtakes the
-"firing" before it.
+A failed attempt is retried or given up as the ``RetryPolicy`` says
+(``alerts.delivery.retry``). Any exception from a notifier counts as a failed attempt, so one
+broken receiver can never stall its queue. Per receiver and alert, deliveries go out strictly
+in the order they were queued: a "resolved" never overtakes the "firing" before it.
 
 Receivers that group (all but Alertmanager, which groups by itself) get one message per
-aggregation group (``alerts.delivery.grouping``) instead of one per alert. A notification waiting in
-its group is kept in the store as a "parked" delivery (its payload says which group), so an
-engine taking over puts it back in its group rather than losing it; the group's message and
-the end of the parked rows are journaled together.
+aggregation group (``alerts.delivery.grouping``) instead of one per alert. A notification
+waiting in its group is kept in the store as a "parked" delivery (its payload says which
+group), so an engine taking over puts it back in its group rather than losing it; the group's
+message and the end of the parked rows are journaled together.
 """
 
 from __future__ import annotations
@@ -24,7 +21,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
-import random
 from collections import deque
 from collections.abc import Iterable, Mapping
 from dataclasses import replace
@@ -35,6 +31,7 @@ from alerts.delivery.grouping import Destination, Groups, Member
 from alerts.delivery.links import Links
 from alerts.delivery.notification import Delivery, new_id, notification_payload
 from alerts.delivery.notifiers.notifier import Notifier
+from alerts.delivery.retry import RetryPolicy
 from alerts.delivery.routing import Router
 from alerts.engine.ledger import Ledger
 from alerts.engine.state import Alert, Notification
@@ -57,31 +54,19 @@ class Outbox:
         notifiers: Mapping[str, Notifier],
         ledger: Ledger,
         metrics: Catalogue | None = None,
-        max_attempts: int | None = 8,
-        max_age: timedelta | None = None,
-        backoff: timedelta = timedelta(seconds=1),
-        max_backoff: timedelta = timedelta(minutes=5),
-        timeout: float = 10.0,
+        retry: RetryPolicy = RetryPolicy(),
         lease: Lease | None = None,
         router: Router | None = None,
-        jitter: float = 0.0,
         silences: Silences | None = None,
-        grafana_url: str | None = None,
-        trace_url: str | None = None,
-        runbook_base: str | None = None,
+        links: Links = Links(),
     ) -> None:
         self._notifiers = dict(notifiers)
-        self._links = Links(grafana=grafana_url, trace=trace_url, runbook_base=runbook_base)
+        self._links = links
         self._silences = silences
         self._router = router
-        self._jitter = jitter
         self._ledger = ledger
         self._metrics = metrics
-        self._max_attempts = max_attempts
-        self._max_age = max_age
-        self._backoff = backoff
-        self._max_backoff = max_backoff
-        self._timeout = timeout
+        self._retry = retry
         self._lease = lease
         self._queues: dict[Key, deque[Delivery]] = {}
         self._seen: set[Key] = set()
@@ -109,7 +94,8 @@ class Outbox:
 
     def groups(self, receiver: str) -> bool:
         """Whether ``receiver`` gets one message per group (not Alertmanager's push)."""
-        return getattr(self._notifiers.get(receiver), "groups", True) is not False
+        notifier = self._notifiers.get(receiver)
+        return notifier is None or notifier.groups
 
     def repeat_for(self, labels: Mapping[str, str]) -> timedelta | None:
         """How often a still-firing alert with ``labels`` is announced again, if at all."""
@@ -300,17 +286,19 @@ class Outbox:
         if held <= 0:
             return False
         try:
-            async with asyncio.timeout(min(self._timeout, held)):
+            async with asyncio.timeout(min(self._retry.timeout, held)):
                 await notifier.send(delivery)
-        except (NotificationError, TimeoutError) as exc:
-            retryable = getattr(exc, "retryable", True)
+        except NotificationError as exc:
             self._failed(
                 delivery,
                 now=now,
-                retryable=retryable,
-                error=str(exc) or "timed out",
-                retry_after=getattr(exc, "retry_after", None),
+                retryable=exc.retryable,
+                error=str(exc),
+                retry_after=exc.retry_after,
             )
+            return False
+        except TimeoutError as exc:
+            self._failed(delivery, now=now, retryable=True, error=str(exc) or "timed out")
             return False
         except Exception as exc:
             # A notifier bug or an unexpected library error: retried like any failure, so
@@ -337,36 +325,30 @@ class Outbox:
     ) -> None:
         attempts = delivery.attempts + 1
         message = error if error.startswith(delivery.receiver) else f"{delivery.receiver}: {error}"
-        too_many = self._max_attempts is not None and attempts >= self._max_attempts
-        age = now - delivery.created_at
-        expired = self._max_age is not None and age >= self._max_age
-        if retryable and expired:
-            # Given up by age, not by count: a receiver down for a while still gets everything
-            # it missed, but not an alert from hours ago. Counted apart, so it can be alerted on.
-            self._finish(delivery, attempts=attempts, abandoned_at=now, last_error=message[:300])
-            self._count(delivery.receiver, "expired")
-            log.error(
-                "notification %s given up after %d attempt(s) over %s: %s",
-                delivery.dedup_key,
-                attempts,
-                age,
-                message,
-            )
-        elif retryable and not too_many:
-            delay = min(self._backoff * 2**delivery.attempts, self._max_backoff)
-            # Jitter: receivers that come back are not hit by every engine's retries at once.
-            delay *= 1 + random.uniform(0, self._jitter)  # noqa: S311 - not a secret
-            if retry_after is not None:
-                delay = max(delay, timedelta(seconds=retry_after))
+        verdict = self._retry.after_failure(
+            delivery, now=now, retryable=retryable, retry_after=retry_after
+        )
+        if verdict.outcome == "retried":
             self._finish(
-                delivery, attempts=attempts, next_attempt_at=now + delay, last_error=message[:300]
+                delivery,
+                attempts=attempts,
+                next_attempt_at=verdict.retry_at,
+                last_error=message[:300],
             )
-            self._count(delivery.receiver, "retried")
             log.warning("notification %s will be retried: %s", delivery.dedup_key, message)
         else:
             self._finish(delivery, attempts=attempts, abandoned_at=now, last_error=message[:300])
-            self._count(delivery.receiver, "failed")
-            log.error("notification %s abandoned: %s", delivery.dedup_key, message)
+            if verdict.outcome == "expired":
+                log.error(
+                    "notification %s given up after %d attempt(s) over %s: %s",
+                    delivery.dedup_key,
+                    attempts,
+                    now - delivery.created_at,
+                    message,
+                )
+            else:
+                log.error("notification %s abandoned: %s", delivery.dedup_key, message)
+        self._count(delivery.receiver, verdict.outcome)
 
     def _finish(self, delivery: Delivery, **changes: object) -> None:
         updated = replace(delivery, **changes)  # type: ignore[arg-type]

@@ -1,6 +1,6 @@
 """Announce still-firing alerts again: refreshes for receivers that forget, and reminders.
 
-- **Refresh**: a receiver with ``resends = True`` (Alertmanager) forgets an alert nobody
+- **Refresh**: a receiver with a ``resend_every`` (Alertmanager) forgets an alert nobody
   pushes again before ``endsAt``; it gets every firing alert again each ``resend_every``.
 - **Reminder**: a route's ``repeat_interval`` (``alerts.delivery.receivers``) announces an
   alert that is still firing again to its receivers, unless it is acknowledged or silenced.
@@ -32,9 +32,9 @@ class Resender:
         self._ledger = ledger
         self._outbox = outbox
         self._refresh: dict[str, timedelta] = {
-            name: notifier.resend_every  # type: ignore[attr-defined]
+            name: notifier.resend_every
             for name, notifier in notifiers.items()
-            if getattr(notifier, "resends", False)
+            if notifier.resend_every is not None
         }
         self._pushed: dict[tuple[str, str, datetime], datetime] = {}
 

@@ -37,8 +37,10 @@ from prometheus_client.registry import Collector
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from alerts.delivery.links import Links
 from alerts.delivery.outbox import Outbox
 from alerts.delivery.resend import Resender
+from alerts.delivery.retry import RetryPolicy
 from alerts.engine.context import Context, ExemplarSource
 from alerts.engine.election import Election
 from alerts.engine.evaluator import Evaluator
@@ -151,13 +153,17 @@ class Monitor:
             metrics=metrics,
             lease=held,
             router=receivers.router,
-            jitter=0.2,
-            max_attempts=None,
-            max_age=timedelta(seconds=settings.delivery_max_age_seconds),
+            retry=RetryPolicy(
+                jitter=0.2,
+                max_attempts=None,
+                max_age=timedelta(seconds=settings.delivery_max_age_seconds),
+            ),
             silences=silences,
-            grafana_url=settings.grafana_url_template,
-            trace_url=settings.trace_url_template,
-            runbook_base=settings.runbook_base_url,
+            links=Links(
+                grafana=settings.grafana_url_template,
+                trace=settings.trace_url_template,
+                runbook_base=settings.runbook_base_url,
+            ),
         )
         stored = Store(store)
         writer = StoreWriter(

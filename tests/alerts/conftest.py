@@ -76,6 +76,9 @@ class ScriptedSource:
 class Recorder:
     """A notifier (our interface) that fails while ``down``, recording what it accepted."""
 
+    groups = True
+    resend_every = None
+
     def __init__(self, name: str) -> None:
         self.name = name
         self.down = False

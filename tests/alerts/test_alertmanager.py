@@ -83,8 +83,9 @@ def test_firing_alerts_expire_unless_refreshed_and_resolved_ones_end_at_once() -
 class Forgetful:
     """A notifier (our interface) that wants firing alerts pushed again every minute."""
 
+    groups = True
+
     name = "am"
-    resends = True
     resend_every = timedelta(minutes=1)
 
     async def send(self, delivery: object) -> None:

@@ -204,6 +204,9 @@ GROUP = Group("g", interval=timedelta(seconds=15), rules=(LATENCY,))
 class Keeper:
     """A notifier (our interface) keeping every delivery it is given."""
 
+    groups = True
+    resend_every = None
+
     name = "keeper"
 
     def __init__(self) -> None:
@@ -238,7 +241,7 @@ def evaluator_with(
     source.answers[P95.promql] = Vector((Sample((("route", "/p"),), 0.9),))
     ledger = Ledger()
     outbox = Outbox(
-        notifiers={"keeper": keeper}, ledger=ledger, metrics=metrics, trace_url=TRACE_UI
+        notifiers={"keeper": keeper}, ledger=ledger, metrics=metrics, links=Links(trace=TRACE_UI)
     )
     self_source = LocalSource(collectors=[metrics.registry], retention=timedelta(minutes=5))
     evaluator = Evaluator(

@@ -21,6 +21,7 @@ MODULES = [
     "alerts.rules.loader",
     "alerts.delivery.notifiers.fields",
     "alerts.store.lock",
+    "alerts.delivery.retry",
     "alerts.delivery.routing",
     "alerts.settings",
     "alerts.rules.signals",

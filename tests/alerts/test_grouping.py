@@ -46,6 +46,9 @@ GROUPED = GroupSettings(
 class Inbox:
     """A notifier (our interface) keeping every message it got."""
 
+    groups = True
+    resend_every = None
+
     name: str
     got: list[Delivery] = field(default_factory=list)
 

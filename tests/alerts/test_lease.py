@@ -204,6 +204,9 @@ class FixedLease:
 class Slow(Recorder):
     """Takes ``seconds`` to accept, recording when a send began."""
 
+    groups = True
+    resend_every = None
+
     def __init__(self, name: str, seconds: float) -> None:
         super().__init__(name)
         self.seconds = seconds

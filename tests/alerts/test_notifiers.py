@@ -13,6 +13,7 @@ from pydantic import SecretStr
 from alerts.delivery.notification import Delivery, deliveries
 from alerts.delivery.notifiers import ConsoleNotifier, WebhookConfig, WebhookNotifier
 from alerts.delivery.outbox import Outbox
+from alerts.delivery.retry import RetryPolicy
 from alerts.engine.ledger import Ledger
 from alerts.engine.query import Sample, Vector
 from alerts.engine.state import evaluate
@@ -112,6 +113,9 @@ async def test_console_writes_one_json_line(caplog: pytest.LogCaptureFixture) ->
 class Flaky:
     """A notifier (our interface) that fails ``failures`` times, then accepts."""
 
+    groups = True
+    resend_every = None
+
     name = "webhook"
 
     def __init__(self, failures: int, *, retryable: bool = True) -> None:
@@ -136,7 +140,11 @@ def queue_one(outbox: Outbox) -> None:
 
 async def test_failed_deliveries_are_retried_with_backoff() -> None:
     notifier = Flaky(failures=2)
-    outbox = Outbox(notifiers={"webhook": notifier}, ledger=Ledger(), backoff=timedelta(seconds=2))
+    outbox = Outbox(
+        notifiers={"webhook": notifier},
+        ledger=Ledger(),
+        retry=RetryPolicy(backoff=timedelta(seconds=2)),
+    )
     queue_one(outbox)
     assert await outbox.deliver(now=T0) == 0  # attempt 1 fails: next after 2 s
     assert await outbox.deliver(now=T0 + timedelta(seconds=1)) == 0  # not due yet

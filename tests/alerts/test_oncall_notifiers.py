@@ -14,6 +14,7 @@ from prometheus_client import CollectorRegistry
 from pydantic import SecretStr
 from starlette.responses import Response
 
+from alerts.delivery.links import Links
 from alerts.delivery.notification import Delivery, deliveries
 from alerts.delivery.notifiers.console import ConsoleNotifier
 from alerts.delivery.notifiers.notifier import Notifier
@@ -21,6 +22,7 @@ from alerts.delivery.notifiers.pagerduty import PagerDutyConfig, PagerDutyNotifi
 from alerts.delivery.notifiers.slack import SlackConfig, SlackNotifier
 from alerts.delivery.notifiers.webhook import WebhookConfig, WebhookNotifier
 from alerts.delivery.outbox import Outbox
+from alerts.delivery.retry import RetryPolicy
 from alerts.engine.ledger import Ledger
 from alerts.engine.query import Examples, SlowQuery
 from alerts.engine.state import Alert, AlertState, Notification
@@ -120,7 +122,9 @@ async def test_slack_429_waits_for_retry_after_and_a_400_is_not_retried() -> Non
         )
         config = SlackConfig(url=SecretStr(f"{server.base}/hook"))
         outbox = Outbox(
-            notifiers={"slack": SlackNotifier(config, client=client)}, ledger=Ledger(), jitter=0
+            notifiers={"slack": SlackNotifier(config, client=client)},
+            ledger=Ledger(),
+            retry=RetryPolicy(jitter=0),
         )
         first, _ = firing_and_resolved("slack")
         start = first.created_at
@@ -224,7 +228,7 @@ async def test_jitter_spreads_retries_within_its_bound() -> None:
             outbox = Outbox(
                 notifiers={"webhook": WebhookNotifier(config, client=client)},
                 ledger=ledger,
-                jitter=0.5,
+                retry=RetryPolicy(jitter=0.5),
             )
             first, _ = firing_and_resolved("webhook")
             outbox.enqueue([first])
@@ -247,9 +251,9 @@ async def test_a_receiver_down_gets_everything_once_back_and_too_old_is_given_up
             notifiers={"webhook": WebhookNotifier(config, client=client)},
             ledger=Ledger(),
             metrics=metrics,
-            max_attempts=None,
-            max_age=timedelta(minutes=10),
-            max_backoff=timedelta(minutes=1),
+            retry=RetryPolicy(
+                max_attempts=None, max_age=timedelta(minutes=10), max_backoff=timedelta(minutes=1)
+            ),
         )
         firing, resolved = firing_and_resolved("webhook")
         outbox.enqueue([firing, resolved])
@@ -291,7 +295,7 @@ async def test_a_grafana_link_reaches_every_receiver() -> None:
                 WebhookConfig(url=SecretStr(f"{server.base}/hook")), client=client
             ),
         }
-        outbox = Outbox(notifiers=notifiers, ledger=Ledger(), grafana_url=template)
+        outbox = Outbox(notifiers=notifiers, ledger=Ledger(), links=Links(grafana=template))
         fired = T0 + timedelta(minutes=5)
         outbox.notify([Notification(alert(AlertState.FIRING, at=fired), fired)], now=fired)
         await drain(outbox, start=fired, seconds=2)
@@ -330,8 +334,10 @@ async def test_context_and_links_reach_slack_pagerduty_webhook_and_console(
         outbox = Outbox(
             notifiers=notifiers,
             ledger=Ledger(),
-            grafana_url="https://grafana.example/d/scaling",
-            trace_url="http://jaeger:16686/trace/{{ trace_id }}",
+            links=Links(
+                grafana="https://grafana.example/d/scaling",
+                trace="http://jaeger:16686/trace/{{ trace_id }}",
+            ),
         )
         fired = T0 + timedelta(minutes=5)
         firing = Notification(alert(AlertState.FIRING, at=fired), fired, context=EXAMPLES)

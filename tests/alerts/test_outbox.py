@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from alerts.delivery.notification import deliveries
 from alerts.delivery.notifiers import WebhookConfig, WebhookNotifier
 from alerts.delivery.outbox import Outbox
+from alerts.delivery.retry import RetryPolicy
 from alerts.engine.ledger import Ledger
 from alerts.engine.query import Sample, Vector
 from alerts.engine.state import Evaluation, evaluate
@@ -43,7 +44,7 @@ async def test_resolved_never_overtakes_a_firing_that_is_backing_off() -> None:
     outbox = Outbox(
         notifiers={"webhook": webhook, "console": console},
         ledger=Ledger(),
-        backoff=timedelta(minutes=1),
+        retry=RetryPolicy(backoff=timedelta(minutes=1)),
     )
     fired = firing(T0)
     queued(outbox, fired, T0)
@@ -65,7 +66,9 @@ async def test_resolved_never_overtakes_a_firing_that_is_backing_off() -> None:
 
 async def test_an_abandoned_delivery_releases_the_ones_queued_after_it() -> None:
     webhook = Recorder("webhook")
-    outbox = Outbox(notifiers={"webhook": webhook}, ledger=Ledger(), max_attempts=1)
+    outbox = Outbox(
+        notifiers={"webhook": webhook}, ledger=Ledger(), retry=RetryPolicy(max_attempts=1)
+    )
     fired = firing(T0)
     queued(outbox, fired, T0)
     queued(outbox, resolved(fired, T0), T0)
@@ -87,7 +90,7 @@ async def test_an_unexpected_notifier_error_is_retried_and_stalls_nothing() -> N
             notifiers={"webhook": broken, "console": console},
             ledger=Ledger(),
             metrics=metrics,
-            max_attempts=3,
+            retry=RetryPolicy(max_attempts=3),
         )
         queued(outbox, firing(T0), T0)
         queued(outbox, firing(T0, rule=COLD), T0)
@@ -109,7 +112,9 @@ async def test_a_restart_queues_undelivered_notifications_again_in_order(
     ledger = Ledger()
     down = Recorder("webhook")
     down.down = True
-    before = Outbox(notifiers={"webhook": down}, ledger=ledger, backoff=timedelta(hours=1))
+    before = Outbox(
+        notifiers={"webhook": down}, ledger=ledger, retry=RetryPolicy(backoff=timedelta(hours=1))
+    )
     fired = firing(T0)
     queued(before, fired, T0)
     queued(before, resolved(fired, T0 + timedelta(seconds=5)), T0 + timedelta(seconds=5))
@@ -141,7 +146,9 @@ async def test_finished_deliveries_are_pruned_after_a_week_at_most_hourly(
     store = Store(sqlite_store)
     ledger = Ledger()
     webhook = Recorder("webhook")
-    outbox = Outbox(notifiers={"webhook": webhook}, ledger=ledger, backoff=timedelta(hours=1))
+    outbox = Outbox(
+        notifiers={"webhook": webhook}, ledger=ledger, retry=RetryPolicy(backoff=timedelta(hours=1))
+    )
     writer = StoreWriter(store=store, ledger=ledger, outbox=outbox, rules=["Hot"])
     await writer.connect(now=T0)
     fired = firing(T0)

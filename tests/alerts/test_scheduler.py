@@ -40,6 +40,9 @@ class GatedSource:
 
 
 class Recorder:
+    groups = True
+    resend_every = None
+
     name = "console"
 
     def __init__(self) -> None:

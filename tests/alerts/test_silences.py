@@ -14,6 +14,7 @@ import pytest
 from prometheus_client import CollectorRegistry
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from alerts.delivery.links import Links
 from alerts.delivery.notification import Delivery, alerts_of
 from alerts.delivery.outbox import Outbox
 from alerts.delivery.resend import Resender
@@ -322,7 +323,6 @@ class Keeper:
 
     name = "console"
     groups = False
-    resends = True
     resend_every = timedelta(hours=1)
 
     def __init__(self) -> None:
@@ -340,7 +340,7 @@ async def test_a_resent_alert_carries_the_links_the_first_notification_had() -> 
         notifiers={"console": keeper},
         ledger=ledger,
         router=Router(default=()),
-        runbook_base="https://wiki.example/ops/",
+        links=Links(runbook_base="https://wiki.example/ops/"),
     )
     fired = evaluate(rule, (), result=Vector((Sample((), 1.0),)), now=T0)
     ledger.record({rule.name: fired}, now=T0)

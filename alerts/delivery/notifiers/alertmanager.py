@@ -76,7 +76,6 @@ def postable_alert(delivery: Delivery, *, now: datetime, ends_after: timedelta) 
 class AlertmanagerNotifier:
     """POST each notification to ``/api/v2/alerts``."""
 
-    resends = True
     groups = False
 
     def __init__(
@@ -87,7 +86,7 @@ class AlertmanagerNotifier:
         clock: Callable[[], datetime] = _utc_now,
     ) -> None:
         self.name = config.name
-        self.resend_every = timedelta(seconds=config.resend_seconds)
+        self.resend_every: timedelta | None = timedelta(seconds=config.resend_seconds)
         self._config = config
         self._client = client
         self._clock = clock

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+from datetime import timedelta
 from typing import Any
 
 from alerts.delivery.notification import Delivery, alerts_of
@@ -41,6 +42,8 @@ class ConsoleNotifier:
     """Log each notification at WARNING (firing) or INFO (resolved)."""
 
     name = "console"
+    groups = True
+    resend_every: timedelta | None = None
 
     def __init__(self, logger: logging.Logger = log) -> None:
         self._log = logger

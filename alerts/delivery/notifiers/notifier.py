@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Protocol
 
 from alerts.delivery.notification import Delivery
@@ -16,5 +17,10 @@ class Notifier(Protocol):
     push)."""
 
     name: str
+    # One message per aggregation group (True), or every alert on its own at once (False).
+    groups: bool
+    # A receiver that forgets an alert nobody pushes again (Alertmanager) gets every firing
+    # alert again this often; None for receivers that remember.
+    resend_every: timedelta | None
 
     async def send(self, delivery: Delivery) -> None: ...

@@ -19,6 +19,7 @@ group's flush. A retry of the message posts them all again: PagerDuty folds the 
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any, Literal
 
 import httpx
@@ -134,6 +135,9 @@ def pagerduty_event(delivery: Delivery, *, routing_key: str, source: str) -> dic
 
 class PagerDutyNotifier:
     """Send each alert as one event (a group's alerts one after the other)."""
+
+    groups = True
+    resend_every: timedelta | None = None
 
     def __init__(self, config: PagerDutyConfig, *, client: httpx.AsyncClient) -> None:
         self.name = config.name

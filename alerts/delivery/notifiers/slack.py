@@ -14,6 +14,7 @@ secret: give it as ``url_env`` in the receivers file.
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any, Literal
 
 import httpx
@@ -145,6 +146,9 @@ def group_message(delivery: Delivery) -> dict[str, Any]:
 
 class SlackNotifier:
     """POST each notification (one alert, or one group's message) to the incoming webhook."""
+
+    groups = True
+    resend_every: timedelta | None = None
 
     def __init__(self, config: SlackConfig, *, client: httpx.AsyncClient) -> None:
         self.name = config.name

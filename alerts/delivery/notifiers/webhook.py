@@ -18,6 +18,7 @@ The URL is a secret (tokens live in webhook URLs): it is never logged or put in 
 from __future__ import annotations
 
 import logging
+from datetime import timedelta
 from typing import Any, Literal
 
 import httpx
@@ -119,6 +120,9 @@ def _redact_in_httpx_log(secret: str) -> None:
 
 class WebhookNotifier:
     """POST each notification; the HTTP client is handed in (tests give a MockTransport)."""
+
+    groups = True
+    resend_every: timedelta | None = None
 
     def __init__(self, config: WebhookConfig, *, client: httpx.AsyncClient) -> None:
         self.name = config.name
