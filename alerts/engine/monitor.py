@@ -58,7 +58,7 @@ from alerts.store.lease import HostLease, Lease, StoreLease
 from alerts.store.lock import EngineLock, lock_path
 from alerts.store.migrate import upgrade
 from alerts.store.store import HistoryEntry, Store, create_store_engine
-from alerts.store.writer import StoreWriter
+from alerts.store.writer import StorePolicy, StoreWriter
 from instrumentation.catalogue import Catalogue
 from instrumentation.settings import TelemetrySettings
 
@@ -168,14 +168,13 @@ class Monitor:
         stored = Store(store)
         writer = StoreWriter(
             lease=held,
-            on_fenced=held.drop if isinstance(held, StoreLease) else None,
             store=stored,
             ledger=ledger,
             outbox=outbox,
             rules=[rule.name for rule in rules.rules],
             metrics=metrics,
             migrate=lambda: upgrade(store),
-            timeout=settings.store_timeout_seconds,
+            policy=StorePolicy(timeout=settings.store_timeout_seconds),
         )
         evaluator = Evaluator(
             source=source,

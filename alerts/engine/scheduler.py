@@ -13,6 +13,7 @@ import contextlib
 import logging
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -40,6 +41,15 @@ def utc_now() -> datetime:
     return datetime.now(UTC)
 
 
+@dataclass(frozen=True)
+class Cadence:
+    """How often the scheduler's own jobs run: delivery (and, five times slower at the most,
+    reminders), and the refresh of silences from the store."""
+
+    delivery: timedelta = timedelta(seconds=1)
+    silences: timedelta = timedelta(seconds=2)
+
+
 class Scheduler:
     """Evaluate ``groups`` and deliver notifications until stopped."""
 
@@ -52,14 +62,13 @@ class Scheduler:
         writer: StoreWriter | None = None,
         metrics: Catalogue | None = None,
         clock: Clock = utc_now,
-        delivery_interval: timedelta = timedelta(seconds=1),
+        cadence: Cadence = Cadence(),
         resend: Resender | None = None,
         silences: Silences | None = None,
-        silence_interval: timedelta = timedelta(seconds=2),
     ) -> None:
         self._resend = resend
         self._silences = silences
-        self._silence_interval = silence_interval
+        self._silence_interval = cadence.silences
         self._groups = {f"group:{group.name}": group for group in groups}
         self._evaluator = evaluator
         self._outbox = outbox
@@ -70,7 +79,7 @@ class Scheduler:
             for group in groups:
                 metrics.scheduler_skipped_runs.labels(group=group.name)
         self.clock = clock
-        self._delivery_interval = delivery_interval
+        self._delivery_interval = cadence.delivery
         self._scheduler: AsyncIOScheduler | None = None
         self._running: set[asyncio.Task[Any]] = set()
         self.skipped: Counter[str] = Counter()

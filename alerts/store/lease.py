@@ -64,6 +64,10 @@ class Lease(Protocol):
         """The token store writes must carry, or ``None`` when nothing needs fencing."""
         ...
 
+    def drop(self) -> None:
+        """Stop counting the lease as held: the store refused a write, another engine leads."""
+        ...
+
 
 class HostLease:
     """Always held: for the in-process engine, whose lock file already makes it the only one."""
@@ -75,6 +79,9 @@ class HostLease:
 
     def fence(self) -> Fence | None:
         return None
+
+    def drop(self) -> None:
+        """Nothing to drop: no write of a host-held engine is ever fenced."""
 
 
 def database_now(dialect: str) -> ColumnElement[float]:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Collection
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Literal
 
@@ -35,8 +36,22 @@ log = logging.getLogger("dynoscope.alerts")
 Migrate = Callable[[], Awaitable[None]]
 
 
+@dataclass(frozen=True)
+class StorePolicy:
+    """How long one store call may take (``timeout`` seconds; loading five times that), how
+    long history is kept, and how often the old is pruned."""
+
+    timeout: float = 2.0
+    keep: timedelta = timedelta(days=7)
+    prune_every: timedelta = timedelta(hours=1)
+
+
 class StoreWriter:
-    """Connects the in-memory engine to its store."""
+    """Connects the in-memory engine to its store.
+
+    A write the store refuses because another engine holds ``lease`` now drops the lease
+    (``Lease.drop``): this engine stops acting at once.
+    """
 
     def __init__(
         self,
@@ -47,11 +62,8 @@ class StoreWriter:
         rules: Collection[str],
         metrics: Catalogue | None = None,
         migrate: Migrate | None = None,
-        timeout: float = 2.0,
-        keep: timedelta = timedelta(days=7),
-        prune_every: timedelta = timedelta(hours=1),
+        policy: StorePolicy = StorePolicy(),
         lease: Lease | None = None,
-        on_fenced: Callable[[], None] | None = None,
     ) -> None:
         self.store = store
         self._ledger = ledger
@@ -63,12 +75,11 @@ class StoreWriter:
             for operation in STORE_OPERATIONS:
                 metrics.alert_store_failures.labels(operation=operation)
         self._migrate = migrate
-        self._timeout = timeout
-        self._keep = keep
-        self._prune_every = prune_every
+        self._timeout = policy.timeout
+        self._keep = policy.keep
+        self._prune_every = policy.prune_every
         self._pruned_at: datetime | None = None
         self._lease = lease
-        self._on_fenced = on_fenced
         self.loaded = False
         self._migrated = migrate is None
         self.up: bool | None = None
@@ -94,8 +105,8 @@ class StoreWriter:
                     # Another engine leads now and owns what the store holds: these changes
                     # are dropped, not put back, and this engine stops acting at once.
                     log.error("alert store refused a write: %s; this engine steps down", exc)
-                    if self._on_fenced is not None:
-                        self._on_fenced()
+                    if self._lease is not None:
+                        self._lease.drop()
                     return False
                 except Exception as exc:
                     self._ledger.put_back(changes)

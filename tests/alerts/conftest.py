@@ -20,7 +20,7 @@ from alerts.engine.sources.local import LocalSource
 from alerts.rules.rule import Query, Rule
 from alerts.store.migrate import upgrade
 from alerts.store.store import Store
-from alerts.store.writer import StoreWriter
+from alerts.store.writer import StorePolicy, StoreWriter
 from api.settings import Settings
 from instrumentation.catalogue import Catalogue
 from tests.support.postgres_cluster import Cluster, private_cluster
@@ -126,7 +126,7 @@ def engine_parts(
         outbox=outbox,
         rules=[r.name for r in rules],
         metrics=metrics,
-        timeout=timeout,
+        policy=StorePolicy(timeout=timeout),
     )
     self_source = LocalSource(collectors=[metrics.registry], retention=timedelta(minutes=10))
     evaluator = Evaluator(

@@ -200,6 +200,9 @@ class FixedLease:
     def fence(self) -> Fence | None:
         return None
 
+    def drop(self) -> None:
+        self.seconds = 0
+
 
 class Slow(Recorder):
     """Takes ``seconds`` to accept, recording when a send began."""

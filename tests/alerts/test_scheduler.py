@@ -15,7 +15,7 @@ from alerts.delivery.outbox import Outbox
 from alerts.engine.evaluator import Evaluator
 from alerts.engine.ledger import Ledger
 from alerts.engine.query import QueryResult, Sample, Vector
-from alerts.engine.scheduler import Scheduler
+from alerts.engine.scheduler import Cadence, Scheduler
 from alerts.engine.sources.local import LocalSource
 from alerts.rules.rule import Group, Op, Query, RawQuery, Rule
 from alerts.store.store import Store
@@ -81,7 +81,7 @@ async def test_an_overrunning_group_skips_and_counts_then_recovers(
         outbox=outbox,
         writer=writer,
         metrics=metrics,
-        delivery_interval=timedelta(milliseconds=50),
+        cadence=Cadence(delivery=timedelta(milliseconds=50)),
     )
     scheduler.start(immediately=True)
     try:
