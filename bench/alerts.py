@@ -39,7 +39,8 @@ from prometheus_client import CollectorRegistry, start_http_server
 
 from alerts.engine.monitor import Monitor, open_store
 from alerts.rules.rule import Group, Op, RawQuery, Rule, SignalQuery
-from alerts.rules.signals import SignalArgs, signal_named
+from alerts.rules.signal import SignalArgs
+from alerts.rules.signals import signal_named
 from alerts.settings import AlertSettings
 from alerts.store.lease import HostLease
 from deploy.native.prometheus import running_prometheus

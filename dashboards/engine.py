@@ -15,6 +15,16 @@ from dashboards.panels import (
     signal,
     single,
 )
+from instrumentation.names import (
+    ALERT_STORE_BACKLOG,
+    ALERT_STORE_FAILURES,
+    ALERTS,
+    NOTIFICATIONS,
+    RULE_EVALUATION_DURATION,
+    RULE_EVALUATIONS,
+    SCHEDULER_LEADER,
+    SCHEDULER_SKIPPED_RUNS,
+)
 
 UID = "dynoscope-alert-engine"
 
@@ -23,7 +33,7 @@ def _panels() -> list[Builder[Panel]]:
     return [
         single(
             "Leader",
-            Query("max by (instance) (dynoscope_scheduler_leader)", "{{instance}}"),
+            Query(f"max by (instance) ({SCHEDULER_LEADER})", "{{instance}}"),
             unit="none",
             description="1 on the process that evaluates the rules now (one at a time).",
         ),
@@ -36,7 +46,7 @@ def _panels() -> list[Builder[Panel]]:
         ),
         single(
             "Store backlog",
-            Query("sum(dynoscope_alert_store_backlog)", "backlog"),
+            Query(f"sum({ALERT_STORE_BACKLOG})", "backlog"),
             unit="none",
             description="Changes not yet written to the store (the outbox and alert states "
             "waiting for the write-behind).",
@@ -44,14 +54,14 @@ def _panels() -> list[Builder[Panel]]:
         ),
         single(
             "Alerts firing",
-            Query('sum(dynoscope_alerts{state="firing"}) or vector(0)', "firing"),
+            Query(f'sum({ALERTS}{{state="firing"}}) or vector(0)', "firing"),
             unit="none",
             description="Alerts firing now.",
             lines=[Line(1, "red")],
         ),
         series(
             "Evaluations per second by rule",
-            Query("sum by (rule) (rate(dynoscope_rule_evaluations_total[5m]))", "{{rule}}"),
+            Query(f"sum by (rule) (rate({RULE_EVALUATIONS}[5m]))", "{{rule}}"),
             unit="ops",
             description="Rule evaluations per second.",
         ),
@@ -66,7 +76,7 @@ def _panels() -> list[Builder[Panel]]:
             "Group evaluation duration p95",
             Query(
                 "histogram_quantile(0.95, sum by (le, group) "
-                "(rate(dynoscope_rule_evaluation_duration_seconds_bucket[5m])))",
+                f"(rate({RULE_EVALUATION_DURATION}_bucket[5m])))",
                 "{{group}}",
             ),
             unit="s",
@@ -75,7 +85,7 @@ def _panels() -> list[Builder[Panel]]:
         series(
             "Skipped runs by group",
             Query(
-                "sum by (group) (increase(dynoscope_scheduler_skipped_runs_total[5m]))",
+                f"sum by (group) (increase({SCHEDULER_SKIPPED_RUNS}[5m]))",
                 "{{group}}",
             ),
             unit="none",
@@ -84,14 +94,14 @@ def _panels() -> list[Builder[Panel]]:
         ),
         series(
             "Alerts by state",
-            Query("sum by (state) (dynoscope_alerts)", "{{state}}"),
+            Query(f"sum by (state) ({ALERTS})", "{{state}}"),
             unit="none",
             description="Pending and firing alerts.",
         ),
         series(
             "Notifications by receiver and outcome",
             Query(
-                "sum by (receiver, outcome) (rate(dynoscope_notifications_total[5m]))",
+                f"sum by (receiver, outcome) (rate({NOTIFICATIONS}[5m]))",
                 "{{receiver}} {{outcome}}",
             ),
             unit="ops",
@@ -99,9 +109,9 @@ def _panels() -> list[Builder[Panel]]:
         ),
         series(
             "Store backlog and failures",
-            Query("sum by (instance) (dynoscope_alert_store_backlog)", "backlog {{instance}}"),
+            Query(f"sum by (instance) ({ALERT_STORE_BACKLOG})", "backlog {{instance}}"),
             Query(
-                "sum by (operation) (rate(dynoscope_alert_store_failures_total[5m]))",
+                f"sum by (operation) (rate({ALERT_STORE_FAILURES}[5m]))",
                 "failures {{operation}}",
             ),
             unit="none",
@@ -122,12 +132,12 @@ def alert_engine() -> builders.Dashboard:
         .time("now-1h", "now")
         .refresh("30s")
         .with_variable(datasource_variable())
-        .with_variable(label_variable("job", label="Job", selector="dynoscope_scheduler_leader"))
+        .with_variable(label_variable("job", label="Job", selector=f"{SCHEDULER_LEADER}"))
         .with_variable(
             label_variable(
                 "instance",
                 label="Instance",
-                selector='dynoscope_scheduler_leader{job=~"$job"}',
+                selector=f'{SCHEDULER_LEADER}{{job=~"$job"}}',
             )
         )
     )

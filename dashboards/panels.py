@@ -20,14 +20,19 @@ from grafana_foundation_sdk.builders import dashboard as builders
 from grafana_foundation_sdk.builders import prometheus, stat, timeseries
 from grafana_foundation_sdk.models import common, dashboard
 
-from alerts.rules.signals import SignalArgs, signal_named
+from alerts.rules.signal import SignalArgs
+from alerts.rules.signals import signal_named
 from dashboards.promql import scope
+from instrumentation.names import (
+    HTTP_SERVER_ACTIVE_REQUESTS,
+    HTTP_SERVER_REQUEST_DURATION,
+)
 
 PROMETHEUS_UID = "dynoscope-prometheus"
 TRACES_UID = "dynoscope-jaeger"
 DATASOURCE = dashboard.DataSourceRef(type_val="prometheus", uid="${datasource}")
 ALL = ".*"
-ROUTE_METRICS = ("http_server_request_duration_seconds", "http_server_active_requests")
+ROUTE_METRICS = (HTTP_SERVER_REQUEST_DURATION, HTTP_SERVER_ACTIVE_REQUESTS)
 """Metrics that carry a ``route`` label: only their selectors are narrowed by ``$route``."""
 
 

@@ -19,9 +19,18 @@ from dashboards.panels import (
     signal,
     single,
 )
+from instrumentation.names import (
+    ALERTS,
+    DB_CLIENT_ERRORS,
+    DB_CLIENT_OPERATION_DURATION,
+    HTTP_SERVER_ACTIVE_REQUESTS,
+    HTTP_SERVER_REQUEST_DURATION,
+    PROCESS_CPU,
+    PROCESS_RESIDENT_MEMORY,
+)
 
 UID = "dynoscope-scaling-health"
-DURATION = "http_server_request_duration_seconds"
+DURATION = HTTP_SERVER_REQUEST_DURATION
 PLANNED_USERS_PER_INSTANCE = 100
 """The capacity plan's figure; concurrency above it on every instance means scale out."""
 
@@ -43,9 +52,9 @@ def _traffic() -> list[Builder[Panel]]:
         ),
         single(
             "Active alerts",
-            Query('sum(dynoscope_alerts{state="firing"}) or vector(0)', "firing"),
+            Query(f'sum({ALERTS}{{state="firing"}}) or vector(0)', "firing"),
             unit="none",
-            description="Alerts firing in the alert engine (dynoscope_alerts).",
+            description=f"Alerts firing in the alert engine ({ALERTS}).",
             lines=[Line(1, "red")],
         ),
         single(
@@ -96,7 +105,7 @@ def _instances() -> list[Builder[Panel]]:
         ),
         series(
             "In-flight requests",
-            Query("sum by (instance) (http_server_active_requests)", "{{instance}}"),
+            Query(f"sum by (instance) ({HTTP_SERVER_ACTIVE_REQUESTS})", "{{instance}}"),
             unit="none",
             description="Requests being handled right now, per instance.",
         ),
@@ -121,13 +130,13 @@ def _instances() -> list[Builder[Panel]]:
         ),
         series(
             "CPU per instance",
-            Query("sum by (instance) (rate(process_cpu_seconds_total[5m]))", "{{instance}}"),
+            Query(f"sum by (instance) (rate({PROCESS_CPU}[5m]))", "{{instance}}"),
             unit="percentunit",
             description="CPU seconds per second (1 = one core), all workers of an instance.",
         ),
         series(
             "Resident memory per instance",
-            Query("sum by (instance) (process_resident_memory_bytes)", "{{instance}}"),
+            Query(f"sum by (instance) ({PROCESS_RESIDENT_MEMORY})", "{{instance}}"),
             unit="bytes",
             description="Resident set size, summed over an instance's live workers.",
         ),
@@ -160,7 +169,7 @@ def _database() -> list[Builder[Panel]]:
             "Query duration p95 by table",
             Query(
                 "histogram_quantile(0.95, sum by (le, table) "
-                "(rate(db_client_operation_duration_seconds_bucket[5m])))",
+                f"(rate({DB_CLIENT_OPERATION_DURATION}_bucket[5m])))",
                 "{{table}}",
             ),
             unit="s",
@@ -174,7 +183,7 @@ def _database() -> list[Builder[Panel]]:
         ),
         series(
             "Database errors by type",
-            Query("sum by (error_type) (rate(db_client_errors_total[5m]))", "{{error_type}}"),
+            Query(f"sum by (error_type) (rate({DB_CLIENT_ERRORS}[5m]))", "{{error_type}}"),
             unit="ops",
             description="Failed statements and connection attempts per second; empty while "
             "none failed.",

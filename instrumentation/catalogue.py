@@ -13,6 +13,8 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from instrumentation import names
+
 HTTP_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 2.5, 5.0, 10.0)
 DB_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 CACHE_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5)
@@ -29,21 +31,21 @@ class Catalogue:
         self.registry = registry
         # HTTP server
         self.http_request_duration = Histogram(
-            "http_server_request_duration_seconds",
+            names.HTTP_SERVER_REQUEST_DURATION,
             "Duration of HTTP server requests, by route template.",
             ["method", "route", "status_code"],
             buckets=HTTP_BUCKETS,
             registry=registry,
         )
         self.http_active_requests = Gauge(
-            "http_server_active_requests",
+            names.HTTP_SERVER_ACTIVE_REQUESTS,
             "HTTP server requests in flight.",
             ["method", "route"],
             multiprocess_mode="livesum",
             registry=registry,
         )
         self.http_rejected_requests = Counter(
-            "http_server_rejected_requests",
+            names.HTTP_SERVER_REJECTED_REQUESTS,
             "HTTP requests refused before they were handled, by reason (overload: admission "
             "control shed it).",
             ["reason"],
@@ -51,27 +53,27 @@ class Catalogue:
         )
         # Database client
         self.db_operation_duration = Histogram(
-            "db_client_operation_duration_seconds",
+            names.DB_CLIENT_OPERATION_DURATION,
             "Duration of database statements.",
             ["operation", "table"],
             buckets=DB_BUCKETS,
             registry=registry,
         )
         self.db_slow_queries = Counter(
-            "db_client_slow_queries",
+            names.DB_CLIENT_SLOW_QUERIES,
             "Statements slower than the slow-query threshold.",
             ["operation", "table"],
             registry=registry,
         )
         self.db_errors = Counter(
-            "db_client_errors",
+            names.DB_CLIENT_ERRORS,
             "Statements and connection attempts that failed, by error type (connection, "
             "timeout, integrity, other).",
             ["operation", "error_type"],
             registry=registry,
         )
         self.db_connections = Gauge(
-            "db_client_connections",
+            names.DB_CLIENT_CONNECTIONS,
             "Database connections in the pool, by state.",
             ["state"],
             multiprocess_mode="livesum",
@@ -79,13 +81,13 @@ class Catalogue:
         )
         # Cache
         self.cache_requests = Counter(
-            "cache_requests",
+            names.CACHE_REQUESTS,
             "Cache lookups, by result (hit, miss, error).",
             ["cache", "result"],
             registry=registry,
         )
         self.cache_operation_duration = Histogram(
-            "cache_operation_duration_seconds",
+            names.CACHE_OPERATION_DURATION,
             "Duration of cache operations.",
             ["cache", "operation"],
             buckets=CACHE_BUCKETS,
@@ -93,14 +95,14 @@ class Catalogue:
         )
         # Dependencies that failed and were degraded around (events, notifiers, ...)
         self.dependency_errors = Counter(
-            "dynoscope_dependency_errors",
+            names.DEPENDENCY_ERRORS,
             "Failed calls to a dependency that the service degraded around.",
             ["dependency"],
             registry=registry,
         )
         # Fault injection (docs/faults.md): dashboards show when trouble was made on purpose.
         self.fault_active = Gauge(
-            "dynoscope_fault_active",
+            names.FAULT_ACTIVE,
             "1 while the named fault is switched on in this process, else 0.",
             ["fault"],
             multiprocess_mode="livemax",
@@ -108,7 +110,7 @@ class Catalogue:
         )
         # Identity
         self.instance_info = Gauge(
-            "dynoscope_instance_info",
+            names.INSTANCE_INFO,
             "Always 1; labels identify the instance and its version.",
             ["instance_id", "version"],
             multiprocess_mode="livemax",
@@ -116,63 +118,63 @@ class Catalogue:
         )
         # Alert engine
         self.rule_evaluations = Counter(
-            "dynoscope_rule_evaluations",
+            names.RULE_EVALUATIONS,
             "Rule evaluations.",
             ["rule"],
             registry=registry,
         )
         self.rule_evaluation_failures = Counter(
-            "dynoscope_rule_evaluation_failures",
+            names.RULE_EVALUATION_FAILURES,
             "Rule evaluations whose query failed.",
             ["rule"],
             registry=registry,
         )
         self.rule_evaluation_duration = Histogram(
-            "dynoscope_rule_evaluation_duration_seconds",
+            names.RULE_EVALUATION_DURATION,
             "Duration of one evaluation of a rule group.",
             ["group"],
             buckets=RULE_BUCKETS,
             registry=registry,
         )
         self.alerts = Gauge(
-            "dynoscope_alerts",
+            names.ALERTS,
             "Alerts by name and state (pending, firing).",
             ["alertname", "state"],
             multiprocess_mode="livemax",
             registry=registry,
         )
         self.notifications = Counter(
-            "dynoscope_notifications",
+            names.NOTIFICATIONS,
             "Notification deliveries, by receiver and outcome (sent, failed, retried).",
             ["receiver", "outcome"],
             registry=registry,
         )
         self.scheduler_leader = Gauge(
-            "dynoscope_scheduler_leader",
+            names.SCHEDULER_LEADER,
             "1 while this process is the scheduler leader.",
             multiprocess_mode="livemax",
             registry=registry,
         )
         self.alert_store_up = Gauge(
-            "dynoscope_alert_store_up",
+            names.ALERT_STORE_UP,
             "1 while the alert engine's own store answers, 0 while it runs from memory alone.",
             multiprocess_mode="livemin",
             registry=registry,
         )
         self.alert_store_failures = Counter(
-            "dynoscope_alert_store_failures",
+            names.ALERT_STORE_FAILURES,
             "Failed or timed-out calls to the alert engine's store, by operation.",
             ["operation"],
             registry=registry,
         )
         self.alert_store_backlog = Gauge(
-            "dynoscope_alert_store_backlog",
+            names.ALERT_STORE_BACKLOG,
             "Changes (alert states, transitions, deliveries) not yet written to the store.",
             multiprocess_mode="livemax",
             registry=registry,
         )
         self.scheduler_skipped_runs = Counter(
-            "dynoscope_scheduler_skipped_runs",
+            names.SCHEDULER_SKIPPED_RUNS,
             "Group evaluations skipped because the previous one was still running.",
             ["group"],
             registry=registry,
@@ -191,30 +193,30 @@ class ProcessMetrics:
 
     def __init__(self, registry: CollectorRegistry) -> None:
         self.resident_memory = Gauge(
-            "process_resident_memory_bytes",
+            names.PROCESS_RESIDENT_MEMORY,
             "Resident memory size in bytes, summed over the instance's live worker processes.",
             multiprocess_mode="livesum",
             registry=registry,
         )
         self.virtual_memory = Gauge(
-            "process_virtual_memory_bytes",
+            names.PROCESS_VIRTUAL_MEMORY,
             "Virtual memory size in bytes, summed over the instance's live worker processes.",
             multiprocess_mode="livesum",
             registry=registry,
         )
         self.start_time = Gauge(
-            "process_start_time_seconds",
+            names.PROCESS_START_TIME,
             "Start time of the most recently started worker, in seconds since the epoch.",
             multiprocess_mode="livemax",
             registry=registry,
         )
         self.cpu_seconds = Counter(
-            "process_cpu_seconds",
+            names.PROCESS_CPU,
             "User and system CPU time spent, in seconds, summed over the instance's workers.",
             registry=registry,
         )
         self.open_fds = Gauge(
-            "process_open_fds",
+            names.PROCESS_OPEN_FDS,
             "Open file descriptors, summed over the instance's live worker processes.",
             multiprocess_mode="livesum",
             registry=registry,

@@ -23,7 +23,9 @@ from alerts.engine.query import Vector
 from alerts.engine.sources.prometheus import PrometheusSource
 from alerts.errors import QueryError, ReportError
 from alerts.rules.duration import format_duration
-from alerts.rules.signals import HTTP_DURATION, RestartGuard, SignalArgs, TrafficGuard, signal_named
+from alerts.rules.signal import RestartGuard, SignalArgs, TrafficGuard
+from alerts.rules.signals import signal_named
+from instrumentation.names import HTTP_SERVER_REQUEST_DURATION
 from ops.scorecard import (
     CACHE_HIT_RATIO,
     ERROR_RATIO,
@@ -99,10 +101,9 @@ async def read_report(source: PrometheusSource, *, since: timedelta) -> Report:
     for check in CHECKS:
         lines.extend(await _check_lines(ask, check, since))
     window = format_duration(since)
-    rates = await ask(
-        f'sum by (instance) (rate({HTTP_DURATION}_count{{job="{API_JOB}"}}[{window}]))'
-    )
-    busy = await ask(f'sum by (instance) (rate({HTTP_DURATION}_sum{{job="{API_JOB}"}}[{window}]))')
+    api = f'{{job="{API_JOB}"}}[{window}]'
+    rates = await ask(f"sum by (instance) (rate({HTTP_SERVER_REQUEST_DURATION}_count{api}))")
+    busy = await ask(f"sum by (instance) (rate({HTTP_SERVER_REQUEST_DURATION}_sum{api}))")
     plan = capacity(rates=_by_instance(rates), busy=_by_instance(busy))
     lines.extend(capacity_lines(plan))
     return Report(since=since, at=now, lines=tuple(lines), capacity=plan)

@@ -51,7 +51,8 @@ from alerts.rules.rule import (
     RuleSpec,
     SignalQuery,
 )
-from alerts.rules.signals import SIGNALS, SignalArgs, signal_named
+from alerts.rules.signal import SignalArgs
+from alerts.rules.signals import SIGNALS, signal_named
 
 DEFAULT_RULES = Path(__file__).parent / "default.yml"
 

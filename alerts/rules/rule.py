@@ -39,7 +39,8 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 from alerts.engine.query import Labels
 from alerts.rules.duration import format_duration, parse_duration
-from alerts.rules.signals import SignalArgs, number, signal_named
+from alerts.rules.signal import SignalArgs, number
+from alerts.rules.signals import signal_named
 
 
 def _duration(value: Any) -> timedelta:

@@ -12,88 +12,35 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
-from datetime import timedelta
+from collections.abc import Mapping
 from functools import lru_cache
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
-
-from alerts.engine.query import Labels, Sample
+from alerts.engine.query import Labels
 from alerts.engine.window import Window, bucket_quantiles, project
-from alerts.rules.duration import format_duration
+from alerts.rules.signal import (
+    RestartGuard,
+    Signal,
+    SignalArgs,
+    TrafficGuard,
+    number,
+    quantile_of,
+)
+from instrumentation.names import (
+    ALERT_STORE_UP,
+    CACHE_REQUESTS,
+    DB_CLIENT_ERRORS,
+    DB_CLIENT_OPERATION_DURATION,
+    DB_CLIENT_SLOW_QUERIES,
+    HTTP_SERVER_REJECTED_REQUESTS,
+    HTTP_SERVER_REQUEST_DURATION,
+    PROCESS_RESIDENT_MEMORY,
+    PROCESS_START_TIME,
+    RULE_EVALUATION_FAILURES,
+)
 
-HTTP_DURATION = "http_server_request_duration_seconds"
-HTTP_REJECTED = "http_server_rejected_requests_total"
-DB_DURATION = "db_client_operation_duration_seconds"
-SLOW_QUERIES = "db_client_slow_queries_total"
-CACHE_REQUESTS = "cache_requests_total"
-RSS = "process_resident_memory_bytes"
-START_TIME = "process_start_time_seconds"
-DB_ERRORS = "db_client_errors_total"
-RULE_FAILURES = "dynoscope_rule_evaluation_failures_total"
-STORE_UP = "dynoscope_alert_store_up"
 UNAVAILABLE = ("connection", "timeout")
 TARGET = ("instance", "job")
-
-
-class NoParams(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class TrafficGuard(BaseModel):
-    """Ratios say nothing on a handful of requests: below this rate the signal is absent."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-    min_requests_per_second: float = Field(default=0.0, ge=0)
-
-
-class RestartGuard(BaseModel):
-    """A freshly started process always grows; ignore instances younger than this."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-    min_uptime_seconds: float | None = Field(default=None, ge=0)
-
-
-@dataclass(frozen=True)
-class SignalArgs:
-    """How a rule uses a signal: grouping labels, window and the signal's parameters."""
-
-    by: tuple[str, ...] = ()
-    window: timedelta = timedelta(minutes=5)
-    params: BaseModel = field(default_factory=NoParams)
-
-    @property
-    def range(self) -> str:
-        return format_duration(self.window)
-
-
-@dataclass(frozen=True)
-class Signal:
-    """A named quantity, computable by Prometheus (``promql``) and in-process (``compute``)."""
-
-    name: str
-    help: str
-    labels: frozenset[str]
-    promql: Callable[[SignalArgs], str]
-    compute: Callable[[Window, SignalArgs], dict[Labels, float]]
-    params: type[BaseModel] = NoParams
-    self_monitoring: bool = False
-    """Computed from the engine's own registry, also when the rules run on Prometheus."""
-
-    def samples(self, window: Window, args: SignalArgs) -> tuple[Sample, ...]:
-        computed = self.compute(window, args)
-        return tuple(Sample(labels, value) for labels, value in sorted(computed.items()))
-
-
-def number(value: float) -> str:
-    """A float as PromQL reads it back exactly: ``52428800``, ``0.6``, ``+Inf``."""
-    if math.isinf(value):
-        return "+Inf" if value > 0 else "-Inf"
-    if math.isnan(value):
-        return "NaN"
-    return str(int(value)) if value.is_integer() and abs(value) < 1e15 else repr(value)
 
 
 def _by(args: SignalArgs, *extra: str) -> str:
@@ -113,11 +60,11 @@ def _param(args: SignalArgs, name: str) -> Any:
 
 def _latency(quantile: float, *, name: str | None = None) -> Signal:
     def promql(args: SignalArgs) -> str:
-        inner = f"rate({HTTP_DURATION}_bucket[{args.range}])"
+        inner = f"rate({HTTP_SERVER_REQUEST_DURATION}_bucket[{args.range}])"
         return f"histogram_quantile({quantile:g}, sum {_by(args, 'le')} ({inner}))"
 
     def compute(window: Window, args: SignalArgs) -> dict[Labels, float]:
-        increases = window.increases(f"{HTTP_DURATION}_bucket", by=("le", *args.by))
+        increases = window.increases(f"{HTTP_SERVER_REQUEST_DURATION}_bucket", by=("le", *args.by))
         return bucket_quantiles(increases, quantile=quantile)
 
     percent = f"{quantile * 100:g}".replace(".", "")
@@ -152,8 +99,10 @@ def _ratio(
 
 def _error_ratio_promql(args: SignalArgs) -> str:
     return _guarded_ratio(
-        numerator=_rate(f"{HTTP_DURATION}_count", args, matcher='{status_code=~"5.."}'),
-        denominator=_rate(f"{HTTP_DURATION}_count", args),
+        numerator=_rate(
+            f"{HTTP_SERVER_REQUEST_DURATION}_count", args, matcher='{status_code=~"5.."}'
+        ),
+        denominator=_rate(f"{HTTP_SERVER_REQUEST_DURATION}_count", args),
         args=args,
     )
 
@@ -167,37 +116,38 @@ def _hit(labels: Mapping[str, str]) -> bool:
 
 
 def _error_ratio(window: Window, args: SignalArgs) -> dict[Labels, float]:
-    name = f"{HTTP_DURATION}_count"
+    name = f"{HTTP_SERVER_REQUEST_DURATION}_count"
     errors = window.rates(name, by=args.by, where=_server_error)
     return _ratio(errors, window.rates(name, by=args.by), args=args)
 
 
 def _requests(window: Window, args: SignalArgs) -> dict[Labels, float]:
-    return window.rates(f"{HTTP_DURATION}_count", by=args.by)
+    return window.rates(f"{HTTP_SERVER_REQUEST_DURATION}_count", by=args.by)
 
 
 def _rejected(window: Window, args: SignalArgs) -> dict[Labels, float]:
-    return window.rates(HTTP_REJECTED, by=args.by)
+    return window.rates(HTTP_SERVER_REJECTED_REQUESTS, by=args.by)
 
 
 # --- database ------------------------------------------------------------------------------
 
 
 def _slow_queries(window: Window, args: SignalArgs) -> dict[Labels, float]:
-    return {k: v * 60 for k, v in window.rates(SLOW_QUERIES, by=args.by).items()}
+    return {k: v * 60 for k, v in window.rates(DB_CLIENT_SLOW_QUERIES, by=args.by).items()}
 
 
 def _db_queries(window: Window, args: SignalArgs) -> dict[Labels, float]:
-    return window.rates(f"{DB_DURATION}_count", by=args.by)
+    return window.rates(f"{DB_CLIENT_OPERATION_DURATION}_count", by=args.by)
 
 
 def _db_per_request_promql(args: SignalArgs) -> str:
-    return f"{_rate(f'{DB_DURATION}_count', args)} / {_rate(f'{HTTP_DURATION}_count', args)}"
+    statements = _rate(f"{DB_CLIENT_OPERATION_DURATION}_count", args)
+    return f"{statements} / {_rate(f'{HTTP_SERVER_REQUEST_DURATION}_count', args)}"
 
 
 def _db_per_request(window: Window, args: SignalArgs) -> dict[Labels, float]:
-    queries = window.rates(f"{DB_DURATION}_count", by=args.by)
-    requests = window.rates(f"{HTTP_DURATION}_count", by=args.by)
+    queries = window.rates(f"{DB_CLIENT_OPERATION_DURATION}_count", by=args.by)
+    requests = window.rates(f"{HTTP_SERVER_REQUEST_DURATION}_count", by=args.by)
     return {
         labels: queries[labels] / total if total > 0 else math.nan
         for labels, total in requests.items()
@@ -210,7 +160,7 @@ def _unavailable(labels: Mapping[str, str]) -> bool:
 
 
 def _db_unavailable(window: Window, args: SignalArgs) -> dict[Labels, float]:
-    return window.rates(DB_ERRORS, by=args.by, where=_unavailable)
+    return window.rates(DB_CLIENT_ERRORS, by=args.by, where=_unavailable)
 
 
 # --- cache ---------------------------------------------------------------------------------
@@ -255,15 +205,15 @@ def _min_uptime(args: SignalArgs) -> float:
 
 
 def _memory_growth_promql(args: SignalArgs) -> str:
-    growth = f"deriv({RSS}[{args.range}]) * 3600"
-    fresh = f"time() - {START_TIME} > {number(_min_uptime(args))}"
+    growth = f"deriv({PROCESS_RESIDENT_MEMORY}[{args.range}]) * 3600"
+    fresh = f"time() - {PROCESS_START_TIME} > {number(_min_uptime(args))}"
     return f"max {_by(args)} ({growth} and on (instance, job) ({fresh}))"
 
 
 def _memory_growth(window: Window, args: SignalArgs) -> dict[Labels, float]:
-    started = window.latest(START_TIME)
+    started = window.latest(PROCESS_START_TIME)
     result: dict[Labels, float] = {}
-    for labels, slope in window.slopes(RSS).items():
+    for labels, slope in window.slopes(PROCESS_RESIDENT_MEMORY).items():
         start = started.get(labels)
         if start is None or window.now - start <= _min_uptime(args):
             continue
@@ -283,12 +233,12 @@ def _instance_up(window: Window, args: SignalArgs) -> dict[Labels, float]:
 
 
 def _failures(window: Window, args: SignalArgs) -> dict[Labels, float]:
-    return window.increases(RULE_FAILURES, by=args.by)
+    return window.increases(RULE_EVALUATION_FAILURES, by=args.by)
 
 
 def _store_up(window: Window, args: SignalArgs) -> dict[Labels, float]:
     result: dict[Labels, float] = {}
-    for labels, value in window.latest(STORE_UP).items():
+    for labels, value in window.latest(ALERT_STORE_UP).items():
         key = project(labels, args.by)
         result[key] = min(result.get(key, math.inf), value)
     return result
@@ -314,21 +264,21 @@ SIGNALS: Mapping[str, Signal] = {
             name="http_requests_per_second",
             help="HTTP requests per second.",
             labels=frozenset({"method", "route", "status_code", *TARGET}),
-            promql=lambda a: _rate(f"{HTTP_DURATION}_count", a),
+            promql=lambda a: _rate(f"{HTTP_SERVER_REQUEST_DURATION}_count", a),
             compute=_requests,
         ),
         Signal(
             name="http_rejected_requests_per_second",
             help="HTTP requests refused before handling (admission control), per second.",
             labels=frozenset({"reason", *TARGET}),
-            promql=lambda a: _rate(HTTP_REJECTED, a),
+            promql=lambda a: _rate(HTTP_SERVER_REJECTED_REQUESTS, a),
             compute=_rejected,
         ),
         Signal(
             name="db_slow_queries_per_minute",
             help="Database statements slower than the slow-query threshold, per minute.",
             labels=frozenset({"operation", "table", *TARGET}),
-            promql=lambda a: f"{_rate(SLOW_QUERIES, a)} * 60",
+            promql=lambda a: f"{_rate(DB_CLIENT_SLOW_QUERIES, a)} * 60",
             compute=_slow_queries,
         ),
         Signal(
@@ -337,7 +287,7 @@ SIGNALS: Mapping[str, Signal] = {
             "timed out, per second.",
             labels=frozenset({"operation", "error_type", *TARGET}),
             promql=lambda a: _rate(
-                DB_ERRORS, a, matcher=f'{{error_type=~"{"|".join(UNAVAILABLE)}"}}'
+                DB_CLIENT_ERRORS, a, matcher=f'{{error_type=~"{"|".join(UNAVAILABLE)}"}}'
             ),
             compute=_db_unavailable,
         ),
@@ -345,7 +295,7 @@ SIGNALS: Mapping[str, Signal] = {
             name="db_queries_per_second",
             help="Database statements per second.",
             labels=frozenset({"operation", "table", *TARGET}),
-            promql=lambda a: _rate(f"{DB_DURATION}_count", a),
+            promql=lambda a: _rate(f"{DB_CLIENT_OPERATION_DURATION}_count", a),
             compute=_db_queries,
         ),
         Signal(
@@ -391,7 +341,7 @@ SIGNALS: Mapping[str, Signal] = {
             name="rule_evaluation_failures",
             help="Failed rule evaluations of the alert engine within the window.",
             labels=frozenset({"rule", *TARGET}),
-            promql=lambda a: f"sum {_by(a)} (increase({RULE_FAILURES}[{a.range}]))",
+            promql=lambda a: f"sum {_by(a)} (increase({RULE_EVALUATION_FAILURES}[{a.range}]))",
             compute=_failures,
             self_monitoring=True,
         ),
@@ -399,7 +349,7 @@ SIGNALS: Mapping[str, Signal] = {
             name="alert_store_up",
             help="1 while the alert engine's own store answers, 0 while it runs from memory.",
             labels=frozenset(TARGET),
-            promql=lambda a: f"min {_by(a)} ({STORE_UP})",
+            promql=lambda a: f"min {_by(a)} ({ALERT_STORE_UP})",
             compute=_store_up,
             self_monitoring=True,
         ),
@@ -414,29 +364,6 @@ SIGNALS: Mapping[str, Signal] = {
 }
 
 _QUANTILE = re.compile(r"http_latency_p(\d+)_seconds$")
-
-
-def quantile_of(digits: str) -> float:
-    """The quantile a ``pNN`` or ``pNNN`` name means: NN/100 or NNN/1000, strictly between 0
-    and 1; anything else is a ``ValueError`` rather than a guess.
-
-    >>> quantile_of("95"), quantile_of("999"), quantile_of("05")
-    (0.95, 0.999, 0.05)
-    >>> quantile_of("5")
-    Traceback (most recent call last):
-    ...
-    ValueError: p5 is not a quantile: write pNN for NN/100 (p50, p05) or pNNN for NNN/1000 (p999)
-    """
-    scheme = "write pNN for NN/100 (p50, p05) or pNNN for NNN/1000 (p999)"
-    if len(digits) not in (2, 3) or int(digits) == 0:
-        raise ValueError(f"p{digits} is not a quantile: {scheme}")
-    if len(digits) == 3 and digits.endswith("0"):
-        # p500 would be p50 and p100 would be 0.1, not the maximum: one spelling per quantile.
-        meaning = int(digits) / 1000
-        raise ValueError(
-            f"p{digits} is ambiguous: it would mean {meaning:g}, written p{digits[:2]}"
-        )
-    return int(digits) / 10.0 ** len(digits)
 
 
 @lru_cache(maxsize=64)

@@ -40,7 +40,8 @@ from alerts.engine.query import Vector
 from alerts.engine.sources.local import LocalSource
 from alerts.engine.sources.prometheus import PrometheusSource
 from alerts.rules.rule import SignalQuery
-from alerts.rules.signals import SignalArgs, signal_named
+from alerts.rules.signal import SignalArgs
+from alerts.rules.signals import signal_named
 from instrumentation.app import telemetry_of
 from tests.alerts.harness import ERROR_ROUTE, eventually, in_background, served_api
 from tests.support.locks import table_held, writer

@@ -33,7 +33,7 @@ from alerts.engine.query import Exemplar, Sample, Vector
 from alerts.engine.sources import LocalSource, PrometheusSource
 from alerts.http.state import engine_state
 from alerts.rules.rule import Group, Op, Rule, SignalQuery
-from alerts.rules.signals import SignalArgs
+from alerts.rules.signal import SignalArgs
 from alerts.settings import AlertSettings
 from api.settings import Settings
 from exporters.tracefile import read_spans, trace_files

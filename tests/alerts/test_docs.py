@@ -24,6 +24,7 @@ MODULES = [
     "alerts.delivery.retry",
     "alerts.delivery.routing",
     "alerts.settings",
+    "alerts.rules.signal",
     "alerts.rules.signals",
     "alerts.engine.sources.prometheus",
     "alerts.engine.state",

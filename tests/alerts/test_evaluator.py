@@ -12,7 +12,7 @@ from alerts.engine.monitor import open_store
 from alerts.engine.query import QueryFailed, Sample, Vector
 from alerts.engine.state import AlertState
 from alerts.rules.rule import Group, Op, Rule, SignalQuery
-from alerts.rules.signals import SignalArgs
+from alerts.rules.signal import SignalArgs
 from alerts.settings import AlertSettings
 from alerts.store.migrate import upgrade
 from alerts.store.store import Store

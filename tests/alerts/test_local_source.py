@@ -12,7 +12,7 @@ from alerts.engine.query import QueryFailed, Vector
 from alerts.engine.sources.local import LocalSource
 from alerts.engine.window import histogram_quantile
 from alerts.rules.rule import RawQuery, SignalQuery
-from alerts.rules.signals import RestartGuard, SignalArgs, TrafficGuard
+from alerts.rules.signal import RestartGuard, SignalArgs, TrafficGuard
 from instrumentation.catalogue import Catalogue
 
 T0 = datetime(2026, 11, 26, 9, 0, tzinfo=UTC)

@@ -12,7 +12,7 @@ import pytest
 from alerts.engine.query import QueryFailed, Vector
 from alerts.engine.sources.prometheus import PrometheusSource
 from alerts.rules.rule import RawQuery, SignalQuery
-from alerts.rules.signals import SignalArgs
+from alerts.rules.signal import SignalArgs
 from tests.support.prometheus import Prometheus, running_prometheus
 from tests.support.stack import free_port
 

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from alerts.engine.query import QueryFailed, QueryResult, Sample, Vector
 from alerts.engine.state import Alert, AlertState, Evaluation, evaluate
 from alerts.rules.rule import NoData, Op, Rule, SignalQuery
-from alerts.rules.signals import SignalArgs
+from alerts.rules.signal import SignalArgs
 
 T0 = datetime(2026, 11, 26, 9, 0, tzinfo=UTC)
 ROUTE = (("route", "/properties"),)

@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from alerts.rules.signals import SignalArgs, signal_named
+from alerts.rules.signal import SignalArgs
+from alerts.rules.signals import signal_named
 from dashboards.catalogue import DIRECTORY, check, expected, render, write
 from dashboards.errors import StaleDashboards
 from dashboards.panels import narrowing
