@@ -82,15 +82,7 @@ def create_app(settings: Settings, *, services: Services | None = None) -> FastA
     app.state.settings = settings
     engine_state(app)
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
-    # The router tries routes in order, and an included router's routes twice (once to
-    # match, once to handle): the hot reads go first. Events before /properties/{id},
-    # which would shadow /properties/events.
-    app.include_router(events.router)
-    app.include_router(properties.router)
-    app.include_router(health.router)
-    app.include_router(auth.router)
-    if settings.admin_token is not None:
-        app.include_router(alert_routes(settings.admin_token.get_secret_value()))
+    _include_routes(app, settings)
     faults = _mount_faults(app, settings)
     _install_error_handlers(app)
     telemetry = instrument_app(app, settings.telemetry, version=__version__)
@@ -107,6 +99,18 @@ def create_app(settings: Settings, *, services: Services | None = None) -> FastA
         on_reject=(lambda reason: rejected.labels(reason=reason).inc()) if rejected else None,
     )
     return app
+
+
+def _include_routes(app: FastAPI, settings: Settings) -> None:
+    # The router tries routes in order, and an included router's routes twice (once to
+    # match, once to handle): the hot reads go first. Events before /properties/{id},
+    # which would shadow /properties/events.
+    app.include_router(events.router)
+    app.include_router(properties.router)
+    app.include_router(health.router)
+    app.include_router(auth.router)
+    if settings.admin_token is not None:
+        app.include_router(alert_routes(settings.admin_token.get_secret_value()))
 
 
 def _mount_faults(app: FastAPI, settings: Settings) -> Faults | None:

@@ -122,23 +122,17 @@ class Monitor:
         raises ``RuleFileError`` on bad rules. Without ``lease`` it competes for the store's
         lease (``StoreLease``) with every other engine on that store."""
         rules = load_rules(rule_paths(settings.rules_path))
-        quiet = logging.getLogger("httpx")
-        if quiet.level == logging.NOTSET:
-            # httpx logs every request at INFO: dozens of Prometheus queries per cycle.
-            quiet.setLevel(logging.WARNING)
+        _quiet_httpx()
         metrics = metrics if metrics is not None else Catalogue(CollectorRegistry())
         client = http if http is not None else httpx.AsyncClient()
-        keep = retention(rules)
-        target = {"instance": instance, "job": job}
-        self_source = LocalSource(collectors=[metrics.registry], retention=keep, target=target)
-        source: Source
-        examples: ExemplarSource
-        if settings.prometheus_url:
-            source = examples = PrometheusSource(url=settings.prometheus_url, client=client)
-        else:
-            sampled = list(collectors) or [metrics.registry]
-            self_source = LocalSource(collectors=sampled, retention=keep, target=target)
-            source = examples = self_source
+        source, self_source, examples = _sources(
+            settings,
+            metrics=metrics,
+            collectors=collectors,
+            keep=retention(rules),
+            target={"instance": instance, "job": job},
+            client=client,
+        )
         timeout = settings.context_timeout_seconds
         context = Context(source=examples, timeout=timeout, metrics=metrics) if timeout else None
         receivers = settings.receivers()
@@ -153,11 +147,7 @@ class Monitor:
             metrics=metrics,
             lease=held,
             router=receivers.router,
-            retry=RetryPolicy(
-                jitter=0.2,
-                max_attempts=None,
-                max_age=timedelta(seconds=settings.delivery_max_age_seconds),
-            ),
+            retry=_retry_policy(settings),
             silences=silences,
             links=Links(
                 grafana=settings.grafana_url_template,
@@ -389,3 +379,39 @@ def standalone_lease(alerts: AlertSettings) -> tuple[Lease | None, EngineLock | 
             "(ALERT_LEASE_SECONDS=0 allows one; set a lease to run standbys)"
         )
     return HostLease(), lock
+
+
+def _quiet_httpx() -> None:
+    quiet = logging.getLogger("httpx")
+    if quiet.level == logging.NOTSET:
+        # httpx logs every request at INFO: dozens of Prometheus queries per cycle.
+        quiet.setLevel(logging.WARNING)
+
+
+def _sources(
+    settings: AlertSettings,
+    *,
+    metrics: Catalogue,
+    collectors: Iterable[Collector],
+    keep: timedelta,
+    target: dict[str, str],
+    client: httpx.AsyncClient,
+) -> tuple[Source, LocalSource, ExemplarSource]:
+    """Where rules get their numbers (Prometheus, or the sampled registries), where the
+    engine's own rules do (its registry), and where context examples come from."""
+    if settings.prometheus_url:
+        prometheus = PrometheusSource(url=settings.prometheus_url, client=client)
+        own = LocalSource(collectors=[metrics.registry], retention=keep, target=target)
+        return prometheus, own, prometheus
+    sampled = list(collectors) or [metrics.registry]
+    local = LocalSource(collectors=sampled, retention=keep, target=target)
+    return local, local, local
+
+
+def _retry_policy(settings: AlertSettings) -> RetryPolicy:
+    """Never given up by count, only by age; jittered so that engines do not retry at once."""
+    return RetryPolicy(
+        jitter=0.2,
+        max_attempts=None,
+        max_age=timedelta(seconds=settings.delivery_max_age_seconds),
+    )

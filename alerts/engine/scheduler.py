@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import logging
 from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -109,45 +109,39 @@ class Scheduler:
                 misfire_grace_time=None,
                 next_run_time=now if immediately else now + group.interval,
             )
-        scheduler.add_job(
-            self.deliver,
-            "interval",
-            id=DELIVERY_JOB,
-            seconds=self._delivery_interval.total_seconds(),
-            max_instances=1,
-            coalesce=True,
-        )
-        if self._resend is not None:
-            period = self._resend.period or self._delivery_interval * 5
-            scheduler.add_job(
-                self.resend,
-                "interval",
-                id=RESEND_JOB,
-                seconds=min(period, self._delivery_interval * 5).total_seconds(),
-                max_instances=1,
-                coalesce=True,
-            )
-        if self._silences is not None:
-            scheduler.add_job(
-                self.refresh_silences,
-                "interval",
-                id=SILENCE_JOB,
-                seconds=self._silence_interval.total_seconds(),
-                max_instances=1,
-                coalesce=True,
-                next_run_time=now,
-            )
-        if self._writer is not None:
-            scheduler.add_job(
-                self.flush,
-                "interval",
-                id=STORE_JOB,
-                seconds=self._delivery_interval.total_seconds(),
-                max_instances=1,
-                coalesce=True,
-            )
+        self._add_housekeeping(scheduler, now=now)
         scheduler.start()
         self._scheduler = scheduler
+
+    def _add_housekeeping(self, scheduler: AsyncIOScheduler, *, now: datetime) -> None:
+        """The jobs besides rule groups: delivery, reminders, silences, the store's flush."""
+        every = self._delivery_interval.total_seconds()
+        jobs: list[tuple[str, Callable[[], Awaitable[Any]], float]] = [
+            (DELIVERY_JOB, self.deliver, every)
+        ]
+        if self._resend is not None:
+            period = self._resend.period or self._delivery_interval * 5
+            jobs.append(
+                (RESEND_JOB, self.resend, min(period, self._delivery_interval * 5).total_seconds())
+            )
+        if self._silences is not None:
+            jobs.append(
+                (SILENCE_JOB, self.refresh_silences, self._silence_interval.total_seconds())
+            )
+        if self._writer is not None:
+            jobs.append((STORE_JOB, self.flush, every))
+        for job_id, job, seconds in jobs:
+            # Silences are read at once, so a silence made before the start is in force.
+            first = {"next_run_time": now} if job_id == SILENCE_JOB else {}
+            scheduler.add_job(
+                job,
+                "interval",
+                id=job_id,
+                seconds=seconds,
+                max_instances=1,
+                coalesce=True,
+                **first,
+            )
 
     async def stop(self) -> None:
         """Stop scheduling, cancel runs in progress and wait until they have unwound (the

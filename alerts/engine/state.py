@@ -181,24 +181,9 @@ def evaluate(
         alerts.append(alert)
 
     for labels, value in sorted(active.items()):
-        annotations = _annotate(rule, labels=labels, value=value)
         old = prior.get(fingerprint(labels))
         seen.add(fingerprint(labels))
-        if old is None:
-            alert = Alert(
-                rule=rule.name,
-                labels=labels,
-                state=AlertState.PENDING,
-                value=value,
-                active_at=now,
-                annotations=annotations,
-                op=rule.op.value if rule.op is not None else None,
-                threshold=rule.threshold,
-            )
-        else:
-            alert = replace(old, value=value, annotations=annotations, keep_firing_since=None)
-        if alert.state is AlertState.PENDING and now - alert.active_at >= rule.for_:
-            alert = replace(alert, state=AlertState.FIRING, fired_at=now)
+        alert = _advance(rule, old, labels=labels, value=value, now=now)
         keep(alert, changed=old is None or old.state is not alert.state)
 
     for key, old in sorted(prior.items()):
@@ -218,3 +203,27 @@ def evaluate(
     return Evaluation(
         alerts=_sorted(alerts), changes=tuple(changes), notifications=tuple(notifications)
     )
+
+
+def _advance(
+    rule: Rule, old: Alert | None, *, labels: Labels, value: float, now: datetime
+) -> Alert:
+    """The alert for ``labels`` while its condition holds: new and pending, or ``old`` with
+    the new value, firing once it has held for ``for``."""
+    annotations = _annotate(rule, labels=labels, value=value)
+    if old is None:
+        alert = Alert(
+            rule=rule.name,
+            labels=labels,
+            state=AlertState.PENDING,
+            value=value,
+            active_at=now,
+            annotations=annotations,
+            op=rule.op.value if rule.op is not None else None,
+            threshold=rule.threshold,
+        )
+    else:
+        alert = replace(old, value=value, annotations=annotations, keep_firing_since=None)
+    if alert.state is AlertState.PENDING and now - alert.active_at >= rule.for_:
+        alert = replace(alert, state=AlertState.FIRING, fired_at=now)
+    return alert
