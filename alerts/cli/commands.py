@@ -69,7 +69,7 @@ NO_SOURCE = (
 
 
 def _run(settings: Configured, args: argparse.Namespace) -> int:
-    from alerts.engine.monitor import run_standalone
+    from alerts.engine.standalone import run_standalone
 
     if settings.alerts.prometheus_url is None:
         print(NO_SOURCE, file=sys.stderr)

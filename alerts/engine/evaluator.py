@@ -72,6 +72,11 @@ class Evaluator:
         self._outbox = outbox
         self._metrics = metrics
 
+    @property
+    def metrics(self) -> Catalogue | None:
+        """Where evaluation is counted; the scheduler counts the runs it skips there too."""
+        return self._metrics
+
     def prepare(self, rules: Sequence[Rule]) -> None:
         """Create every rule's failure counter at zero, so a first failure is an increase."""
         if self._metrics is not None:

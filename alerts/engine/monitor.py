@@ -16,8 +16,9 @@ Alert state lives in memory (``alerts.engine.ledger``) while the engine runs, so
 delivery never wait on a database: not the one the service uses, which is what the engine
 watches, and not the store, which may be slow or down too.
 
-``dynoscope alerts run`` runs one on its own (``run_standalone``); in fully embedded mode (no
-Prometheus, no Redis) one API process per database runs one inside its lifespan.
+``dynoscope alerts run`` runs one on its own (``alerts.engine.standalone``); in fully
+embedded mode (no Prometheus, no Redis) one API process per database runs one inside its
+lifespan.
 """
 
 from __future__ import annotations
@@ -25,7 +26,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import signal
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -48,19 +48,16 @@ from alerts.engine.ledger import Ledger
 from alerts.engine.scheduler import Clock, Scheduler, utc_now
 from alerts.engine.sources import LocalSource, PrometheusSource, Source
 from alerts.engine.state import Alert
-from alerts.errors import AlertsError
 from alerts.rules.loader import load_rules, rule_paths
 from alerts.rules.rule import RuleSet, SignalQuery
 from alerts.settings import AlertSettings
 from alerts.silences.silence import Silences
 from alerts.silences.store import SilenceStore
-from alerts.store.lease import HostLease, Lease, StoreLease
-from alerts.store.lock import EngineLock, lock_path
+from alerts.store.lease import Lease, StoreLease
 from alerts.store.migrate import upgrade
 from alerts.store.store import HistoryEntry, Store, create_store_engine
 from alerts.store.writer import StorePolicy, StoreWriter
 from instrumentation.catalogue import Catalogue
-from instrumentation.settings import TelemetrySettings
 
 log = logging.getLogger("dynoscope.alerts")
 
@@ -180,7 +177,6 @@ class Monitor:
             evaluator=evaluator,
             outbox=outbox,
             writer=writer,
-            metrics=metrics,
             clock=clock,
             resend=resender,
             silences=silences,
@@ -314,71 +310,6 @@ class Monitor:
         self.metrics.scheduler_leader.set(0)
         if self._owns_http:
             await self.http.aclose()
-
-
-async def run_standalone(alerts: AlertSettings, telemetry: TelemetrySettings) -> None:
-    """``dynoscope alerts run``: evaluate until SIGINT/SIGTERM, exposing metrics if asked."""
-    from instrumentation.process import default_instance_id
-
-    lease, lock = standalone_lease(alerts)
-    store = open_store(alerts)
-    registry = CollectorRegistry()
-    metrics = Catalogue(registry)
-    server = None
-    try:
-        monitor = Monitor.build(
-            alerts,
-            store=store,
-            metrics=metrics,
-            instance=telemetry.instance_id or default_instance_id(),
-            job="alerts",
-            lease=lease,
-        )
-        if telemetry.metrics_port is not None:
-            from exporters.server import MetricsServer
-
-            token = telemetry.metrics_token
-            server = MetricsServer(
-                registry,
-                host=telemetry.host,
-                port=telemetry.metrics_port,
-                token=token.get_secret_value() if token is not None else None,
-            )
-            server.start()
-        stopped = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            with contextlib.suppress(NotImplementedError):
-                loop.add_signal_handler(signum, stopped.set)
-        await monitor.start()
-        try:
-            await stopped.wait()
-        finally:
-            await monitor.stop()
-    finally:
-        if server is not None:
-            server.stop()
-        if lock is not None:
-            lock.release()
-        await store.dispose()
-
-
-def standalone_lease(alerts: AlertSettings) -> tuple[Lease | None, EngineLock | None]:
-    """The lease ``dynoscope alerts run`` competes for (``None``: the store's), or, with
-    ``ALERT_LEASE_SECONDS=0``, none: one engine per store, guarded on this host by a lock file.
-
-    Without a lease nothing can fence a second engine on another host, but a store outage
-    never silences this one: it goes on from memory, as the in-process engine does.
-    """
-    if alerts.lease_seconds > 0:
-        return None, None
-    lock = EngineLock(lock_path(alerts.store_url))
-    if not lock.acquire():
-        raise AlertsError(
-            "another engine on this host already runs on this ALERT_STORE_URL "
-            "(ALERT_LEASE_SECONDS=0 allows one; set a lease to run standbys)"
-        )
-    return HostLease(), lock
 
 
 def _quiet_httpx() -> None:

@@ -26,7 +26,6 @@ from alerts.engine.evaluator import Cycle, Evaluator
 from alerts.rules.rule import Group
 from alerts.silences.silence import Silences
 from alerts.store.writer import StoreWriter
-from instrumentation.catalogue import Catalogue
 
 log = logging.getLogger("dynoscope.alerts")
 
@@ -60,7 +59,6 @@ class Scheduler:
         evaluator: Evaluator,
         outbox: Outbox,
         writer: StoreWriter | None = None,
-        metrics: Catalogue | None = None,
         clock: Clock = utc_now,
         cadence: Cadence = Cadence(),
         resend: Resender | None = None,
@@ -73,7 +71,7 @@ class Scheduler:
         self._evaluator = evaluator
         self._outbox = outbox
         self._writer = writer
-        self._metrics = metrics
+        self._metrics = metrics = evaluator.metrics
         if metrics is not None:
             # Known at start: rate() over a group that never skipped answers 0, not nothing.
             for group in groups:

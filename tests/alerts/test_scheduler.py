@@ -80,7 +80,6 @@ async def test_an_overrunning_group_skips_and_counts_then_recovers(
         evaluator=evaluator,
         outbox=outbox,
         writer=writer,
-        metrics=metrics,
         cadence=Cadence(delivery=timedelta(milliseconds=50)),
     )
     scheduler.start(immediately=True)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from alerts.engine.monitor import standalone_lease
+from alerts.engine.standalone import standalone_lease
 from alerts.errors import AlertsError
 from alerts.settings import AlertSettings
 from alerts.store.lease import HostLease
