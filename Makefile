@@ -1,4 +1,4 @@
-# One command per task; CI runs `make test` through .ci/run.
+# One command per task; CI runs `make lint` and `make test` through .ci/run.
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
