@@ -20,6 +20,7 @@ from api import __version__
 from api.admission import AdmissionControl
 from api.errors import ApiError
 from api.faults import Faults, build_faults
+from api.faults.metrics import FaultMetrics
 from api.limits import BodyLimit
 from api.outage import OutageLog
 from api.routes import auth, events, health, properties
@@ -88,7 +89,7 @@ def create_app(settings: Settings, *, services: Services | None = None) -> FastA
     telemetry = instrument_app(app, settings.telemetry, version=__version__)
     metrics = metrics_of(app)
     if faults is not None and metrics is not None:
-        gauge = metrics.fault_active
+        gauge = FaultMetrics(metrics.registry).fault_active
         faults.observe(lambda name, active: gauge.labels(fault=name).set(int(active)))
     # Outermost: a shed request costs next to nothing and touches no other layer.
     rejected = metrics.http_rejected_requests if metrics is not None else None

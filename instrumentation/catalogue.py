@@ -1,4 +1,4 @@
-"""The metric catalogue: every metric dynoscope emits, declared once.
+"""The metric catalogue of instrumented apps: HTTP, database, cache, process, identity.
 
 Names, types, labels and buckets are a contract with dashboards, alert rules and outside
 checks (``docs/metrics.md``). Every metric is registered on the registry passed
@@ -18,14 +18,17 @@ from instrumentation import names
 HTTP_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 2.5, 5.0, 10.0)
 DB_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 CACHE_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5)
-RULE_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 
 UNMATCHED_ROUTE = "<unmatched>"
 OTHER_METHOD = "_OTHER"
 
 
 class Catalogue:
-    """All metrics of the catalogue, registered on one registry."""
+    """The metrics every instrumented app has, registered on one registry.
+
+    The packages that run in such an app register their own beside these, on
+    ``catalogue.registry``: the alert engine (``alerts.metrics``), the fault injector
+    (``api.faults.metrics``)."""
 
     def __init__(self, registry: CollectorRegistry) -> None:
         self.registry = registry
@@ -100,83 +103,12 @@ class Catalogue:
             ["dependency"],
             registry=registry,
         )
-        # Fault injection (docs/faults.md): dashboards show when trouble was made on purpose.
-        self.fault_active = Gauge(
-            names.FAULT_ACTIVE,
-            "1 while the named fault is switched on in this process, else 0.",
-            ["fault"],
-            multiprocess_mode="livemax",
-            registry=registry,
-        )
         # Identity
         self.instance_info = Gauge(
             names.INSTANCE_INFO,
             "Always 1; labels identify the instance and its version.",
             ["instance_id", "version"],
             multiprocess_mode="livemax",
-            registry=registry,
-        )
-        # Alert engine
-        self.rule_evaluations = Counter(
-            names.RULE_EVALUATIONS,
-            "Rule evaluations.",
-            ["rule"],
-            registry=registry,
-        )
-        self.rule_evaluation_failures = Counter(
-            names.RULE_EVALUATION_FAILURES,
-            "Rule evaluations whose query failed.",
-            ["rule"],
-            registry=registry,
-        )
-        self.rule_evaluation_duration = Histogram(
-            names.RULE_EVALUATION_DURATION,
-            "Duration of one evaluation of a rule group.",
-            ["group"],
-            buckets=RULE_BUCKETS,
-            registry=registry,
-        )
-        self.alerts = Gauge(
-            names.ALERTS,
-            "Alerts by name and state (pending, firing).",
-            ["alertname", "state"],
-            multiprocess_mode="livemax",
-            registry=registry,
-        )
-        self.notifications = Counter(
-            names.NOTIFICATIONS,
-            "Notification deliveries, by receiver and outcome (sent, failed, retried).",
-            ["receiver", "outcome"],
-            registry=registry,
-        )
-        self.scheduler_leader = Gauge(
-            names.SCHEDULER_LEADER,
-            "1 while this process is the scheduler leader.",
-            multiprocess_mode="livemax",
-            registry=registry,
-        )
-        self.alert_store_up = Gauge(
-            names.ALERT_STORE_UP,
-            "1 while the alert engine's own store answers, 0 while it runs from memory alone.",
-            multiprocess_mode="livemin",
-            registry=registry,
-        )
-        self.alert_store_failures = Counter(
-            names.ALERT_STORE_FAILURES,
-            "Failed or timed-out calls to the alert engine's store, by operation.",
-            ["operation"],
-            registry=registry,
-        )
-        self.alert_store_backlog = Gauge(
-            names.ALERT_STORE_BACKLOG,
-            "Changes (alert states, transitions, deliveries) not yet written to the store.",
-            multiprocess_mode="livemax",
-            registry=registry,
-        )
-        self.scheduler_skipped_runs = Counter(
-            names.SCHEDULER_SKIPPED_RUNS,
-            "Group evaluations skipped because the previous one was still running.",
-            ["group"],
             registry=registry,
         )
 

@@ -36,9 +36,9 @@ from alerts.delivery.routing import Router
 from alerts.engine.ledger import Ledger
 from alerts.engine.state import Alert, Notification
 from alerts.errors import NotificationError
+from alerts.metrics import EngineMetrics
 from alerts.silences.silence import Silences
 from alerts.store.lease import Lease
-from instrumentation.catalogue import Catalogue
 
 log = logging.getLogger("dynoscope.alerts")
 
@@ -53,7 +53,7 @@ class Outbox:
         *,
         notifiers: Mapping[str, Notifier],
         ledger: Ledger,
-        metrics: Catalogue | None = None,
+        metrics: EngineMetrics | None = None,
         retry: RetryPolicy = RetryPolicy(),
         lease: Lease | None = None,
         router: Router | None = None,

@@ -26,8 +26,8 @@ from typing import Protocol
 
 from alerts.engine.query import Examples, Exemplar, SlowQuery
 from alerts.engine.state import Notification
+from alerts.metrics import EngineMetrics
 from alerts.rules.rule import Rule, SignalQuery
-from instrumentation.catalogue import Catalogue
 
 log = logging.getLogger("dynoscope.alerts")
 
@@ -114,7 +114,7 @@ class Context:
         source: ExemplarSource,
         timeout: float = 2.0,
         limit: int = LIMIT,
-        metrics: Catalogue | None = None,
+        metrics: EngineMetrics | None = None,
     ) -> None:
         self._source = source
         self._timeout = timeout

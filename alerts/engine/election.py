@@ -17,8 +17,8 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 
+from alerts.metrics import EngineMetrics
 from alerts.store.lease import StoreLease
-from instrumentation.catalogue import Catalogue
 
 log = logging.getLogger("dynoscope.alerts")
 
@@ -33,7 +33,7 @@ class Election:
         on_elected: Callable[[], Awaitable[bool]],
         on_deposed: Callable[[], Awaitable[None]],
         prepare: Callable[[], Awaitable[None]] | None = None,
-        metrics: Catalogue | None = None,
+        metrics: EngineMetrics | None = None,
     ) -> None:
         self.lease = lease
         self._prepare = prepare

@@ -27,8 +27,8 @@ from alerts.engine.ledger import Ledger
 from alerts.engine.query import QueryFailed, QueryResult
 from alerts.engine.sources.source import Source
 from alerts.engine.state import AlertState, Evaluation, Notification, evaluate
+from alerts.metrics import EngineMetrics
 from alerts.rules.rule import Group, Query, Rule
-from instrumentation.catalogue import Catalogue
 
 log = logging.getLogger("dynoscope.alerts")
 
@@ -62,7 +62,7 @@ class Evaluator:
         self_source: Source,
         ledger: Ledger,
         outbox: Outbox,
-        metrics: Catalogue | None = None,
+        metrics: EngineMetrics | None = None,
         context: Context | None = None,
     ) -> None:
         self._context = context
@@ -73,7 +73,7 @@ class Evaluator:
         self._metrics = metrics
 
     @property
-    def metrics(self) -> Catalogue | None:
+    def metrics(self) -> EngineMetrics | None:
         """Where evaluation is counted; the scheduler counts the runs it skips there too."""
         return self._metrics
 

@@ -48,6 +48,7 @@ from alerts.engine.ledger import Ledger
 from alerts.engine.scheduler import Clock, Scheduler, utc_now
 from alerts.engine.sources import LocalSource, PrometheusSource, Source
 from alerts.engine.state import Alert
+from alerts.metrics import EngineMetrics
 from alerts.rules.loader import load_rules, rule_paths
 from alerts.rules.rule import RuleSet, SignalQuery
 from alerts.settings import AlertSettings
@@ -90,7 +91,7 @@ class Monitor:
     evaluator: Evaluator
     outbox: Outbox
     scheduler: Scheduler
-    metrics: Catalogue
+    metrics: EngineMetrics
     http: httpx.AsyncClient
     lease: Lease
     resender: Resender
@@ -115,23 +116,24 @@ class Monitor:
         http: httpx.AsyncClient | None = None,
         lease: Lease | None = None,
     ) -> Monitor:
-        """Wire an engine for ``settings`` on the store's engine ``store`` (migrated at start);
+        """Wire an engine for ``settings`` on the store's engine ``store`` (migrated at start),
+        counting on the registry of ``metrics`` (the app's telemetry catalogue, or a new one);
         raises ``RuleFileError`` on bad rules. Without ``lease`` it competes for the store's
         lease (``StoreLease``) with every other engine on that store."""
         rules = load_rules(rule_paths(settings.rules_path))
         _quiet_httpx()
-        metrics = metrics if metrics is not None else Catalogue(CollectorRegistry())
+        own = EngineMetrics.of(metrics if metrics is not None else Catalogue(CollectorRegistry()))
         client = http if http is not None else httpx.AsyncClient()
         source, self_source, examples = _sources(
             settings,
-            metrics=metrics,
+            metrics=own,
             collectors=collectors,
             keep=retention(rules),
             target={"instance": instance, "job": job},
             client=client,
         )
         timeout = settings.context_timeout_seconds
-        context = Context(source=examples, timeout=timeout, metrics=metrics) if timeout else None
+        context = Context(source=examples, timeout=timeout, metrics=own) if timeout else None
         receivers = settings.receivers()
         notifiers = receivers.notifiers(client=client)
         ledger = Ledger()
@@ -141,7 +143,7 @@ class Monitor:
         outbox = Outbox(
             notifiers=notifiers,
             ledger=ledger,
-            metrics=metrics,
+            metrics=own,
             lease=held,
             router=receivers.router,
             retry=_retry_policy(settings),
@@ -159,7 +161,7 @@ class Monitor:
             ledger=ledger,
             outbox=outbox,
             rules=[rule.name for rule in rules.rules],
-            metrics=metrics,
+            metrics=own,
             migrate=lambda: upgrade(store),
             policy=StorePolicy(timeout=settings.store_timeout_seconds),
         )
@@ -168,7 +170,7 @@ class Monitor:
             self_source=self_source,
             ledger=ledger,
             outbox=outbox,
-            metrics=metrics,
+            metrics=own,
             context=context,
         )
         resender = Resender(ledger=ledger, outbox=outbox, notifiers=notifiers)
@@ -191,7 +193,7 @@ class Monitor:
             evaluator=evaluator,
             outbox=outbox,
             scheduler=scheduler,
-            metrics=metrics,
+            metrics=own,
             http=client,
             lease=held,
             resender=resender,
@@ -322,7 +324,7 @@ def _quiet_httpx() -> None:
 def _sources(
     settings: AlertSettings,
     *,
-    metrics: Catalogue,
+    metrics: EngineMetrics,
     collectors: Iterable[Collector],
     keep: timedelta,
     target: dict[str, str],

@@ -24,9 +24,9 @@ from typing import Literal
 from alerts.delivery.outbox import Outbox
 from alerts.engine.ledger import Ledger
 from alerts.errors import LeaseLost
+from alerts.metrics import EngineMetrics
 from alerts.store.lease import Lease
 from alerts.store.store import Store
-from instrumentation.catalogue import Catalogue
 
 Operation = Literal["write", "load", "prune"]
 STORE_OPERATIONS: tuple[Operation, ...] = ("write", "load", "prune")
@@ -60,7 +60,7 @@ class StoreWriter:
         ledger: Ledger,
         outbox: Outbox,
         rules: Collection[str],
-        metrics: Catalogue | None = None,
+        metrics: EngineMetrics | None = None,
         migrate: Migrate | None = None,
         policy: StorePolicy = StorePolicy(),
         lease: Lease | None = None,

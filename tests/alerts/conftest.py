@@ -17,6 +17,7 @@ from alerts.engine.ledger import Ledger
 from alerts.engine.monitor import open_store
 from alerts.engine.query import QueryResult
 from alerts.engine.sources.local import LocalSource
+from alerts.metrics import EngineMetrics
 from alerts.rules.rule import Query, Rule
 from alerts.store.migrate import upgrade
 from alerts.store.store import Store
@@ -100,7 +101,7 @@ class Parts:
     outbox: Outbox
     writer: StoreWriter
     evaluator: Evaluator
-    metrics: Catalogue
+    metrics: EngineMetrics
     self_source: LocalSource
 
 
@@ -110,10 +111,10 @@ def engine_parts(
     *,
     rules: Sequence[Rule],
     notifiers: Mapping[str, Notifier] | None = None,
-    metrics: Catalogue | None = None,
+    metrics: EngineMetrics | None = None,
     timeout: float = 2.0,
 ) -> Parts:
-    metrics = metrics or Catalogue(CollectorRegistry())
+    metrics = metrics or EngineMetrics(Catalogue(CollectorRegistry()))
     ledger = Ledger()
     outbox = Outbox(
         notifiers=notifiers if notifiers is not None else {"console": Recorder("console")},

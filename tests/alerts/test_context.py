@@ -32,6 +32,7 @@ from alerts.engine.monitor import Monitor, open_store
 from alerts.engine.query import Exemplar, Sample, Vector
 from alerts.engine.sources import LocalSource, PrometheusSource
 from alerts.http.state import engine_state
+from alerts.metrics import EngineMetrics
 from alerts.rules.rule import Group, Op, Rule, SignalQuery
 from alerts.rules.signal import SignalArgs
 from alerts.settings import AlertSettings
@@ -235,7 +236,7 @@ class Hanging:
 
 
 def evaluator_with(
-    context: Context, keeper: Keeper, metrics: Catalogue
+    context: Context, keeper: Keeper, metrics: EngineMetrics
 ) -> tuple[Evaluator, Outbox]:
     source = ScriptedSource()
     source.answers[P95.promql] = Vector((Sample((("route", "/p"),), 0.9),))
@@ -258,7 +259,7 @@ def evaluator_with(
 async def test_prometheus_unreachable_for_context_the_notification_still_goes_out(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    metrics = Catalogue(CollectorRegistry())
+    metrics = EngineMetrics(Catalogue(CollectorRegistry()))
     keeper = Keeper()
     async with httpx.AsyncClient() as client:
         down = PrometheusSource(url=f"http://127.0.0.1:{free_port()}", client=client)
@@ -283,7 +284,7 @@ async def test_prometheus_unreachable_for_context_the_notification_still_goes_ou
 
 
 async def test_a_hanging_context_source_delays_a_notification_by_its_timeout_only() -> None:
-    metrics = Catalogue(CollectorRegistry())
+    metrics = EngineMetrics(Catalogue(CollectorRegistry()))
     keeper = Keeper()
     evaluator, outbox = evaluator_with(
         Context(source=Hanging(), timeout=0.3, metrics=metrics), keeper, metrics

@@ -22,6 +22,7 @@ MODULES = [
     "alerts.delivery.notifiers.fields",
     "alerts.store.lock",
     "alerts.delivery.retry",
+    "alerts.metrics",
     "alerts.delivery.routing",
     "alerts.settings",
     "alerts.rules.signal",

@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from alerts.engine.monitor import open_store
 from alerts.engine.query import QueryFailed, Sample, Vector
 from alerts.engine.state import AlertState
+from alerts.metrics import EngineMetrics
 from alerts.rules.rule import Group, Op, Rule, SignalQuery
 from alerts.rules.signal import SignalArgs
 from alerts.settings import AlertSettings
@@ -131,7 +132,7 @@ async def test_a_failed_query_keeps_state_and_is_counted_once_while_the_store_is
         {"ALERT_STORE_URL": f"postgresql://postgres@127.0.0.1:{free_port()}/x"}
     )
     store = open_store(down)
-    metrics = Catalogue(CollectorRegistry())
+    metrics = EngineMetrics(Catalogue(CollectorRegistry()))
     source = slow_source()
     parts = engine_parts(store, source, rules=GROUP.rules, metrics=metrics, timeout=0.5)
     try:
@@ -182,7 +183,7 @@ async def test_history_records_each_transition(store_engine: AsyncEngine) -> Non
 async def test_monitor_evaluation_failing_fires_in_the_failing_cycle(
     sqlite_store: AsyncEngine,
 ) -> None:
-    metrics = Catalogue(CollectorRegistry())
+    metrics = EngineMetrics(Catalogue(CollectorRegistry()))
     monitor_rule = Rule(
         name="MonitorEvaluationFailing",
         group="g",

@@ -27,6 +27,7 @@ from alerts.engine.monitor import Monitor, open_store
 from alerts.engine.query import Sample, Vector
 from alerts.engine.state import AlertState, evaluate
 from alerts.errors import LeaseLost
+from alerts.metrics import EngineMetrics
 from alerts.rules.rule import Op, RawQuery, Rule
 from alerts.settings import AlertSettings
 from alerts.store.lease import Fence, HostLease, StoreLease
@@ -111,7 +112,7 @@ async def test_election_runs_the_engine_only_while_the_lease_is_held(
     store_engine: AsyncEngine,
 ) -> None:
     events: list[str] = []
-    metrics = Catalogue(CollectorRegistry())
+    metrics = EngineMetrics(Catalogue(CollectorRegistry()))
 
     async def elected() -> bool:
         events.append("elected")

@@ -11,6 +11,7 @@ from prometheus_client import CollectorRegistry
 from alerts.engine.query import QueryFailed, Vector
 from alerts.engine.sources.local import LocalSource
 from alerts.engine.window import histogram_quantile
+from alerts.metrics import EngineMetrics
 from alerts.rules.rule import RawQuery, SignalQuery
 from alerts.rules.signal import RestartGuard, SignalArgs, TrafficGuard
 from instrumentation.catalogue import Catalogue
@@ -130,9 +131,10 @@ async def test_raw_promql_fails_locally_and_self_signals_work(metrics: Catalogue
     raw = RawQuery("up == 0")
     assert isinstance((await local.run([raw], now=T0))[raw], QueryFailed)
     failures = query("rule_evaluation_failures", by=("rule",))
-    metrics.rule_evaluation_failures.labels(rule="X")
+    engine = EngineMetrics(metrics)  # the engine counts on the same registry
+    engine.rule_evaluation_failures.labels(rule="X")
     await local.run([failures], now=T0)
-    metrics.rule_evaluation_failures.labels(rule="X").inc()
+    engine.rule_evaluation_failures.labels(rule="X").inc()
     assert await answer(local, failures, T0 + timedelta(seconds=15)) == {(("rule", "X"),): 1.0}
     assert await answer(local, query("instance_up", by=("instance", "job")), T0) == {
         (("instance", "i1"), ("job", "api")): 1.0

@@ -26,6 +26,7 @@ from alerts.delivery.retry import RetryPolicy
 from alerts.engine.ledger import Ledger
 from alerts.engine.query import Examples, SlowQuery
 from alerts.engine.state import Alert, AlertState, Notification
+from alerts.metrics import EngineMetrics
 from instrumentation.catalogue import Catalogue
 from tests.alerts.receiving import recording_server
 
@@ -244,7 +245,7 @@ async def test_jitter_spreads_retries_within_its_bound() -> None:
 async def test_a_receiver_down_gets_everything_once_back_and_too_old_is_given_up(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    metrics = Catalogue(CollectorRegistry())
+    metrics = EngineMetrics(Catalogue(CollectorRegistry()))
     async with recording_server(status=503) as server, httpx.AsyncClient() as client:
         config = WebhookConfig(url=SecretStr(f"{server.base}/hook"))
         outbox = Outbox(

@@ -16,6 +16,7 @@ from alerts.delivery.retry import RetryPolicy
 from alerts.engine.ledger import Ledger
 from alerts.engine.query import Sample, Vector
 from alerts.engine.state import Evaluation, evaluate
+from alerts.metrics import EngineMetrics
 from alerts.rules.rule import Op, RawQuery, Rule
 from alerts.store.store import Store
 from alerts.store.writer import StoreWriter
@@ -82,7 +83,7 @@ async def test_an_abandoned_delivery_releases_the_ones_queued_after_it() -> None
 async def test_an_unexpected_notifier_error_is_retried_and_stalls_nothing() -> None:
     # A malformed URL (settings refuse one; config built by hand here) makes httpx raise
     # InvalidURL, which is no NotificationError: it must cost a retry, not the queue.
-    metrics = Catalogue(CollectorRegistry())
+    metrics = EngineMetrics(Catalogue(CollectorRegistry()))
     console = Recorder("console")
     async with httpx.AsyncClient() as client:
         broken = WebhookNotifier(WebhookConfig(url="http://exa mple:99999/x"), client=client)

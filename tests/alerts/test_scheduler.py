@@ -17,6 +17,7 @@ from alerts.engine.ledger import Ledger
 from alerts.engine.query import QueryResult, Sample, Vector
 from alerts.engine.scheduler import Cadence, Scheduler
 from alerts.engine.sources.local import LocalSource
+from alerts.metrics import EngineMetrics
 from alerts.rules.rule import Group, Op, Query, RawQuery, Rule
 from alerts.store.store import Store
 from alerts.store.writer import StoreWriter
@@ -62,7 +63,7 @@ async def wait_for(condition: object, *, seconds: float = 5.0) -> None:
 async def test_an_overrunning_group_skips_and_counts_then_recovers(
     sqlite_store: AsyncEngine,
 ) -> None:
-    metrics = Catalogue(CollectorRegistry())
+    metrics = EngineMetrics(Catalogue(CollectorRegistry()))
     source = GatedSource()
     recorder = Recorder()
     ledger = Ledger()

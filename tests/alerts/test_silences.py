@@ -24,6 +24,7 @@ from alerts.engine.monitor import open_store
 from alerts.engine.query import Sample, Vector
 from alerts.engine.state import AlertState, evaluate
 from alerts.http.state import engine_state
+from alerts.metrics import EngineMetrics
 from alerts.rules.rule import Op, RawQuery, Rule
 from alerts.settings import AlertSettings
 from alerts.silences.matchers import Matcher, parse_matcher
@@ -97,7 +98,7 @@ def test_a_silence_is_in_force_from_its_start_until_its_end() -> None:
 
 
 def test_a_silenced_alert_changes_state_and_is_recorded_but_sends_nothing() -> None:
-    metrics = Catalogue(CollectorRegistry())
+    metrics = EngineMetrics(Catalogue(CollectorRegistry()))
     ledger = Ledger()
     silences = Silences()
     silences.add(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import instrumentation
+from alerts.metrics import EngineMetrics
 from instrumentation.app import metrics_of, telemetry_of
 from instrumentation.middleware import TelemetryMiddleware
 from tests.support.stack import running_app
@@ -38,7 +39,8 @@ async def test_tracing_without_metrics(traced: dict[str, str]) -> None:
 
 async def test_catalogue_is_shared_on_app_state(metrics_only: dict[str, str]) -> None:
     async with running_app(metrics_only) as api:
-        metrics = metrics_of(api.app)
-        metrics.rule_evaluations.labels(rule="Watchdog").inc()
+        # The engine running in this app counts on the app's registry: the same series.
+        engine = EngineMetrics.of(metrics_of(api.app))
+        engine.rule_evaluations.labels(rule="Watchdog").inc()
         scrape = (await api.client.get("/metrics")).text
     assert 'dynoscope_rule_evaluations_total{rule="Watchdog"} 1.0' in scrape
