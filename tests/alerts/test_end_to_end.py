@@ -77,14 +77,17 @@ async def fires_then_resolves(
         await eventually(
             partial(receiver.seen, name, "resolved"), seconds=30, what=f"{name} resolved"
         )
+    # The page for the writes that waited (the sign-up before the fault is a route apart).
     latency = next(
         body
         for body in receiver.bodies
-        if body["status"] == "firing" and body["groupLabels"]["alertname"] == "ApiLatencyP95High"
+        if body["status"] == "firing"
+        and body["groupLabels"]["alertname"] == "ApiLatencyP95High"
+        and any(a["labels"].get("route") == WRITE_ROUTE for a in body["alerts"])
     )
     assert latency["version"] == "4"
-    (alert,) = latency["alerts"]
-    assert alert["labels"]["severity"] == "page" and alert["labels"]["route"] == WRITE_ROUTE
+    alert = next(a for a in latency["alerts"] if a["labels"]["route"] == WRITE_ROUTE)
+    assert alert["labels"]["severity"] == "page"
     assert alert["annotations"]["summary"].startswith("p95 ")
 
 
