@@ -81,7 +81,6 @@ def create_app(settings: Settings, *, services: Services | None = None) -> FastA
         telemetry={"tracing": False, "metrics": False, "logs": False, "operation_spans": False},
     )
     app.state.settings = settings
-    engine_state(app)
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     _include_routes(app, settings)
     faults = _mount_faults(app, settings)

@@ -132,7 +132,7 @@ def alert_engine() -> builders.Dashboard:
         .time("now-1h", "now")
         .refresh("30s")
         .with_variable(datasource_variable())
-        .with_variable(label_variable("job", label="Job", selector=f"{SCHEDULER_LEADER}"))
+        .with_variable(label_variable("job", label="Job", selector=SCHEDULER_LEADER))
         .with_variable(
             label_variable(
                 "instance",

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator, Mapping, Sequence
-from pathlib import Path
+from typing import Any
 
 from deploy.native import prometheus as native
 from deploy.native.postgres import MissingBinary
@@ -25,22 +25,9 @@ def binary(name: str) -> str:
 
 @contextlib.contextmanager
 def running_prometheus(
-    targets: Mapping[str, Sequence[str]],
-    *,
-    scrape_interval: str = "1s",
-    rule_files: Sequence[Path] = (),
-    evaluation_interval: str = "1s",
-    scrape_configs: Sequence[Mapping[str, object]] = (),
-    features: Sequence[str] = (),
+    targets: Mapping[str, Sequence[str]], **options: Any
 ) -> Iterator[Prometheus]:
     """``deploy.native.prometheus.running_prometheus``, skipped or failed without Prometheus."""
     binary("prometheus")
-    with native.running_prometheus(
-        targets,
-        scrape_interval=scrape_interval,
-        rule_files=rule_files,
-        evaluation_interval=evaluation_interval,
-        scrape_configs=scrape_configs,
-        features=features,
-    ) as prometheus:
+    with native.running_prometheus(targets, **options) as prometheus:
         yield prometheus
