@@ -75,6 +75,8 @@ PURE_CORE = (
     "alerts/delivery/grouping.py",
     "alerts/delivery/links.py",
     "alerts/delivery/outbox.py",
+    "alerts/delivery/stages.py",
+    "alerts/delivery/pipeline.py",
     "alerts/delivery/resend.py",
     "alerts/delivery/notifiers/notifier.py",
     "alerts/store/writer.py",

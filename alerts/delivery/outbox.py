@@ -4,10 +4,12 @@ Evaluation queues deliveries here and never waits for them; this runs as its own
 job, so a slow or dead receiver delays nothing but its own messages, and nothing here waits
 on a database either (each change is journaled and written behind by ``alerts.store.writer``).
 
-A failed attempt is retried or given up as the ``RetryPolicy`` says
-(``alerts.delivery.retry``). Any exception from a notifier counts as a failed attempt, so one
-broken receiver can never stall its queue. Per receiver and alert, deliveries go out strictly
-in the order they were queued: a "resolved" never overtakes the "firing" before it.
+Each notification and each attempt passes the stages of ``alerts.delivery.pipeline`` (route,
+silence, render on the way in; fence, send, retry, count on the way out); this class holds
+what lies between them: the queues and the aggregation groups. A failed attempt is retried or
+given up as the ``RetryPolicy`` says (``alerts.delivery.retry``). Per receiver and alert,
+deliveries go out strictly in the order they were queued: a "resolved" never overtakes the
+"firing" before it.
 
 Receivers that group (all but Alertmanager, which groups by itself) get one message per
 aggregation group (``alerts.delivery.grouping``) instead of one per alert. A notification
@@ -20,7 +22,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import math
 from collections import deque
 from collections.abc import Iterable, Mapping
 from dataclasses import replace
@@ -29,13 +30,14 @@ from typing import Any
 
 from alerts.delivery.grouping import Destination, Groups, Member
 from alerts.delivery.links import Links
-from alerts.delivery.notification import Delivery, new_id, notification_payload
+from alerts.delivery.notification import Delivery, new_id
 from alerts.delivery.notifiers.notifier import Notifier
+from alerts.delivery.pipeline import compose
 from alerts.delivery.retry import RetryPolicy
 from alerts.delivery.routing import Router
+from alerts.delivery.stages import Attempt, Intake, run, send
 from alerts.engine.ledger import Ledger
 from alerts.engine.state import Alert, Notification
-from alerts.errors import NotificationError
 from alerts.metrics import EngineMetrics
 from alerts.silences.silence import Silences
 from alerts.store.lease import Lease
@@ -61,13 +63,18 @@ class Outbox:
         links: Links = Links(),
     ) -> None:
         self._notifiers = dict(notifiers)
-        self._links = links
         self._silences = silences
         self._router = router
         self._ledger = ledger
-        self._metrics = metrics
-        self._retry = retry
-        self._lease = lease
+        self._pipeline = compose(
+            receivers=self._notifiers,
+            metrics=metrics,
+            retry=retry,
+            lease=lease,
+            router=router,
+            silences=silences,
+            links=links,
+        )
         self._queues: dict[Key, deque[Delivery]] = {}
         self._seen: set[Key] = set()
         self._groups = Groups(
@@ -89,8 +96,7 @@ class Outbox:
 
     def destinations(self, labels: Mapping[str, str]) -> tuple[Destination, ...]:
         """Each receiver an alert with ``labels`` goes to, and how it is grouped there."""
-        router = self._router if self._router is not None else Router(default=self.receivers)
-        return tuple(d for d in router.destinations(labels) if d.receiver in self._notifiers)
+        return self._pipeline.route.destinations(labels)
 
     def groups(self, receiver: str) -> bool:
         """Whether ``receiver`` gets one message per group (not Alertmanager's push)."""
@@ -108,41 +114,22 @@ class Outbox:
         return self._silences is not None and self._silences.acknowledged(alert, now=now)
 
     def notify(self, notifications: Iterable[Notification], *, now: datetime) -> None:
-        """Put each notification in its group for every receiver its labels route it to
-        (queue it at once for a receiver that does not group); a silenced one is counted
-        (outcome ``silenced``) and logged, not sent, but its group still knows the alert."""
+        """Pass each notification through the intake stages (route, silence, render), then
+        put it in its group for every receiver it goes to (queue it at once for a receiver
+        that does not group); a silenced one is not sent, but its group still knows the
+        alert."""
         for notification in notifications:
-            labels = dict(notification.alert.labels)
-            destinations = self.destinations(labels)
-            silence = self._silences.muting(labels, now=now) if self._silences else None
-            if silence is not None:
-                log.info(
-                    "notification %s (%s %s) held back by silence %s",
-                    notification.dedup_key,
-                    labels.get("alertname"),
-                    notification.status,
-                    silence.id,
-                )
-                for destination in destinations:
-                    self._count(destination.receiver, "silenced")
-            payload = self._payload(notification)
-            for destination in destinations:
-                self._route(notification, payload, destination, muted=silence is not None, now=now)
+            item = run(self._pipeline.intake, Intake(notification), now=now)
+            if item is None:
+                continue
+            for destination in item.destinations:
+                self._route(item, destination, now=now)
         # Groups that do not wait are queued at once, so the scheduler writes their message
         # before it is sent, as it did before grouping.
         self.flush_groups(now=now)
 
-    def _payload(self, notification: Notification) -> dict[str, Any]:
-        payload = notification_payload(notification)
-        links = self._links.render(payload)
-        if links:
-            payload["links"] = links
-        return payload
-
-    def _route(
-        self, notification: Notification, payload: dict[str, Any], destination: Destination,
-        *, muted: bool, now: datetime,
-    ) -> None:  # fmt: skip
+    def _route(self, item: Intake, destination: Destination, *, now: datetime) -> None:
+        notification, payload, muted = item.notification, item.payload, item.muted_by is not None
         single = _delivery(notification, payload, destination.receiver, now=now)
         if not self.groups(destination.receiver):
             if not muted:
@@ -168,7 +155,9 @@ class Outbox:
     def delivery(self, notification: Notification, receiver: str, *, now: datetime) -> Delivery:
         """``notification`` for ``receiver`` alone, due now, with its links: what a reminder
         or a refresh of one alert sends."""
-        return _delivery(notification, self._payload(notification), receiver, now=now)
+        return _delivery(
+            notification, self._pipeline.render.payload(notification), receiver, now=now
+        )
 
     def track(self, alert: Alert, *, now: datetime) -> None:
         """Make sure the groups know of a firing ``alert`` announced before (e.g. by an
@@ -177,7 +166,7 @@ class Outbox:
         known = Member(alert.fingerprint, "firing", labels, {}, pending=False, alert=alert)
         for destination in self.destinations(labels):
             if self.groups(destination.receiver) and not self._groups.has(destination, known):
-                payload = self._payload(Notification(alert=alert, at=now))
+                payload = self._pipeline.render.payload(Notification(alert=alert, at=now))
                 self._groups.track(destination, replace(known, payload=payload), now=now)
 
     def flush_groups(self, *, now: datetime) -> int:
@@ -265,7 +254,7 @@ class Outbox:
 
         Nothing is sent without the lease, and no send outlives it: one still running when the
         lease runs out is cancelled (fencing), and retried by whoever holds the lease next."""
-        if self._held() <= 0:
+        if self._pipeline.fence.held() <= 0:
             return 0
         self.flush_groups(now=now)
         due = [
@@ -281,74 +270,15 @@ class Outbox:
         if notifier is None:
             self._finish(delivery, abandoned_at=now, last_error="receiver no longer configured")
             return False
-        attempts = delivery.attempts + 1
-        held = self._held()
-        if held <= 0:
+        attempt = run(self._pipeline.before_send, Attempt(delivery), now=now)
+        if attempt is None:
             return False
-        try:
-            async with asyncio.timeout(min(self._retry.timeout, held)):
-                await notifier.send(delivery)
-        except NotificationError as exc:
-            self._failed(
-                delivery,
-                now=now,
-                retryable=exc.retryable,
-                error=str(exc),
-                retry_after=exc.retry_after,
-            )
+        attempt = replace(attempt, failure=await send(notifier, attempt))
+        done = run(self._pipeline.after_send, attempt, now=now)
+        if done is None:
             return False
-        except TimeoutError as exc:
-            self._failed(delivery, now=now, retryable=True, error=str(exc) or "timed out")
-            return False
-        except Exception as exc:
-            # A notifier bug or an unexpected library error: retried like any failure, so
-            # the queue keeps moving, and logged with its traceback once per delivery.
-            if delivery.attempts == 0:
-                log.exception("receiver %s failed unexpectedly", delivery.receiver)
-            self._failed(delivery, now=now, retryable=True, error=f"{type(exc).__name__}")
-            return False
-        self._finish(delivery, attempts=attempts, delivered_at=now, last_error=None)
-        self._count(delivery.receiver, "sent")
-        return True
-
-    def _held(self) -> float:
-        return self._lease.remaining() if self._lease is not None else math.inf
-
-    def _failed(
-        self,
-        delivery: Delivery,
-        *,
-        now: datetime,
-        retryable: bool,
-        error: str,
-        retry_after: float | None = None,
-    ) -> None:
-        attempts = delivery.attempts + 1
-        message = error if error.startswith(delivery.receiver) else f"{delivery.receiver}: {error}"
-        verdict = self._retry.after_failure(
-            delivery, now=now, retryable=retryable, retry_after=retry_after
-        )
-        if verdict.outcome == "retried":
-            self._finish(
-                delivery,
-                attempts=attempts,
-                next_attempt_at=verdict.retry_at,
-                last_error=message[:300],
-            )
-            log.warning("notification %s will be retried: %s", delivery.dedup_key, message)
-        else:
-            self._finish(delivery, attempts=attempts, abandoned_at=now, last_error=message[:300])
-            if verdict.outcome == "expired":
-                log.error(
-                    "notification %s given up after %d attempt(s) over %s: %s",
-                    delivery.dedup_key,
-                    attempts,
-                    now - delivery.created_at,
-                    message,
-                )
-            else:
-                log.error("notification %s abandoned: %s", delivery.dedup_key, message)
-        self._count(delivery.receiver, verdict.outcome)
+        self._finish(delivery, **done.changes)
+        return done.result == "sent"
 
     def _finish(self, delivery: Delivery, **changes: object) -> None:
         updated = replace(delivery, **changes)  # type: ignore[arg-type]
@@ -362,10 +292,6 @@ class Outbox:
             else:
                 queue[0] = updated
         self._ledger.journal(updated)
-
-    def _count(self, receiver: str, outcome: str) -> None:
-        if self._metrics is not None:
-            self._metrics.notifications.labels(receiver=receiver, outcome=outcome).inc()
 
 
 def _delivery(

@@ -1,0 +1,69 @@
+"""Where the stages of delivery are put together, in the order they run.
+
+    notification ─▶ Route ─▶ Silence ─▶ Render ─▶ (group or queue, in the outbox)
+    due delivery ─▶ Fence ─▶ the notifier's send ─▶ Retry ─▶ Count ─▶ (journal, dequeue)
+
+A new stage (inhibition, flap damping) is one class in ``alerts.delivery.stages`` and one
+line here.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from alerts.delivery.links import Links
+from alerts.delivery.retry import RetryPolicy
+from alerts.delivery.routing import Router
+from alerts.delivery.stages import (
+    Attempt,
+    Count,
+    Fence,
+    Intake,
+    Render,
+    Retry,
+    Route,
+    Silence,
+    Stage,
+    count,
+)
+from alerts.metrics import EngineMetrics
+from alerts.silences.silence import Silences
+from alerts.store.lease import Lease
+
+
+@dataclass(frozen=True)
+class Pipeline:
+    """The stages, and the three the outbox also asks directly (where an alert goes, what
+    its payload is, how long this engine may still send)."""
+
+    route: Route
+    render: Render
+    fence: Fence
+    intake: tuple[Stage[Intake], ...]
+    before_send: tuple[Stage[Attempt], ...]
+    after_send: tuple[Stage[Attempt], ...]
+
+
+def compose(
+    *,
+    receivers: Iterable[str],
+    metrics: EngineMetrics | None = None,
+    retry: RetryPolicy = RetryPolicy(),
+    lease: Lease | None = None,
+    router: Router | None = None,
+    silences: Silences | None = None,
+    links: Links = Links(),
+) -> Pipeline:
+    route = Route(tuple(sorted(receivers)), router)
+    render = Render(links)
+    fence = Fence(lease, retry.timeout)
+    return Pipeline(
+        route=route,
+        render=render,
+        fence=fence,
+        intake=(route, Silence(silences, functools.partial(count, metrics)), render),
+        before_send=(fence,),
+        after_send=(Retry(retry), Count(metrics)),
+    )
