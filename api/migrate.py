@@ -1,30 +1,21 @@
-"""Apply Alembic migrations on the async engine (PostgreSQL and SQLite alike)."""
+"""Apply the service's Alembic migrations (``api/migrations``) on the async engine."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from alembic import command
 from alembic.config import Config
-from sqlalchemy import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine
+
+from dbkit import migrations
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
 
 def alembic_config() -> Config:
-    config = Config()
-    config.set_main_option("script_location", str(MIGRATIONS))
-    return config
-
-
-def _upgrade(connection: Connection, revision: str) -> None:
-    config = alembic_config()
-    config.attributes["connection"] = connection
-    command.upgrade(config, revision)
+    return migrations.alembic_config(MIGRATIONS)
 
 
 async def upgrade(engine: AsyncEngine, revision: str = "head") -> None:
     """Bring the database up to `revision`; safe to call on an up-to-date database."""
-    async with engine.begin() as connection:
-        await connection.run_sync(_upgrade, revision)
+    await migrations.upgrade(engine, MIGRATIONS, revision)

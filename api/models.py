@@ -8,8 +8,6 @@ from datetime import UTC, datetime
 from decimal import Decimal
 
 from sqlalchemy import (
-    DateTime,
-    Dialect,
     Enum,
     ForeignKey,
     Index,
@@ -18,33 +16,17 @@ from sqlalchemy import (
     Numeric,
     String,
     Text,
-    TypeDecorator,
     Uuid,
     func,
     text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from dbkit.types import UTCDateTime
+
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
-
-
-class UTCDateTime(TypeDecorator[datetime]):
-    """A timezone-aware UTC timestamp on every backend (SQLite drops the offset)."""
-
-    impl = DateTime(timezone=True)
-    cache_ok = True
-
-    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
-        if value is not None and value.tzinfo is None:
-            raise ValueError("naive datetime; store UTC-aware timestamps")
-        return value.astimezone(UTC) if value is not None else None
-
-    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
-        if value is not None and value.tzinfo is None:
-            return value.replace(tzinfo=UTC)
-        return value
 
 
 class Base(DeclarativeBase):

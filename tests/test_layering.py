@@ -1,5 +1,6 @@
 """The import rules of ``docs/architecture.md``: the reusable packages stand on their own
-(none imports the service, ``api``); nothing imports the composition root (``dynoscope``);
+(none imports the service, ``api``; the shared database plumbing, ``dbkit``, imports nothing
+of ours); nothing imports the composition root (``dynoscope``);
 the ops tools are clients (no ``api``) that the engine never imports; the alert engine's pure
 core imports no I/O library; notifiers do not reach into the store; and ``instrument_app``
 works on any FastAPI app."""
@@ -33,7 +34,7 @@ def imports(package: str) -> dict[str, set[str]]:
 
 
 def test_reusable_packages_never_import_the_service() -> None:
-    for package in ("instrumentation", "exporters", "alerts"):
+    for package in ("instrumentation", "exporters", "alerts", "dbkit"):
         for module, names in imports(package).items():
             service = sorted(n for n in names if n == "api" or n.startswith("api."))
             assert not service, f"{module} imports {service}"
@@ -85,6 +86,16 @@ PURE_CORE = (
 
 def _top(names: set[str]) -> set[str]:
     return {name.split(".")[0] for name in names}
+
+
+OURS = frozenset(
+    {"api", "instrumentation", "exporters", "alerts", "dashboards", "ops", "dynoscope", "deploy"}
+)
+
+
+def test_the_shared_database_plumbing_imports_nothing_of_ours() -> None:
+    for module, names in imports("dbkit").items():
+        assert not _top(names) & OURS, f"{module} imports {sorted(_top(names) & OURS)}"
 
 
 def test_nothing_imports_the_composition_root() -> None:

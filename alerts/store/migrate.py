@@ -15,13 +15,14 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from alembic import command
 from alembic.config import Config
-from sqlalchemy import Connection, MetaData, Table, inspect, select, text
+from sqlalchemy import Connection, MetaData, Table, inspect, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from alerts.store import schema
 from alerts.store.store import upsert
+from dbkit import migrations
+from dbkit.types import UTCDateTime
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 LEGACY_TABLES = ("alert_states", "alert_history", "alert_outbox")
@@ -30,24 +31,13 @@ MIGRATION_LOCK = 0x64796E6F
 
 
 def alembic_config() -> Config:
-    config = Config()
-    config.set_main_option("script_location", str(MIGRATIONS))
-    return config
-
-
-def _upgrade(connection: Connection, revision: str) -> None:
-    config = alembic_config()
-    config.attributes["connection"] = connection
-    command.upgrade(config, revision)
+    return migrations.alembic_config(MIGRATIONS)
 
 
 async def upgrade(engine: AsyncEngine, revision: str = "head") -> None:
     """Bring the alert store up to ``revision``; safe on an up-to-date store, and on
     PostgreSQL safe when several engines start at once (they migrate one after another)."""
-    async with engine.begin() as connection:
-        if connection.dialect.name == "postgresql":
-            await connection.execute(text(f"SELECT pg_advisory_xact_lock({MIGRATION_LOCK})"))
-        await connection.run_sync(_upgrade, revision)
+    await migrations.upgrade(engine, MIGRATIONS, revision, lock=MIGRATION_LOCK)
 
 
 def _legacy_id(at: datetime, old_id: int) -> str:
@@ -68,7 +58,7 @@ def _read_legacy(connection: Connection) -> dict[str, list[dict[str, Any]]] | No
 
 
 def _aware(value: Any) -> Any:
-    return schema.UTCDateTime().process_result_value(value, None)  # type: ignore[arg-type]
+    return UTCDateTime().process_result_value(value, None)
 
 
 def _converted(rows: dict[str, list[dict[str, Any]]]) -> dict[Table, list[dict[str, Any]]]:
