@@ -110,79 +110,90 @@ class TelemetryMiddleware:
         if scope["type"] != "http" or TRACKER_KEY in scope or self._is_excluded(scope):
             await self.app(scope, receive, send)
             return
-        metrics = self._metrics
-        method = normalise_method(scope["method"])
-        active: tuple[str, str] | None = None
-
-        def routed(previous: str | None, route: str) -> None:
-            # Called by the router (twice under a mount: prefix, then full template).
-            nonlocal active
-            if active is not None:
-                metrics.leave(active)  # type: ignore[union-attr]
-            active = metrics.enter(method, route)  # type: ignore[union-attr]
-
-        tracker = RouteTracker(method, routed if metrics is not None else None)
-        scope[TRACKER_KEY] = tracker
-        request_trace = (
-            self._tracing.start_request(scope, method) if self._tracing is not None else None
-        )
-        started = time.perf_counter()
-        status_code = 500
-        finished = False
-
-        def finish(error: BaseException | None) -> None:
-            nonlocal finished
-            finished = True
-            seconds = time.perf_counter() - started
-            route = route_of(scope, tracker)
-            if active is not None:
-                metrics.leave(active)  # type: ignore[union-attr]
-            if request_trace is not None and request_trace.sampled:
-                request_trace.finish(
-                    method=method,
-                    route=route,
-                    status_code=status_code,
-                    error=error,
-                    attributes={
-                        "http.request.method": method,
-                        "url.path": scope["path"],
-                        "url.scheme": scope.get("scheme", "http"),
-                    },
-                )
-            if metrics is not None:
-                sampled = request_trace is not None and request_trace.sampled
-                metrics.observe(
-                    method=method,
-                    route=route,
-                    status_code=status_code,
-                    seconds=seconds,
-                    trace_id=request_trace.trace_id if sampled else None,  # type: ignore[union-attr]
-                )
-
-        async def send_wrapper(message: Message) -> None:
-            nonlocal status_code
-            kind = message["type"]
-            if kind == "http.response.start":
-                status_code = message["status"]
-            elif kind == "http.response.body" and not message.get("more_body", False):
-                try:
-                    await send(message)
-                finally:
-                    if not finished:
-                        finish(None)
-                return
-            await send(message)
-
+        exchange = _Exchange(scope, send, self._metrics, self._tracing)
         try:
-            await self.app(scope, receive, send_wrapper)
+            await self.app(scope, receive, exchange.send)
         except BaseException as exc:
-            if not finished:
-                finish(exc)
+            if not exchange.finished:
+                exchange.finish(exc)
             raise
         else:
-            if not finished:
+            if not exchange.finished:
                 # No final body chunk was sent (client gone, or a response without one).
-                finish(None)
+                exchange.finish(None)
         finally:
-            if request_trace is not None:
-                request_trace.detach()
+            if exchange.trace is not None:
+                exchange.trace.detach()
+
+
+class _Exchange:
+    """One request on its way through the middleware: its route as the router learns it,
+    its status, and its end (the last body chunk sent, or an error), recorded once."""
+
+    __slots__ = (
+        "_downstream", "_method", "_metrics", "_scope", "_started", "_tracker", "active",
+        "finished", "status_code", "trace",
+    )  # fmt: skip
+
+    def __init__(
+        self, scope: Scope, send: Send, metrics: HttpMetrics | None, tracing: Tracing | None
+    ) -> None:
+        self._scope = scope
+        self._downstream = send
+        self._metrics = metrics
+        self._method = method = normalise_method(scope["method"])
+        self.active: tuple[str, str] | None = None
+        self._tracker = RouteTracker(method, self.routed if metrics is not None else None)
+        scope[TRACKER_KEY] = self._tracker
+        self.trace = tracing.start_request(scope, method) if tracing is not None else None
+        self._started = time.perf_counter()
+        self.status_code = 500
+        self.finished = False
+
+    def routed(self, previous: str | None, route: str) -> None:
+        # Called by the router (twice under a mount: prefix, then full template).
+        if self.active is not None:
+            self._metrics.leave(self.active)  # type: ignore[union-attr]
+        self.active = self._metrics.enter(self._method, route)  # type: ignore[union-attr]
+
+    async def send(self, message: Message) -> None:
+        kind = message["type"]
+        if kind == "http.response.start":
+            self.status_code = message["status"]
+        elif kind == "http.response.body" and not message.get("more_body", False):
+            try:
+                await self._downstream(message)
+            finally:
+                if not self.finished:
+                    self.finish(None)
+            return
+        await self._downstream(message)
+
+    def finish(self, error: BaseException | None) -> None:
+        self.finished = True
+        seconds = time.perf_counter() - self._started
+        scope, method, trace, metrics = self._scope, self._method, self.trace, self._metrics
+        route = route_of(scope, self._tracker)
+        if self.active is not None:
+            metrics.leave(self.active)  # type: ignore[union-attr]
+        sampled = trace is not None and trace.sampled
+        if sampled:
+            trace.finish(  # type: ignore[union-attr]
+                method=method,
+                route=route,
+                status_code=self.status_code,
+                error=error,
+                attributes={
+                    "http.request.method": method,
+                    "url.path": scope["path"],
+                    "url.scheme": scope.get("scheme", "http"),
+                },
+            )
+        if metrics is not None:
+            metrics.observe(
+                method=method,
+                route=route,
+                status_code=self.status_code,
+                seconds=seconds,
+                trace_id=trace.trace_id if sampled else None,  # type: ignore[union-attr]
+            )

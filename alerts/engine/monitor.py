@@ -26,7 +26,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -38,9 +38,11 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from alerts.delivery.links import Links
+from alerts.delivery.notifiers.notifier import Notifier
 from alerts.delivery.outbox import Outbox
 from alerts.delivery.resend import Resender
 from alerts.delivery.retry import RetryPolicy
+from alerts.delivery.routing import Router
 from alerts.engine.context import Context, ExemplarSource
 from alerts.engine.election import Election
 from alerts.engine.evaluator import Evaluator
@@ -134,26 +136,16 @@ class Monitor:
         )
         timeout = settings.context_timeout_seconds
         context = Context(source=examples, timeout=timeout, metrics=own) if timeout else None
-        receivers = settings.receivers()
-        notifiers = receivers.notifiers(client=client)
         ledger = Ledger()
         silence_store = SilenceStore(store)
         silences = Silences(silence_store.current, timeout=settings.store_timeout_seconds)
         held: Lease = lease if lease is not None else StoreLease(store, ttl=settings.lease_seconds)
-        outbox = Outbox(
-            notifiers=notifiers,
-            ledger=ledger,
-            metrics=own,
-            lease=held,
-            router=receivers.router,
-            retry=_retry_policy(settings),
+        receivers = settings.receivers()
+        notifiers = receivers.notifiers(client=client)
+        outbox = _outbox(
+            settings, notifiers, receivers.router, ledger=ledger, metrics=own, lease=held,
             silences=silences,
-            links=Links(
-                grafana=settings.grafana_url_template,
-                trace=settings.trace_url_template,
-                runbook_base=settings.runbook_base_url,
-            ),
-        )
+        )  # fmt: skip
         stored = Store(store)
         writer = StoreWriter(
             lease=held,
@@ -166,41 +158,20 @@ class Monitor:
             policy=StorePolicy(timeout=settings.store_timeout_seconds),
         )
         evaluator = Evaluator(
-            source=source,
-            self_source=self_source,
-            ledger=ledger,
-            outbox=outbox,
-            metrics=own,
+            source=source, self_source=self_source, ledger=ledger, outbox=outbox, metrics=own,
             context=context,
-        )
+        )  # fmt: skip
         resender = Resender(ledger=ledger, outbox=outbox, notifiers=notifiers)
-        scheduler = Scheduler(
-            groups=rules.groups,
-            evaluator=evaluator,
-            outbox=outbox,
-            writer=writer,
-            clock=clock,
-            resend=resender,
-            silences=silences,
-        )
         return cls(
-            rules=rules,
-            ledger=ledger,
-            store=stored,
-            writer=writer,
-            source=source,
-            self_source=self_source,
-            evaluator=evaluator,
-            outbox=outbox,
-            scheduler=scheduler,
-            metrics=own,
-            http=client,
-            lease=held,
-            resender=resender,
-            silences=silences,
-            silence_store=silence_store,
-            _owns_http=http is None,
-        )
+            rules=rules, ledger=ledger, store=stored, writer=writer, source=source,
+            self_source=self_source, evaluator=evaluator, outbox=outbox, metrics=own,
+            http=client, lease=held, resender=resender, silences=silences,
+            silence_store=silence_store, _owns_http=http is None,
+            scheduler=Scheduler(
+                groups=rules.groups, evaluator=evaluator, outbox=outbox, writer=writer,
+                clock=clock, resend=resender, silences=silences,
+            ),
+        )  # fmt: skip
 
     def describe(self) -> str:
         receivers = ", ".join(self.outbox.receivers)
@@ -341,10 +312,29 @@ def _sources(
     return local, local, local
 
 
-def _retry_policy(settings: AlertSettings) -> RetryPolicy:
-    """Never given up by count, only by age; jittered so that engines do not retry at once."""
-    return RetryPolicy(
+def _outbox(
+    settings: AlertSettings,
+    notifiers: Mapping[str, Notifier],
+    router: Router,
+    *,
+    ledger: Ledger,
+    metrics: EngineMetrics,
+    lease: Lease,
+    silences: Silences,
+) -> Outbox:
+    """Deliveries never given up by count, only by age, retried with jitter so that engines
+    do not retry at once; links as the settings' templates say."""
+    retry = RetryPolicy(
         jitter=0.2,
         max_attempts=None,
         max_age=timedelta(seconds=settings.delivery_max_age_seconds),
     )
+    links = Links(
+        grafana=settings.grafana_url_template,
+        trace=settings.trace_url_template,
+        runbook_base=settings.runbook_base_url,
+    )
+    return Outbox(
+        notifiers=notifiers, ledger=ledger, metrics=metrics, lease=lease, router=router,
+        retry=retry, silences=silences, links=links,
+    )  # fmt: skip
