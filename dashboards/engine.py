@@ -89,8 +89,8 @@ def _panels() -> list[Builder[Panel]]:
                 "{{group}}",
             ),
             unit="none",
-            description="Evaluations skipped because the previous one still ran; empty while "
-            "none was skipped.",
+            description="Evaluations skipped because the previous one still ran (0 while none "
+            "was skipped).",
         ),
         series(
             "Alerts by state",
@@ -116,7 +116,7 @@ def _panels() -> list[Builder[Panel]]:
             ),
             unit="none",
             description="Unwritten changes, and failed or timed-out store calls per second "
-            "(load, write, prune; empty while none failed).",
+            "(load, write, prune; 0 while none failed).",
             span=24,
         ),
     ]

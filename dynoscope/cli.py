@@ -145,7 +145,31 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _register_service(commands)
 
+    # Package hooks: each package registers its own subcommands.
+    from alerts.cli.commands import register as register_alerts
+    from alerts.cli.receivers import register_receivers
+    from alerts.cli.silences import register_silences
+    from api.faults.cli import register_faults
+    from dashboards.cli import register as register_dashboards
+    from instrumentation.cli import register as register_instrumentation
+    from ops.cli import register as register_load
+    from ops.report_cli import register as register_report
+
+    register_instrumentation(commands, command)
+    register_alerts(commands, command)
+    register_receivers(commands, command)
+    register_silences(commands, command)
+    register_dashboards(commands, command)
+    register_faults(commands, command)
+    register_load(commands, command)
+    register_report(commands, command)
+    return parser
+
+
+def _register_service(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """The service's own commands: serve, db upgrade, seed."""
     serve = command(
         commands,
         "serve",
@@ -184,26 +208,6 @@ def build_parser() -> argparse.ArgumentParser:
     seed.add_argument("--properties", type=int, default=200, help="how many (default: 200)")
     seed.add_argument("--if-empty", action="store_true", help="only when no property exists")
     seed.set_defaults(run=lambda s, a: asyncio.run(_seed(s, a)))
-
-    # Package hooks: each package registers its own subcommands.
-    from alerts.cli.commands import register as register_alerts
-    from alerts.cli.receivers import register_receivers
-    from alerts.cli.silences import register_silences
-    from api.faults.cli import register_faults
-    from dashboards.cli import register as register_dashboards
-    from instrumentation.cli import register as register_instrumentation
-    from ops.cli import register as register_load
-    from ops.report_cli import register as register_report
-
-    register_instrumentation(commands, command)
-    register_alerts(commands, command)
-    register_receivers(commands, command)
-    register_silences(commands, command)
-    register_dashboards(commands, command)
-    register_faults(commands, command)
-    register_load(commands, command)
-    register_report(commands, command)
-    return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:

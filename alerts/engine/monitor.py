@@ -123,7 +123,6 @@ class Monitor:
         raises ``RuleFileError`` on bad rules. Without ``lease`` it competes for the store's
         lease (``StoreLease``) with every other engine on that store."""
         rules = load_rules(rule_paths(settings.rules_path))
-        _quiet_httpx()
         own = EngineMetrics.of(metrics if metrics is not None else Catalogue(CollectorRegistry()))
         client = http if http is not None else httpx.AsyncClient()
         source, self_source, examples = _sources(
@@ -134,8 +133,6 @@ class Monitor:
             target={"instance": instance, "job": job},
             client=client,
         )
-        timeout = settings.context_timeout_seconds
-        context = Context(source=examples, timeout=timeout, metrics=own) if timeout else None
         ledger = Ledger()
         silence_store = SilenceStore(store)
         silences = Silences(silence_store.current, timeout=settings.store_timeout_seconds)
@@ -148,18 +145,14 @@ class Monitor:
         )  # fmt: skip
         stored = Store(store)
         writer = StoreWriter(
-            lease=held,
-            store=stored,
-            ledger=ledger,
-            outbox=outbox,
-            rules=[rule.name for rule in rules.rules],
-            metrics=own,
-            migrate=lambda: upgrade(store),
+            lease=held, store=stored, ledger=ledger, outbox=outbox, metrics=own,
+            rules=[rule.name for rule in rules.rules], migrate=lambda: upgrade(store),
             policy=StorePolicy(timeout=settings.store_timeout_seconds),
-        )
+        )  # fmt: skip
+        timeout = settings.context_timeout_seconds
         evaluator = Evaluator(
             source=source, self_source=self_source, ledger=ledger, outbox=outbox, metrics=own,
-            context=context,
+            context=Context(source=examples, timeout=timeout, metrics=own) if timeout else None,
         )  # fmt: skip
         resender = Resender(ledger=ledger, outbox=outbox, notifiers=notifiers)
         return cls(
@@ -303,6 +296,7 @@ def _sources(
 ) -> tuple[Source, LocalSource, ExemplarSource]:
     """Where rules get their numbers (Prometheus, or the sampled registries), where the
     engine's own rules do (its registry), and where context examples come from."""
+    _quiet_httpx()
     if settings.prometheus_url:
         prometheus = PrometheusSource(url=settings.prometheus_url, client=client)
         own = LocalSource(collectors=[metrics.registry], retention=keep, target=target)
