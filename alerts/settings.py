@@ -63,6 +63,10 @@ class AlertSettings(BaseSettings):
     # within about 4/3 of it after the leader dies. Keep it under two evaluation intervals.
     # 0: one engine per store and no lease, so a store outage never silences it (no standby).
     lease_seconds: float = Field(default=10.0, ge=0, validation_alias="ALERT_LEASE_SECONDS")
+    # The other engines' base URLs (comma-separated), asked before acting without the store.
+    peers: str | None = Field(default=None, validation_alias="ALERT_PEERS")
+    # Peers answer behind the metrics port's token, and send it when they ask.
+    metrics_token: SecretStr | None = Field(default=None, validation_alias="METRICS_TOKEN")
     # A notification is retried until it is this old, then given up (logged and counted).
     delivery_max_age_seconds: float = Field(
         default=3600.0, gt=0, validation_alias="ALERT_DELIVERY_MAX_AGE"
@@ -115,6 +119,21 @@ class AlertSettings(BaseSettings):
     @classmethod
     def _store(cls, value: str) -> str:
         return async_database_url(value, variable="ALERT_STORE_URL")
+
+    @property
+    def peer_urls(self) -> tuple[str, ...]:
+        """``ALERT_PEERS`` as a list of base URLs."""
+        return tuple(part.strip() for part in (self.peers or "").split(",") if part.strip())
+
+    @field_validator("peers")
+    @classmethod
+    def _peers(cls, value: str | None) -> str | None:
+        for number, part in enumerate((value or "").split(","), start=1):
+            url = part.strip()
+            if url and not url.startswith(("http://", "https://")):
+                # Not echoed: a URL may carry credentials.
+                raise ValueError(f"ALERT_PEERS: entry {number} is not an absolute http(s) URL")
+        return value
 
     @field_validator("grafana_url_template")
     @classmethod

@@ -14,7 +14,13 @@ from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from alerts.http.app import alert_routes, embedded_engine, runs_in_process, store_reader
+from alerts.http.app import (
+    alert_routes,
+    embedded_engine,
+    runs_in_process,
+    store_reader,
+)
+from alerts.http.peer import peer_routes
 from alerts.http.state import engine_state
 from api import __version__
 from api.admission import AdmissionControl
@@ -108,6 +114,10 @@ def _include_routes(app: FastAPI, settings: Settings) -> None:
     app.include_router(events.router)
     app.include_router(properties.router)
     app.include_router(health.router)
+    metrics_token = settings.telemetry.metrics_token
+    app.include_router(
+        peer_routes(metrics_token.get_secret_value() if metrics_token is not None else None)
+    )
     app.include_router(auth.router)
     if settings.admin_token is not None:
         app.include_router(alert_routes(settings.admin_token.get_secret_value()))

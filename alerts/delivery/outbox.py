@@ -186,6 +186,28 @@ class Outbox:
         if member is not None and member.parked is not None:
             self._ledger.journal(replace(member.parked, delivered_at=now))
 
+    def settle(
+        self, delivered: Iterable[tuple[str, str, str]], *, now: datetime, keep: timedelta
+    ) -> int:
+        """Finish queued deliveries that another engine already delivered: each
+        ``(receiver, dedup_key, status)`` (while the store was out of reach, every engine
+        sent on its own), and leave out the same ones decided here within ``keep``. Returns
+        how many were finished without being sent again."""
+        done = set(delivered)
+        self._pipeline.peers.remember(done, until=now + keep)
+        settled = 0
+        for queue in list(self._queues.values()):
+            for delivery in list(queue):
+                if (delivery.receiver, delivery.dedup_key, delivery.status) in done:
+                    queue.remove(delivery)
+                    self._ledger.journal(
+                        replace(delivery, delivered_at=now, last_error="delivered by a peer")
+                    )
+                    settled += 1
+        for key in [k for k, q in self._queues.items() if not q]:
+            del self._queues[key]
+        return settled
+
     def queued(self, key: Key) -> bool:
         """Whether a delivery for ``(receiver, dedup_key)`` is still waiting."""
         return bool(self._queues.get(key))

@@ -1,6 +1,6 @@
 """Where the stages of delivery are put together, in the order they run.
 
-    notification ─▶ Route ─▶ Silence ─▶ Render ─▶ (group or queue, in the outbox)
+    notification ─▶ Route ─▶ Dedup ─▶ Silence ─▶ Render ─▶ (group or queue, in the outbox)
     due delivery ─▶ Fence ─▶ the notifier's send ─▶ Retry ─▶ Count ─▶ (journal, dequeue)
 
 A new stage (inhibition, flap damping) is one class in ``alerts.delivery.stages`` and one
@@ -19,8 +19,10 @@ from alerts.delivery.routing import Router
 from alerts.delivery.stages import (
     Attempt,
     Count,
+    Dedup,
     Fence,
     Intake,
+    PeerLog,
     Render,
     Retry,
     Route,
@@ -35,12 +37,13 @@ from alerts.store.lease import Lease
 
 @dataclass(frozen=True)
 class Pipeline:
-    """The stages, and the three the outbox also asks directly (where an alert goes, what
-    its payload is, how long this engine may still send)."""
+    """The stages, and those the outbox also asks directly (where an alert goes, what its
+    payload is, how long this engine may still send, what peers delivered)."""
 
     route: Route
     render: Render
     fence: Fence
+    peers: PeerLog
     intake: tuple[Stage[Intake], ...]
     before_send: tuple[Stage[Attempt], ...]
     after_send: tuple[Stage[Attempt], ...]
@@ -59,11 +62,14 @@ def compose(
     route = Route(tuple(sorted(receivers)), router)
     render = Render(links)
     fence = Fence(lease, retry.timeout)
+    peers = PeerLog()
+    silence = Silence(silences, functools.partial(count, metrics))
     return Pipeline(
         route=route,
         render=render,
         fence=fence,
-        intake=(route, Silence(silences, functools.partial(count, metrics)), render),
+        peers=peers,
+        intake=(route, Dedup(peers), silence, render),
         before_send=(fence,),
         after_send=(Retry(retry), Count(metrics)),
     )

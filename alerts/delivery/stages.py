@@ -6,7 +6,8 @@ not) to pass it on, or ``None`` to stop it there (``Stage``). There are two kind
 - ``Intake``: one notification the evaluator decided on, before it is grouped or queued.
   ``Route`` says which receivers it goes to, ``Silence`` marks it muted (a muted
   notification is not sent, but its group still knows the alert), ``Render`` makes the
-  payload with its links. Inhibition and flap damping plug in beside ``Silence``.
+  payload with its links; ``Dedup`` leaves out what a peer engine already delivered (after
+  an outage of the store). Inhibition and flap damping plug in beside ``Silence``.
 - ``Attempt``: one delivery due to be sent. ``Fence`` stops it unless this engine holds
   the lease, and bounds the send by what is left of it; after the notifier was called,
   ``Retry`` turns a failure into the delivery's next state (retried, expired or failed) and
@@ -22,7 +23,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any, Literal, Protocol, TypeVar
@@ -90,6 +91,48 @@ class Route:
 
     def __call__(self, item: Intake, *, now: datetime) -> Intake:
         return replace(item, destinations=self.destinations(item.labels))
+
+
+Delivered = tuple[str, str, str]  # receiver, dedup key, status
+
+
+class PeerLog:
+    """Notifications another engine delivered while the store was out of reach, remembered
+    for a short while after the engine that leads took them in (``Outbox.settle``)."""
+
+    def __init__(self) -> None:
+        self._until: dict[Delivered, datetime] = {}
+
+    def remember(self, delivered: Iterable[Delivered], *, until: datetime) -> None:
+        for key in delivered:
+            self._until[key] = until
+
+    def delivered(self, key: Delivered, *, now: datetime) -> bool:
+        until = self._until.get(key)
+        if until is not None and now > until:
+            del self._until[key]
+            return False
+        return until is not None
+
+
+@dataclass(frozen=True)
+class Dedup:
+    """Leave out the receivers a peer already told of this transition (it decided it too,
+    a moment earlier, while every engine acted on its own)."""
+
+    log: PeerLog
+
+    def __call__(self, item: Intake, *, now: datetime) -> Intake:
+        key = item.notification.dedup_key
+        status = item.notification.status
+        kept = tuple(
+            d
+            for d in item.destinations
+            if not self.log.delivered((d.receiver, key, status), now=now)
+        )
+        if len(kept) != len(item.destinations):
+            log.info("notification %s (%s) already delivered by a peer", key, status)
+        return replace(item, destinations=kept)
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ import logging
 from collections import deque
 from collections.abc import Collection, Iterable, Mapping
 from dataclasses import replace
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from alerts.delivery.notification import Delivery, new_id
 from alerts.engine.state import Alert, AlertState, Evaluation, Notification
@@ -65,12 +65,31 @@ class Ledger:
         self._journal = Changes()
         self._history_backlog = history_backlog
         self.dropped_history = 0
+        # A peer's transitions merged after a store outage, each with its tolerance.
+        self._merged: list[tuple[HistoryEntry, timedelta]] = []
 
     def reset(self) -> None:
         """Forget everything (this engine lost the lead: the store's copy is the truth now)."""
         self._alerts.clear()
         self.recent.clear()
         self._journal = Changes()
+        self._merged = []
+
+    def follow(self, alerts: Iterable[Alert]) -> None:
+        """Mirror the alerts a leader keeps in the store (a standby's copy, journaled for
+        nobody): what this engine goes on from if it must act without the store."""
+        by_rule: dict[str, list[Alert]] = {}
+        for alert in alerts:
+            by_rule.setdefault(alert.rule, []).append(alert)
+        self._alerts = {
+            rule: tuple(sorted(group, key=lambda a: a.fingerprint))
+            for rule, group in by_rule.items()
+        }
+
+    def rewrite(self, rules: Iterable[str]) -> None:
+        """Journal the whole active set of every rule: memory replaces what the store holds."""
+        for rule in rules:
+            self._journal.states[rule] = self._alerts.get(rule, ())
 
     def previous(self, rule: str) -> tuple[Alert, ...]:
         return self._alerts.get(rule, ())
@@ -87,7 +106,57 @@ class Ledger:
                 continue
             self._set(name, evaluation.alerts)
             for alert in evaluation.changes:
-                self._history(HistoryEntry.of(alert, id=new_id(), at=now))
+                if not self._known_from_peer(alert, now=now):
+                    self._history(HistoryEntry.of(alert, id=new_id(), at=now))
+
+    def _known_from_peer(self, alert: Alert, *, now: datetime) -> bool:
+        """Whether a peer's merged history already holds this transition (this engine
+        reaches it a moment after the peer did); each merged entry answers once."""
+        for index, (entry, tolerance) in enumerate(self._merged):
+            if (
+                entry.fingerprint == alert.fingerprint
+                and entry.state is alert.state
+                and abs(entry.at - now) <= tolerance
+            ):
+                del self._merged[index]
+                return True
+        return False
+
+    def decided_since(self, since: datetime) -> tuple[list[HistoryEntry], list[Delivery]]:
+        """What this engine decided from ``since`` on: its transitions, and the deliveries
+        it completed that the store has not seen (e.g. while acting without the store)."""
+        transitions = [entry for entry in self.recent if entry.at >= since]
+        delivered = [
+            d
+            for d in self._journal.deliveries.values()
+            if d.delivered_at is not None and d.delivered_at >= since
+        ]
+        return transitions, delivered
+
+    def merge_history(self, entries: Iterable[HistoryEntry], *, tolerance: timedelta) -> int:
+        """Add transitions another engine decided while the store was out of reach, except
+        those already known: the same id, or the same alert reaching the same state within
+        ``tolerance`` (two engines evaluating the same data a little apart). Returns how many
+        were added (journaled for the store; ids are kept, so a second merge adds nothing)."""
+        entries = list(entries)
+        known = list(self.recent)
+        self._merged = [(e, tolerance) for e in entries]
+        added = 0
+        for entry in sorted(entries, key=lambda e: e.at):
+            same = any(
+                k.id == entry.id
+                or (
+                    k.fingerprint == entry.fingerprint
+                    and k.state is entry.state
+                    and abs(k.at - entry.at) <= tolerance
+                )
+                for k in known
+            )
+            if not same:
+                self._history(entry)
+                known.append(entry)
+                added += 1
+        return added
 
     def journal(self, delivery: Delivery) -> None:
         """Remember the latest version of ``delivery`` for the store."""

@@ -28,8 +28,9 @@ import contextlib
 import logging
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import httpx
 from prometheus_client import CollectorRegistry
@@ -44,9 +45,11 @@ from alerts.delivery.resend import Resender
 from alerts.delivery.retry import RetryPolicy
 from alerts.delivery.routing import Router
 from alerts.engine.context import Context, ExemplarSource
-from alerts.engine.election import Election
+from alerts.engine.election import Election, WithoutStore
 from alerts.engine.evaluator import Evaluator
+from alerts.engine.leadership import Leadership
 from alerts.engine.ledger import Ledger
+from alerts.engine.peers import Peers
 from alerts.engine.scheduler import Clock, Scheduler, utc_now
 from alerts.engine.sources import LocalSource, PrometheusSource, Source
 from alerts.engine.state import Alert
@@ -100,9 +103,13 @@ class Monitor:
     silences: Silences
     silence_store: SilenceStore
     election: Election | None = None
+    peers: Peers | None = None
     _owns_http: bool = field(default=False, repr=False)
-    _immediately: bool = field(default=True, repr=False)
     _campaign: asyncio.Task[None] | None = field(default=None, repr=False)
+    leadership: Leadership = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self.leadership = Leadership(self)
 
     @classmethod
     def build(
@@ -160,6 +167,7 @@ class Monitor:
             self_source=self_source, evaluator=evaluator, outbox=outbox, metrics=own,
             http=client, lease=held, resender=resender, silences=silences,
             silence_store=silence_store, _owns_http=http is None,
+            peers=_peers(settings, client),
             scheduler=Scheduler(
                 groups=rules.groups, evaluator=evaluator, outbox=outbox, writer=writer,
                 clock=clock, resend=resender, silences=silences,
@@ -206,56 +214,40 @@ class Monitor:
         # A first snapshot now, so a rate over the first window has a starting point.
         self.self_source.sample(now)
         log.info("alert engine: %s", self.describe())
+        leadership = self.leadership
+        leadership.immediately = immediately
         if not isinstance(self.lease, StoreLease):
             if not await self.writer.connect(now=now):
                 log.error("alert engine starts without its store; it is tried again every second")
-            self.scheduler.start(immediately=immediately)
+            leadership.act()
             self.metrics.scheduler_leader.set(1)
             return
-        self._immediately = immediately
         self.election = Election(
             self.lease,
-            on_elected=self._elected,
-            on_deposed=self._deposed,
+            on_elected=leadership.elected,
+            on_deposed=leadership.deposed,
+            without_store=WithoutStore(
+                on_degraded=leadership.degraded,
+                on_standby=leadership.follow,
+                on_unreachable=leadership.unreachable,
+                peers_see_store=self.peers.see_store if self.peers is not None else None,
+            ),
             prepare=self.writer.migrate,
             metrics=self.metrics,
         )
         await self.election.step()
         if not self.election.leading:
             log.info("alert engine waits as standby (lease held by another engine)")
-        self._immediately = True  # a later takeover continues at once: no cycle is skipped
+        leadership.immediately = True  # a later takeover continues at once: no cycle skipped
         self._campaign = asyncio.create_task(self.election.run())
 
-    async def _elected(self) -> bool:
-        # Whatever this engine knew is stale: the store has what the last leader decided.
-        # Unless it takes its own lease back and nobody led in between (its store was out
-        # of reach for longer than the lease, say): then its memory, with the changes it
-        # could not write yet, is the latest there is, and it goes on from there.
-        resumed = isinstance(self.lease, StoreLease) and self.lease.resumed
-        if resumed and self.writer.loaded:
-            log.warning(
-                "alert engine leads again after its lease lapsed; nobody led in between: it "
-                "goes on from memory (%d unwritten change(s))",
-                self.ledger.backlog,
-            )
-        else:
-            self._forget()
-        if not await self.writer.connect(now=self.scheduler.clock()):
-            log.error("lease taken but the store could not be loaded; trying again")
-            return False
-        self.scheduler.start(immediately=self._immediately)
-        return True
+    def status(self) -> dict[str, object]:
+        """What peers are told (``alerts.engine.peers``)."""
+        return self.leadership.status()
 
-    async def _deposed(self) -> None:
-        # Memory is kept (and used by nobody) until the next election says whether another
-        # engine led in between; a standby answers from the store (``current``).
-        await self.scheduler.stop()
-
-    def _forget(self) -> None:
-        self.ledger.reset()
-        self.outbox.reset()
-        self.writer.reset()
-        self.resender.reset()
+    def decisions(self, since: datetime) -> dict[str, Any]:
+        """What this engine tells a leader catching up after a store outage."""
+        return self.leadership.decisions(since)
 
     async def stop(self) -> None:
         """Stop evaluating, write what is left (briefly), give up the lease, and close the
@@ -265,7 +257,7 @@ class Monitor:
             await asyncio.gather(self._campaign, return_exceptions=True)
             self._campaign = None
         if self.leading:
-            await self.scheduler.stop()
+            await self.leadership.halt()
             # A store never reached is not written now either: without its state loaded, a
             # write would replace stored alerts (and their timers) with this process's view.
             written = self.writer.loaded and await self.writer.flush(now=self.scheduler.clock())
@@ -304,6 +296,15 @@ def _sources(
     sampled = list(collectors) or [metrics.registry]
     local = LocalSource(collectors=sampled, retention=keep, target=target)
     return local, local, local
+
+
+def _peers(settings: AlertSettings, client: httpx.AsyncClient) -> Peers | None:
+    """The other engines, asked within a sixth of the lease (at most a second)."""
+    if not settings.peer_urls:
+        return None
+    timeout = min(1.0, settings.lease_seconds / 6) if settings.lease_seconds > 0 else 1.0
+    token = settings.metrics_token.get_secret_value() if settings.metrics_token else None
+    return Peers(settings.peer_urls, client=client, timeout=timeout, token=token)
 
 
 def _outbox(

@@ -9,17 +9,21 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import signal
 
 from prometheus_client import CollectorRegistry
 
 from alerts.engine.monitor import Monitor, open_store
 from alerts.errors import AlertsError
+from alerts.http.peer import answers
 from alerts.settings import AlertSettings
 from alerts.store.lease import HostLease, Lease
 from alerts.store.lock import EngineLock, lock_path
 from instrumentation.catalogue import Catalogue
 from instrumentation.settings import TelemetrySettings
+
+log = logging.getLogger("dynoscope.alerts")
 
 
 async def run_standalone(alerts: AlertSettings, telemetry: TelemetrySettings) -> None:
@@ -40,6 +44,8 @@ async def run_standalone(alerts: AlertSettings, telemetry: TelemetrySettings) ->
             job="alerts",
             lease=lease,
         )
+        if alerts.peer_urls and telemetry.metrics_port is None:
+            log.warning("ALERT_PEERS is set but METRICS_PORT is not: no peer can ask this engine")
         if telemetry.metrics_port is not None:
             from exporters.server import MetricsServer
 
@@ -49,6 +55,7 @@ async def run_standalone(alerts: AlertSettings, telemetry: TelemetrySettings) ->
                 host=telemetry.host,
                 port=telemetry.metrics_port,
                 token=token.get_secret_value() if token is not None else None,
+                status=answers(monitor),
             )
             server.start()
         stopped = asyncio.Event()

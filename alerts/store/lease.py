@@ -26,7 +26,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Protocol
 
-from sqlalchemy import ColumnElement, Float, case, literal, update
+from sqlalchemy import ColumnElement, Float, case, literal, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlalchemy.sql import func
@@ -57,7 +57,12 @@ class Lease(Protocol):
     """Leadership as the outbox and the writer see it."""
 
     def remaining(self) -> float:
-        """Seconds this engine may still act as leader (0 when it is not the leader)."""
+        """Seconds this engine may still act as leader (0 when it is not the leader), also
+        while it acts without the store (``StoreLease.open_for``)."""
+        ...
+
+    def writes(self) -> bool:
+        """Whether this engine may write to the store now (it holds the store's lease)."""
         ...
 
     def fence(self) -> Fence | None:
@@ -76,6 +81,9 @@ class HostLease:
 
     def remaining(self) -> float:
         return math.inf
+
+    def writes(self) -> bool:
+        return True
 
     def fence(self) -> Fence | None:
         return None
@@ -111,13 +119,30 @@ class StoreLease:
         self.holder = holder or holder_name()
         self.name = name
         self.token: int | None = None
+        # The highest token this engine has seen in the row, as holder or as standby.
+        self.seen_token: int | None = None
         # Whether the last acquire took the lease back after it lapsed, with nobody holding it
         # in between (see ``acquire``).
         self.resumed = False
         self._valid_until = 0.0
+        self._open_until = 0.0
 
     def remaining(self) -> float:
+        """Seconds left of the store's lease, or of acting without the store (fail-open)."""
+        return max(0.0, max(self._valid_until, self._open_until) - time.monotonic())
+
+    def held(self) -> float:
+        """Seconds left of the store's lease alone."""
         return max(0.0, self._valid_until - time.monotonic())
+
+    def writes(self) -> bool:
+        return self.held() > 0
+
+    def open_for(self, seconds: float) -> None:
+        """Act without the store for ``seconds`` (0: stop): the election found the store
+        unreachable for longer than a lease and no peer that reaches it. Nothing is written
+        meanwhile; the fencing token stays the last one held."""
+        self._open_until = time.monotonic() + seconds if seconds > 0 else 0.0
 
     def fence(self) -> Fence | None:
         if self.token is None:
@@ -127,11 +152,12 @@ class StoreLease:
     def drop(self) -> None:
         """Stop counting the lease as held (the store refused a write: someone else has it)."""
         self._valid_until = 0.0
+        self._open_until = 0.0
 
     async def acquire(self) -> bool:
         """Take or renew the lease; True while this engine holds it."""
         asked = time.monotonic()
-        continuing = self.remaining() > 0
+        continuing = self.held() > 0
         previous = self.token
         table = lease_table
         async with self.engine.begin() as connection:
@@ -155,6 +181,11 @@ class StoreLease:
                 .returning(table.c.token)
             )
             token = result.scalar_one_or_none()
+            if token is None:
+                current = await connection.execute(
+                    select(table.c.token).where(table.c.name == self.name)
+                )
+                self._saw(current.scalar_one_or_none())
         if token is None:
             self.token = None
             self.resumed = False
@@ -164,9 +195,14 @@ class StoreLease:
         # Every new term adds one to the token: taken back at exactly one more than this
         # engine's last term, nobody held the lease in between (nor wrote to the store).
         self.resumed = not continuing and previous is not None and self.token == previous + 1
+        self._saw(self.token)
         # From when it was asked, not answered: the database's expiry is later than this.
         self._valid_until = asked + self.ttl
         return True
+
+    def _saw(self, token: object) -> None:
+        if isinstance(token, int) and (self.seen_token is None or token > self.seen_token):
+            self.seen_token = token
 
     async def release(self) -> None:
         """Give the lease up (expire it now) if this engine still holds it."""

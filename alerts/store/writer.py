@@ -28,8 +28,8 @@ from alerts.metrics import EngineMetrics
 from alerts.store.lease import Lease
 from alerts.store.store import Store
 
-Operation = Literal["write", "load", "prune"]
-STORE_OPERATIONS: tuple[Operation, ...] = ("write", "load", "prune")
+Operation = Literal["write", "load", "prune", "lease"]
+STORE_OPERATIONS: tuple[Operation, ...] = ("write", "load", "prune", "lease")
 
 log = logging.getLogger("dynoscope.alerts")
 
@@ -85,14 +85,20 @@ class StoreWriter:
         self.up: bool | None = None
         self._lock = asyncio.Lock()
 
-    async def connect(self, *, now: datetime) -> bool:
-        """Migrate the store and adopt what it holds; False (and degraded) when it can't."""
+    async def connect(self, *, now: datetime, adopt: bool = True) -> bool:
+        """Migrate the store and adopt what it holds; False (and degraded) when it can't.
+        Without ``adopt`` only undelivered notifications are taken over: memory holds newer
+        alert state than the store (decided while the store was out of reach)."""
         async with self._lock:
-            return await self._connect(now=now)
+            return await self._connect(now=now, adopt=adopt)
 
     async def flush(self, *, now: datetime) -> bool:
         """Write the journal; True when the store has everything decided so far."""
         async with self._lock:
+            if self._lease is not None and not self._lease.writes():
+                # Acting without the store's lease (it is out of reach): the journal is kept
+                # for whichever engine leads once it is back (``alerts.engine.election``).
+                return False
             if not self.loaded and not await self._connect(now=now):
                 return False
             changes = self._ledger.take()
@@ -117,6 +123,11 @@ class StoreWriter:
             return True
 
     @property
+    def timeout(self) -> float:
+        """Seconds one store call may take."""
+        return self._timeout
+
+    @property
     def backlog(self) -> int:
         """Changes not yet written."""
         return self._ledger.backlog
@@ -134,7 +145,7 @@ class StoreWriter:
             await self._migrate()
         self._migrated = True
 
-    async def _connect(self, *, now: datetime) -> bool:
+    async def _connect(self, *, now: datetime, adopt: bool = True) -> bool:
         if self.loaded:
             return True
         try:
@@ -146,8 +157,11 @@ class StoreWriter:
             return False
         # Undelivered notifications first: they were queued before anything decided now.
         restored = self._outbox.restore(snapshot.deliveries, now=now)
-        retired = self._ledger.adopt(snapshot.alerts, rules=self._rules, now=now)
-        self._outbox.notify(retired, now=now)
+        if adopt:
+            retired = self._ledger.adopt(snapshot.alerts, rules=self._rules, now=now)
+            self._outbox.notify(retired, now=now)
+        else:
+            self._ledger.rewrite(self._rules)
         if restored:
             log.info("alert store: %d undelivered notification(s) queued again", restored)
         self.loaded = True
@@ -166,6 +180,10 @@ class StoreWriter:
             return
         if removed:
             log.debug("alert store: pruned %d finished notifications", removed)
+
+    def unreachable(self, operation: Operation, exc: BaseException) -> None:
+        """Another part of the engine (the election) could not reach the store."""
+        self._down(operation, exc)
 
     def _down(self, operation: Operation, exc: BaseException) -> None:
         if self._metrics is not None:

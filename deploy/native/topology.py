@@ -209,6 +209,11 @@ class Stack:
             "INSTANCE_ID": name,
             "HOST": "127.0.0.1",
             "METRICS_PORT": str(self.ports[name]),
+            "ALERT_PEERS": ",".join(
+                f"http://127.0.0.1:{self.ports[other]}"
+                for other in self.schedulers
+                if other != name
+            ),
             "ALERT_RECEIVERS_PATH": str(self.directory / "receivers.yml"),
             "DYNOSCOPE_TRACES_FILE": str(self.directory / name / "traces.jsonl"),
             **self.config.get("scheduler_environ", {}),

@@ -13,20 +13,14 @@ import asyncio
 import contextlib
 import os
 import signal
-import subprocess
 import sys
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 from sqlalchemy import select
-from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import Response
-from starlette.routing import Route
 
 from alerts.engine.monitor import open_store
 from alerts.engine.state import AlertState
@@ -36,8 +30,8 @@ from alerts.store.migrate import upgrade
 from alerts.store.schema import lease as lease_table
 from alerts.store.store import Store
 from tests.alerts.harness import eventually
+from tests.alerts.processes import CountingReceiver, Key, counting_receiver, engines, logs
 from tests.support.prometheus import running_prometheus
-from tests.support.stack import free_port, serving
 
 INTERVAL = 2.0
 LEASE = 1.5
@@ -52,73 +46,6 @@ groups:
         labels: {{severity: warning}}
 """
 
-Key = tuple[str, str]
-
-
-@dataclass
-class CountingReceiver:
-    """A webhook that counts every (dedup key, status) it is sent and holds each request."""
-
-    url: str
-    received: list[Key] = field(default_factory=list)
-    in_flight: Counter[Key] = field(default_factory=Counter)
-
-    def counts(self) -> Counter[Key]:
-        return Counter(self.received)
-
-
-@contextlib.asynccontextmanager
-async def counting_receiver() -> AsyncIterator[CountingReceiver]:
-    port = free_port()
-    receiver = CountingReceiver(url=f"http://127.0.0.1:{port}/hook")
-
-    async def hook(request: Request) -> Response:
-        body = await request.json()
-        keys = [(alert["fingerprint"], alert["status"]) for alert in body["alerts"]]
-        receiver.received.extend(keys)
-        receiver.in_flight.update(keys)
-        try:
-            await asyncio.sleep(HOLD)
-        finally:
-            receiver.in_flight.subtract(keys)
-        return Response(status_code=200)
-
-    async with serving(Starlette(routes=[Route("/hook", hook, methods=["POST"])]), port):
-        yield receiver
-
-
-@contextlib.contextmanager
-def engines(
-    count: int, environ: dict[str, str], directory: Path
-) -> Iterator[list[subprocess.Popen[bytes]]]:
-    processes: list[subprocess.Popen[bytes]] = []
-    logs = []
-    try:
-        for number in range(count):
-            log = (directory / f"engine-{number}.log").open("wb")
-            logs.append(log)
-            processes.append(
-                subprocess.Popen(
-                    [sys.executable, "-m", "dynoscope", "alerts", "run"],
-                    env=environ,
-                    stdout=log,
-                    stderr=subprocess.STDOUT,
-                )
-            )
-        yield processes
-    finally:
-        for process in processes:
-            if process.poll() is None:
-                process.send_signal(signal.SIGTERM)
-        for process in processes:
-            try:
-                process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
-        for log in logs:
-            log.close()
-
 
 @contextlib.asynccontextmanager
 async def ha_stack(
@@ -131,7 +58,7 @@ async def ha_stack(
     store_engine = open_store(AlertSettings.from_env({"ALERT_STORE_URL": store_url}))
     await upgrade(store_engine)
     try:
-        async with counting_receiver() as receiver:
+        async with counting_receiver(HOLD) as receiver:
             with running_prometheus({}) as prometheus:
                 yield (
                     receiver,
@@ -163,10 +90,6 @@ async def lease_changes_hands(store: Store, token: int, *, directory: Path) -> N
     while (await lease_row(store))[1] == token:
         assert time.monotonic() < deadline, logs(directory)
         await asyncio.sleep(0.05)
-
-
-def logs(directory: Path) -> str:
-    return "\n".join(p.read_text(errors="replace") for p in sorted(directory.glob("engine-*.log")))
 
 
 @pytest.mark.postgres

@@ -21,7 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from alerts.delivery.notification import Delivery
 from alerts.delivery.outbox import Outbox
-from alerts.engine.election import Election
+from alerts.engine.election import Election, Mode
 from alerts.engine.ledger import Ledger
 from alerts.engine.monitor import Monitor, open_store
 from alerts.engine.query import Sample, Vector
@@ -151,9 +151,10 @@ async def test_taking_the_lease_back_tells_whether_anyone_held_it_in_between(
 async def test_a_leader_cut_off_longer_than_its_lease_goes_on_from_memory_when_it_is_back(
     live_cluster: Cluster, tmp_path: Path
 ) -> None:
-    # Its store out of reach for longer than the lease, the leader steps down; nobody else
-    # can take over meanwhile. When the store returns it takes its own lease back: what it
-    # decided and could not write is still in its memory, and goes to the store.
+    # Its store out of reach for longer than the lease and no peer to say otherwise, the
+    # leader goes on without the store (nobody else can lead meanwhile) and writes nothing.
+    # When the store returns it takes its own lease back: what it decided and could not
+    # write is still in its memory, and goes to the store.
     url = live_cluster.create_database(f"resume_{uuid.uuid4().hex[:8]}")
     settings = AlertSettings.from_env(
         {
@@ -172,9 +173,14 @@ async def test_a_leader_cut_off_longer_than_its_lease_goes_on_from_memory_when_i
         rule = Rule(name="Hot", group="g", query=RawQuery("x"), op=Op.GT, threshold=0)
         hot = evaluate(rule, (), result=Vector((Sample((("instance", "a"),), 2.0),)), now=T0)
         monitor.ledger.record({"Hot": hot}, now=T0)  # decided while the store is gone
-        await eventually(lambda: not monitor.leading, seconds=10, what="the leader steps down")
+        election = monitor.election
+        assert election is not None
+        await eventually(
+            lambda: election.mode is Mode.DEGRADED, seconds=10, what="it acts without the store"
+        )
+        assert monitor.leading and monitor.ledger.backlog > 0  # evaluating, writing nothing
         live_cluster.start()
-        await eventually(lambda: monitor.leading, seconds=20, what="it leads again")
+        await eventually(lambda: election.mode is Mode.LEADER, seconds=20, what="it leads again")
         assert "Hot" in {alert.rule for alert in monitor.ledger.active()}  # memory kept
         await eventually(
             lambda: monitor.writer.up is True and monitor.ledger.backlog == 0,
@@ -197,6 +203,9 @@ class FixedLease:
 
     def remaining(self) -> float:
         return self.seconds
+
+    def writes(self) -> bool:
+        return self.seconds > 0
 
     def fence(self) -> Fence | None:
         return None

@@ -20,9 +20,11 @@ from alerts.delivery.routing import Router
 from alerts.delivery.stages import (
     Attempt,
     Count,
+    Dedup,
     Failure,
     Fence,
     Intake,
+    PeerLog,
     Render,
     Retry,
     Route,
@@ -41,6 +43,7 @@ from alerts.silences.silence import Silences
 from instrumentation.catalogue import Catalogue
 
 T0 = datetime(2026, 12, 7, 9, 0, tzinfo=UTC)
+SECOND = timedelta(seconds=1)
 RULE = Rule(
     name="Hot",
     group="g",
@@ -137,6 +140,17 @@ def test_silence_marks_a_matching_notification_and_counts_it_per_receiver() -> N
     after = Silence(silences, counted)(routed, now=T0 + timedelta(hours=2))
     assert after is not None and after.muted_by is None  # the silence has ended
     assert Silence(None, counted)(routed, now=T0) == routed
+
+
+def test_dedup_leaves_out_receivers_a_peer_already_told_for_a_while() -> None:
+    log = PeerLog()
+    item = Route(("hook", "pager"))(Intake(notification()), now=T0)
+    key = item.notification.dedup_key
+    log.remember({("hook", key, "firing"), ("pager", key, "resolved")}, until=T0 + SECOND)
+    kept = Dedup(log)(item, now=T0)
+    assert [d.receiver for d in kept.destinations] == ["pager"]  # pager heard "resolved" only
+    later = Dedup(log)(item, now=T0 + 2 * SECOND)
+    assert [d.receiver for d in later.destinations] == ["hook", "pager"]  # forgotten
 
 
 def test_render_makes_the_payload_with_its_links() -> None:
@@ -248,7 +262,7 @@ async def test_send_turns_what_a_notifier_raises_into_a_failure() -> None:
 
 def test_compose_puts_the_stages_in_the_order_they_run() -> None:
     pipeline = compose(receivers=("hook",), lease=HeldFor(1.0))
-    assert [type(s).__name__ for s in pipeline.intake] == ["Route", "Silence", "Render"]
+    assert [type(s).__name__ for s in pipeline.intake] == ["Route", "Dedup", "Silence", "Render"]
     assert [type(s).__name__ for s in pipeline.before_send] == ["Fence"]
     assert [type(s).__name__ for s in pipeline.after_send] == ["Retry", "Count"]
     assert pipeline.intake[0] is pipeline.route and pipeline.before_send[0] is pipeline.fence
