@@ -8,7 +8,9 @@ which a load balancer or client can act on.
 A request is in flight from admission until its response starts: an open stream (server-sent
 events) stops counting once its headers are out, since waiting for events costs nothing.
 Health checks and ``/metrics`` are never refused: the service must stay observable precisely
-when it is overloaded.
+when it is overloaded. Requests that hash a password (``apart``: sign-in, registration) are a
+class of their own: not counted here, bounded where they spend (``api.security.Passwords``),
+so a storm of them is refused while reads go on.
 """
 
 from __future__ import annotations
@@ -41,10 +43,15 @@ class AdmissionControl:
         retry_after: int,
         on_reject: Rejected | None = None,
         always_admitted: Collection[str] = ALWAYS_ADMITTED,
+        apart: Collection[str] = (),
     ) -> None:
         self.app = app
         self.max_in_flight = max_in_flight
         self.in_flight = 0
+        # Requests that each cost a password hash are a class of their own: not counted
+        # here, bounded where the cost is (``Passwords``, MAX_IN_FLIGHT_AUTH), so a login
+        # storm is refused in its class while reads are admitted in theirs.
+        self._apart = frozenset(apart)
         self._on_reject = on_reject
         self._always = frozenset(always_admitted)
         self._refusal = json.dumps(
@@ -61,7 +68,8 @@ class AdmissionControl:
         ]
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"] in self._always:
+        path = scope.get("path")
+        if scope["type"] != "http" or path in self._always or path in self._apart:
             await self.app(scope, receive, send)
             return
         if self.in_flight >= self.max_in_flight:

@@ -13,6 +13,7 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from alerts.http.app import (
     alert_routes,
@@ -24,12 +25,17 @@ from alerts.http.peer import peer_routes
 from alerts.http.state import engine_state
 from api import __version__
 from api.admission import AdmissionControl
-from api.errors import ApiError
+from api.auth_metrics import AuthMetrics
+from api.client import NoSniff
+from api.errors import ApiError, Overloaded, TooManyRequests
 from api.faults import Faults, build_faults
 from api.faults.metrics import FaultMetrics
 from api.limits import BodyLimit
 from api.outage import OutageLog
 from api.routes import auth, events, health, properties
+from api.routes.auth import ENDPOINTS as AUTH_ENDPOINTS
+from api.routes.auth import HASHING_PATHS
+from api.routes.auth import count as count_attempt
 from api.routes.faults import fault_routes
 from api.services import Services, build_services
 from api.settings import Settings
@@ -62,6 +68,7 @@ def create_app(settings: Settings, *, services: Services | None = None) -> FastA
         async with AsyncExitStack() as stack:
             built = services or build_services(settings)
             stack.push_async_callback(built.close)
+            built.auth_metrics = auth_metrics
             app.state.services = built
             if faults is not None:
                 stack.push_async_callback(faults.close)  # no lock or leak outlives the app
@@ -85,8 +92,13 @@ def create_app(settings: Settings, *, services: Services | None = None) -> FastA
         # request a second time once a global provider is set, and even off it looks the
         # global providers up on every request (about 6 % of a cached read's CPU).
         telemetry={"tracing": False, "metrics": False, "logs": False, "operation_spans": False},
+        # The API's description is for developers: off in production unless API_DOCS_ENABLED.
+        docs_url="/docs" if settings.docs_enabled else None,
+        redoc_url="/redoc" if settings.docs_enabled else None,
+        openapi_url="/openapi.json" if settings.docs_enabled else None,
     )
     app.state.settings = settings
+    app.add_middleware(NoSniff)
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     _include_routes(app, settings)
     faults = _mount_faults(app, settings)
@@ -96,13 +108,18 @@ def create_app(settings: Settings, *, services: Services | None = None) -> FastA
     if faults is not None and metrics is not None:
         gauge = FaultMetrics(metrics.registry).fault_active
         faults.observe(lambda name, active: gauge.labels(fault=name).set(int(active)))
-    # Outermost: a shed request costs next to nothing and touches no other layer.
     rejected = metrics.http_rejected_requests if metrics is not None else None
+    on_reject = (lambda reason: rejected.labels(reason=reason).inc()) if rejected else None
+    auth_metrics = AuthMetrics(metrics.registry, on_rejected=on_reject) if metrics else None
+    if settings.proxies:
+        app.add_middleware(ProxyHeadersMiddleware, trusted_hosts=settings.proxies)
+    # Outermost: a shed request costs next to nothing and touches no other layer.
     app.add_middleware(
         AdmissionControl,
         max_in_flight=settings.max_in_flight,
         retry_after=1,
-        on_reject=(lambda reason: rejected.labels(reason=reason).inc()) if rejected else None,
+        on_reject=on_reject,
+        apart=HASHING_PATHS,
     )
     return app
 
@@ -163,6 +180,8 @@ def _install_error_handlers(app: FastAPI) -> None:
     async def api_error(_: Request, exc: ApiError) -> JSONResponse:
         body = {"error": exc.code, "detail": exc.detail}
         headers = {"WWW-Authenticate": "Bearer"} if exc.status_code == 401 else None
+        if isinstance(exc, TooManyRequests | Overloaded):
+            headers = {"Retry-After": str(exc.retry_after)}
         return JSONResponse(body, status_code=exc.status_code, headers=headers)
 
     @app.exception_handler(StarletteHTTPException)
@@ -172,7 +191,11 @@ def _install_error_handlers(app: FastAPI) -> None:
         return response
 
     @app.exception_handler(RequestValidationError)
-    async def validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
+    async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+        endpoint = AUTH_ENDPOINTS.get(request.url.path)
+        services = getattr(request.app.state, "services", None)
+        if endpoint is not None and services is not None:
+            count_attempt(services, endpoint, "invalid")
         # The submitted values are left out on purpose: they may be passwords or tokens.
         errors = []
         for error in exc.errors():

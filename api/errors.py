@@ -46,3 +46,25 @@ class NotFound(ApiError):
 class Conflict(ApiError):
     status_code = 409
     code = "conflict"
+
+
+class TooManyRequests(ApiError):
+    """A rate limit is reached; ``retry_after`` seconds until it lets the client try again."""
+
+    status_code = 429
+    code = "too_many_requests"
+
+    def __init__(self, detail: str, *, retry_after: int) -> None:
+        super().__init__(detail)
+        self.retry_after = retry_after
+
+
+class Overloaded(ApiError):
+    """At capacity for this kind of work: come back in ``retry_after`` seconds."""
+
+    status_code = 503
+    code = "overloaded"
+
+    def __init__(self, detail: str, *, retry_after: int = 1) -> None:
+        super().__init__(detail)
+        self.retry_after = retry_after

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import hashlib
 import secrets
 import uuid
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -26,8 +29,10 @@ class Passwords:
     (True, False)
     """
 
-    def __init__(self, hasher: PasswordHasher | None = None) -> None:
+    def __init__(self, hasher: PasswordHasher | None = None, *, max_concurrent: int = 4) -> None:
         self._hasher = hasher or PasswordHasher()
+        self.max_concurrent = max_concurrent
+        self.in_flight = 0
 
     def hash(self, password: str) -> str:
         return self._hasher.hash(password)
@@ -37,6 +42,35 @@ class Passwords:
             return self._hasher.verify(password_hash, password)
         except (VerificationError, InvalidHashError):
             return False
+
+    async def hash_bounded(self, password: str) -> str:
+        """``hash`` in a thread, at most ``max_concurrent`` at once (``HashingBusy`` past
+        that, at once: a storm of sign-ins is refused rather than queued behind reads)."""
+        async with self._slot():
+            return await asyncio.to_thread(self.hash, password)
+
+    async def verify_bounded(self, password_hash: str, password: str) -> bool:
+        """``verify`` in a thread, bounded like ``hash_bounded``."""
+        async with self._slot():
+            return await asyncio.to_thread(self.verify, password_hash, password)
+
+    @contextlib.asynccontextmanager
+    async def _slot(self) -> AsyncIterator[None]:
+        if self.in_flight >= self.max_concurrent:
+            raise HashingBusy(self.max_concurrent)
+        self.in_flight += 1
+        try:
+            yield
+        finally:
+            self.in_flight -= 1
+
+
+class HashingBusy(Exception):
+    """As many passwords are being hashed as a worker may (``MAX_IN_FLIGHT_AUTH``)."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"the server is hashing as many passwords as it may ({limit} at a time)")
+        self.limit = limit
 
 
 @dataclass(frozen=True)

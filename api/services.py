@@ -8,12 +8,14 @@ from dataclasses import dataclass, field
 from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from api.auth_metrics import AuthMetrics
 from api.cache import Cache, CacheBackend, MemoryBackend, NullCache, RedisBackend
 from api.db import create_engine, create_sessionmaker
 from api.events import Broadcaster, MemoryBroadcaster, RedisBroadcaster
 from api.redis_client import redis_client
 from api.security import AccessTokens, Passwords
 from api.settings import Settings
+from api.throttle import Throttle
 
 log = logging.getLogger("dynoscope")
 
@@ -29,6 +31,9 @@ class Services:
     tokens: AccessTokens
     redis: Redis | None = None
     extra_redis: list[Redis] = field(default_factory=list)
+    # Rate limits on authentication (None: off), and what it counts (set by the app).
+    throttle: Throttle | None = None
+    auth_metrics: AuthMetrics | None = None
 
     async def close(self) -> None:
         await self.broadcaster.close()
@@ -84,10 +89,22 @@ def build_services(settings: Settings) -> Services:
         sessions=create_sessionmaker(engine),
         cache=cache,
         broadcaster=broadcaster,
-        passwords=Passwords(),
+        passwords=Passwords(max_concurrent=settings.max_in_flight_auth),
         tokens=AccessTokens(
             secret=settings.signing_key, ttl_seconds=settings.access_token_ttl_seconds
         ),
         redis=redis,
         extra_redis=extras,
+        throttle=_throttle(settings, redis),
+    )
+
+
+def _throttle(settings: Settings, redis: Redis | None) -> Throttle | None:
+    if not settings.auth_rate_limits:
+        log.warning("AUTH_RATE_LIMITS=false: logins, registrations and refreshes are unlimited")
+        return None
+    if redis is None:
+        return Throttle.in_memory(settings.auth_limits)
+    return Throttle.in_redis(
+        settings.auth_limits, pool=redis.connection_pool, prefix=settings.redis_key_prefix
     )

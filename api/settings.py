@@ -2,17 +2,27 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from collections.abc import Mapping
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from limits import RateLimitItem
+from pydantic import (
+    Field,
+    SecretStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from alerts.settings import AlertSettings, async_database_url
 from api.faults.commands import load_fault_commands
+from api.throttle import AuthLimits, parse_limits
 from instrumentation.settings import SettingsError, TelemetrySettings
 from instrumentation.settings import describe as describe_errors
 
@@ -20,6 +30,15 @@ __all__ = ["DEVELOPMENT_JWT_SECRET", "Mode", "Settings", "SettingsError"]
 
 DEVELOPMENT_JWT_SECRET = "dynoscope-development-secret-do-not-use-in-production"  # noqa: S105
 DEFAULT_DATABASE_URL = "sqlite:///./dynoscope.db"
+
+
+LIMIT_VARIABLES = {
+    "login_per_client": "AUTH_LOGIN_FAILURES_PER_CLIENT",
+    "login_per_account_client": "AUTH_LOGIN_FAILURES_PER_ACCOUNT_CLIENT",
+    "login_per_account": "AUTH_LOGIN_FAILURES_PER_ACCOUNT",
+    "register_per_client": "AUTH_REGISTER_PER_CLIENT",
+    "refresh_per_client": "AUTH_REFRESH_FAILURES_PER_CLIENT",
+}
 
 
 class Mode(StrEnum):
@@ -72,6 +91,28 @@ class Settings(BaseSettings):
     port: int = Field(default=8000, gt=0, lt=65536, validation_alias="PORT")
     max_in_flight: int = Field(default=128, gt=0, validation_alias="MAX_IN_FLIGHT")
     max_body_bytes: int = Field(default=1_048_576, gt=0, validation_alias="MAX_BODY_BYTES")
+    # Logins, registrations and refreshes in flight per worker: each hashes a password, so
+    # they are admitted as a class of their own and a storm of them never crowds out reads.
+    max_in_flight_auth: int = Field(default=4, gt=0, validation_alias="MAX_IN_FLIGHT_AUTH")
+    # Addresses (or CIDR ranges) of proxies whose X-Forwarded-For is believed; none by default.
+    trusted_proxies: str | None = Field(default=None, validation_alias="TRUSTED_PROXIES")
+    # Rate limits on authentication (api/throttle.py, docs/security.md): "N/period;M/period".
+    auth_rate_limits: bool = Field(default=True, validation_alias="AUTH_RATE_LIMITS")
+    login_per_client: str = Field(
+        default="20/minute", validation_alias="AUTH_LOGIN_FAILURES_PER_CLIENT"
+    )
+    login_per_account_client: str = Field(
+        default="5/minute;20/hour", validation_alias="AUTH_LOGIN_FAILURES_PER_ACCOUNT_CLIENT"
+    )
+    login_per_account: str = Field(
+        default="100/hour", validation_alias="AUTH_LOGIN_FAILURES_PER_ACCOUNT"
+    )
+    register_per_client: str = Field(default="20/hour", validation_alias="AUTH_REGISTER_PER_CLIENT")
+    refresh_per_client: str = Field(
+        default="20/minute", validation_alias="AUTH_REFRESH_FAILURES_PER_CLIENT"
+    )
+    # /docs, /redoc and /openapi.json: on outside production, off in it unless asked for.
+    api_docs_enabled: bool | None = Field(default=None, validation_alias="API_DOCS_ENABLED")
     admin_token: SecretStr | None = Field(default=None, validation_alias="ADMIN_TOKEN")
     # Fault injection (docs/faults.md): off by default, admin-only, opt-in twice in production.
     faults_enabled: bool = Field(default=False, validation_alias="DYNOSCOPE_FAULTS_ENABLED")
@@ -115,6 +156,25 @@ class Settings(BaseSettings):
             load_fault_commands(value)
         return value
 
+    @field_validator(*LIMIT_VARIABLES)
+    @classmethod
+    def _limits(cls, value: str, info: ValidationInfo) -> str:
+        parse_limits(value, variable=LIMIT_VARIABLES[str(info.field_name)])
+        return value
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _proxies(cls, value: str | None) -> str | None:
+        for number, part in enumerate((value or "").split(","), start=1):
+            if part.strip():
+                try:
+                    ipaddress.ip_network(part.strip(), strict=False)
+                except ValueError:
+                    raise ValueError(
+                        f"TRUSTED_PROXIES: entry {number} is not an IP address or CIDR range"
+                    ) from None
+        return value
+
     @field_validator("mode", mode="before")
     @classmethod
     def _lower_mode(cls, value: object) -> object:
@@ -156,6 +216,30 @@ class Settings(BaseSettings):
         if self.jwt_secret is not None:
             return self.jwt_secret.get_secret_value()
         return DEVELOPMENT_JWT_SECRET
+
+    @property
+    def auth_limits(self) -> AuthLimits:
+        def parsed(field: str) -> tuple[RateLimitItem, ...]:
+            return parse_limits(getattr(self, field), variable=LIMIT_VARIABLES[field])
+
+        return AuthLimits(
+            login_per_client=parsed("login_per_client"),
+            login_per_account_client=parsed("login_per_account_client"),
+            login_per_account=parsed("login_per_account"),
+            register_per_client=parsed("register_per_client"),
+            refresh_per_client=parsed("refresh_per_client"),
+        )
+
+    @property
+    def proxies(self) -> list[str]:
+        """``TRUSTED_PROXIES`` as a list (empty: no proxy is believed)."""
+        return [part.strip() for part in (self.trusted_proxies or "").split(",") if part.strip()]
+
+    @property
+    def docs_enabled(self) -> bool:
+        if self.api_docs_enabled is not None:
+            return self.api_docs_enabled
+        return self.mode is not Mode.PRODUCTION
 
     @property
     def is_sqlite(self) -> bool:

@@ -21,6 +21,7 @@ from dashboards.panels import (
 )
 from instrumentation.names import (
     ALERTS,
+    AUTH_ATTEMPTS,
     DB_CLIENT_ERRORS,
     DB_CLIENT_OPERATION_DURATION,
     HTTP_SERVER_ACTIVE_REQUESTS,
@@ -146,6 +147,18 @@ def _instances() -> list[Builder[Panel]]:
             unit="bytes",
             description="Least-squares slope of resident memory per hour (as the leak rule "
             "computes it), instances younger than the 5 m window left out.",
+            span=24,
+        ),
+        series(
+            "Authentication attempts by outcome",
+            Query(
+                f"sum by (endpoint, outcome) (rate({AUTH_ATTEMPTS}[5m]))",
+                "{{endpoint}} {{outcome}}",
+            ),
+            unit="reqps",
+            description="Sign-ins, registrations and refreshes per second by outcome: success, "
+            "bad_credentials, rate_limited (429) and invalid. Failures and refusals together "
+            "above one a second for 5 m is AuthenticationAbuse.",
             span=24,
         ),
     ]

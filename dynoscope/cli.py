@@ -50,6 +50,9 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
                 workers=args.workers,
                 log_level=settings.log_level.lower(),
                 access_log=False,
+                # The app believes X-Forwarded-For from TRUSTED_PROXIES only (api/client.py);
+                # uvicorn's own default would trust any local process.
+                proxy_headers=False,
             )
     except WorkersError as exc:
         print(f"dynoscope serve: refusing to start: {exc}", file=sys.stderr)

@@ -29,6 +29,7 @@ PROCESS_OPEN_FDS = "process_open_fds"
 INSTANCE_INFO = "dynoscope_instance_info"
 DEPENDENCY_ERRORS = "dynoscope_dependency_errors_total"
 FAULT_ACTIVE = "dynoscope_fault_active"
+AUTH_ATTEMPTS = "auth_attempts_total"
 # Alert engine
 RULE_EVALUATIONS = "dynoscope_rule_evaluations_total"
 RULE_EVALUATION_FAILURES = "dynoscope_rule_evaluation_failures_total"

@@ -14,10 +14,11 @@ import math
 import re
 from collections.abc import Mapping
 from functools import lru_cache
-from typing import Any
 
 from alerts.engine.query import Labels
 from alerts.engine.window import Window, bucket_quantiles, project
+from alerts.rules.access import ACCESS_SIGNALS
+from alerts.rules.promql import by_clause, guarded_ratio, param, rate_of, ratio
 from alerts.rules.signal import (
     RestartGuard,
     Signal,
@@ -43,25 +44,13 @@ UNAVAILABLE = ("connection", "timeout")
 TARGET = ("instance", "job")
 
 
-def _by(args: SignalArgs, *extra: str) -> str:
-    return f"by ({', '.join((*extra, *args.by))})"
-
-
-def _rate(metric: str, args: SignalArgs, *, matcher: str = "") -> str:
-    return f"sum {_by(args)} (rate({metric}{matcher}[{args.range}]))"
-
-
-def _param(args: SignalArgs, name: str) -> Any:
-    return getattr(args.params, name)
-
-
 # --- HTTP ---------------------------------------------------------------------------------
 
 
 def _latency(quantile: float, *, name: str | None = None) -> Signal:
     def promql(args: SignalArgs) -> str:
         inner = f"rate({HTTP_SERVER_REQUEST_DURATION}_bucket[{args.range}])"
-        return f"histogram_quantile({quantile:g}, sum {_by(args, 'le')} ({inner}))"
+        return f"histogram_quantile({quantile:g}, sum {by_clause(args, 'le')} ({inner}))"
 
     def compute(window: Window, args: SignalArgs) -> dict[Labels, float]:
         increases = window.increases(f"{HTTP_SERVER_REQUEST_DURATION}_bucket", by=("le", *args.by))
@@ -77,32 +66,12 @@ def _latency(quantile: float, *, name: str | None = None) -> Signal:
     )
 
 
-def _guarded_ratio(*, numerator: str, denominator: str, args: SignalArgs) -> str:
-    expr = f"({numerator} or {denominator} * 0) / {denominator}"
-    minimum = _param(args, "min_requests_per_second")
-    if minimum > 0:
-        expr = f"({expr}) and on ({', '.join(args.by)}) ({denominator} >= {number(minimum)})"
-    return expr
-
-
-def _ratio(
-    numerator: dict[Labels, float], denominator: dict[Labels, float], *, args: SignalArgs
-) -> dict[Labels, float]:
-    minimum = _param(args, "min_requests_per_second")
-    result = {}
-    for labels, total in denominator.items():
-        if total < minimum:
-            continue
-        result[labels] = numerator.get(labels, 0.0) / total if total > 0 else math.nan
-    return result
-
-
 def _error_ratio_promql(args: SignalArgs) -> str:
-    return _guarded_ratio(
-        numerator=_rate(
+    return guarded_ratio(
+        numerator=rate_of(
             f"{HTTP_SERVER_REQUEST_DURATION}_count", args, matcher='{status_code=~"5.."}'
         ),
-        denominator=_rate(f"{HTTP_SERVER_REQUEST_DURATION}_count", args),
+        denominator=rate_of(f"{HTTP_SERVER_REQUEST_DURATION}_count", args),
         args=args,
     )
 
@@ -118,7 +87,7 @@ def _hit(labels: Mapping[str, str]) -> bool:
 def _error_ratio(window: Window, args: SignalArgs) -> dict[Labels, float]:
     name = f"{HTTP_SERVER_REQUEST_DURATION}_count"
     errors = window.rates(name, by=args.by, where=_server_error)
-    return _ratio(errors, window.rates(name, by=args.by), args=args)
+    return ratio(errors, window.rates(name, by=args.by), args=args)
 
 
 def _requests(window: Window, args: SignalArgs) -> dict[Labels, float]:
@@ -141,8 +110,8 @@ def _db_queries(window: Window, args: SignalArgs) -> dict[Labels, float]:
 
 
 def _db_per_request_promql(args: SignalArgs) -> str:
-    statements = _rate(f"{DB_CLIENT_OPERATION_DURATION}_count", args)
-    return f"{statements} / {_rate(f'{HTTP_SERVER_REQUEST_DURATION}_count', args)}"
+    statements = rate_of(f"{DB_CLIENT_OPERATION_DURATION}_count", args)
+    return f"{statements} / {rate_of(f'{HTTP_SERVER_REQUEST_DURATION}_count', args)}"
 
 
 def _db_per_request(window: Window, args: SignalArgs) -> dict[Labels, float]:
@@ -167,16 +136,16 @@ def _db_unavailable(window: Window, args: SignalArgs) -> dict[Labels, float]:
 
 
 def _hit_ratio_promql(args: SignalArgs) -> str:
-    return _guarded_ratio(
-        numerator=_rate(CACHE_REQUESTS, args, matcher='{result="hit"}'),
-        denominator=_rate(CACHE_REQUESTS, args),
+    return guarded_ratio(
+        numerator=rate_of(CACHE_REQUESTS, args, matcher='{result="hit"}'),
+        denominator=rate_of(CACHE_REQUESTS, args),
         args=args,
     )
 
 
 def _hit_ratio(window: Window, args: SignalArgs) -> dict[Labels, float]:
     hits = window.rates(CACHE_REQUESTS, by=args.by, where=_hit)
-    return _ratio(hits, window.rates(CACHE_REQUESTS, by=args.by), args=args)
+    return ratio(hits, window.rates(CACHE_REQUESTS, by=args.by), args=args)
 
 
 def _cache_error(labels: Mapping[str, str]) -> bool:
@@ -184,30 +153,30 @@ def _cache_error(labels: Mapping[str, str]) -> bool:
 
 
 def _cache_error_ratio_promql(args: SignalArgs) -> str:
-    return _guarded_ratio(
-        numerator=_rate(CACHE_REQUESTS, args, matcher='{result="error"}'),
-        denominator=_rate(CACHE_REQUESTS, args),
+    return guarded_ratio(
+        numerator=rate_of(CACHE_REQUESTS, args, matcher='{result="error"}'),
+        denominator=rate_of(CACHE_REQUESTS, args),
         args=args,
     )
 
 
 def _cache_error_ratio(window: Window, args: SignalArgs) -> dict[Labels, float]:
     errors = window.rates(CACHE_REQUESTS, by=args.by, where=_cache_error)
-    return _ratio(errors, window.rates(CACHE_REQUESTS, by=args.by), args=args)
+    return ratio(errors, window.rates(CACHE_REQUESTS, by=args.by), args=args)
 
 
 # --- process -------------------------------------------------------------------------------
 
 
 def _min_uptime(args: SignalArgs) -> float:
-    configured: float | None = _param(args, "min_uptime_seconds")
+    configured: float | None = param(args, "min_uptime_seconds")
     return args.window.total_seconds() if configured is None else configured
 
 
 def _memory_growth_promql(args: SignalArgs) -> str:
     growth = f"deriv({PROCESS_RESIDENT_MEMORY}[{args.range}]) * 3600"
     fresh = f"time() - {PROCESS_START_TIME} > {number(_min_uptime(args))}"
-    return f"max {_by(args)} ({growth} and on (instance, job) ({fresh}))"
+    return f"max {by_clause(args)} ({growth} and on (instance, job) ({fresh}))"
 
 
 def _memory_growth(window: Window, args: SignalArgs) -> dict[Labels, float]:
@@ -252,6 +221,7 @@ SIGNALS: Mapping[str, Signal] = {
     signal.name: signal
     for signal in (
         *(_latency(q) for q in (0.5, 0.9, 0.95, 0.99)),
+        *ACCESS_SIGNALS,
         Signal(
             name="http_error_ratio",
             help="Share of HTTP responses with a 5xx status.",
@@ -264,21 +234,21 @@ SIGNALS: Mapping[str, Signal] = {
             name="http_requests_per_second",
             help="HTTP requests per second.",
             labels=frozenset({"method", "route", "status_code", *TARGET}),
-            promql=lambda a: _rate(f"{HTTP_SERVER_REQUEST_DURATION}_count", a),
+            promql=lambda a: rate_of(f"{HTTP_SERVER_REQUEST_DURATION}_count", a),
             compute=_requests,
         ),
         Signal(
             name="http_rejected_requests_per_second",
             help="HTTP requests refused before handling (admission control), per second.",
             labels=frozenset({"reason", *TARGET}),
-            promql=lambda a: _rate(HTTP_SERVER_REJECTED_REQUESTS, a),
+            promql=lambda a: rate_of(HTTP_SERVER_REJECTED_REQUESTS, a),
             compute=_rejected,
         ),
         Signal(
             name="db_slow_queries_per_minute",
             help="Database statements slower than the slow-query threshold, per minute.",
             labels=frozenset({"operation", "table", *TARGET}),
-            promql=lambda a: f"{_rate(DB_CLIENT_SLOW_QUERIES, a)} * 60",
+            promql=lambda a: f"{rate_of(DB_CLIENT_SLOW_QUERIES, a)} * 60",
             compute=_slow_queries,
         ),
         Signal(
@@ -286,7 +256,7 @@ SIGNALS: Mapping[str, Signal] = {
             help="Failed connection attempts and statements that lost their connection or "
             "timed out, per second.",
             labels=frozenset({"operation", "error_type", *TARGET}),
-            promql=lambda a: _rate(
+            promql=lambda a: rate_of(
                 DB_CLIENT_ERRORS, a, matcher=f'{{error_type=~"{"|".join(UNAVAILABLE)}"}}'
             ),
             compute=_db_unavailable,
@@ -295,7 +265,7 @@ SIGNALS: Mapping[str, Signal] = {
             name="db_queries_per_second",
             help="Database statements per second.",
             labels=frozenset({"operation", "table", *TARGET}),
-            promql=lambda a: _rate(f"{DB_CLIENT_OPERATION_DURATION}_count", a),
+            promql=lambda a: rate_of(f"{DB_CLIENT_OPERATION_DURATION}_count", a),
             compute=_db_queries,
         ),
         Signal(
@@ -334,14 +304,16 @@ SIGNALS: Mapping[str, Signal] = {
             name="instance_up",
             help="1 when the instance answered its last scrape.",
             labels=frozenset(TARGET),
-            promql=lambda a: f"max {_by(a)} (up)",
+            promql=lambda a: f"max {by_clause(a)} (up)",
             compute=_instance_up,
         ),
         Signal(
             name="rule_evaluation_failures",
             help="Failed rule evaluations of the alert engine within the window.",
             labels=frozenset({"rule", *TARGET}),
-            promql=lambda a: f"sum {_by(a)} (increase({RULE_EVALUATION_FAILURES}[{a.range}]))",
+            promql=lambda a: (
+                f"sum {by_clause(a)} (increase({RULE_EVALUATION_FAILURES}[{a.range}]))"
+            ),
             compute=_failures,
             self_monitoring=True,
         ),
@@ -349,7 +321,7 @@ SIGNALS: Mapping[str, Signal] = {
             name="alert_store_up",
             help="1 while the alert engine's own store answers, 0 while it runs from memory.",
             labels=frozenset(TARGET),
-            promql=lambda a: f"min {_by(a)} ({ALERT_STORE_UP})",
+            promql=lambda a: f"min {by_clause(a)} ({ALERT_STORE_UP})",
             compute=_store_up,
             self_monitoring=True,
         ),

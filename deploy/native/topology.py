@@ -195,6 +195,8 @@ class Stack:
             **self.base_environ(),
             "INSTANCE_ID": name,
             "DYNOSCOPE_TRACES_FILE": str(self.directory / name / "traces.jsonl"),
+            # nginx, on this host, says who the client is (X-Forwarded-For).
+            "TRUSTED_PROXIES": "127.0.0.1",
         }
         if self.config.get("faults_enabled"):
             environ["DYNOSCOPE_FAULTS_ENABLED"] = "true"

@@ -28,6 +28,12 @@ from tests.support.prometheus import binary
 API = 'instance="a:8000", job="api"'
 H = "http_server_request_duration_seconds"
 REJECTED = "http_server_rejected_requests_total"
+
+
+def auth(endpoint: str, outcome: str) -> str:
+    return f'auth_attempts_total{{{API}, endpoint="{endpoint}", outcome="{outcome}"}}'
+
+
 SLOW = f'db_client_slow_queries_total{{{API}, operation="SELECT", table="properties"}}'
 STORE_UP = 'dynoscope_alert_store_up{instance="s:9", job="alerts"}'
 FAILURES = 'dynoscope_rule_evaluation_failures_total{instance="s:9", job="alerts", rule="X"}'
@@ -201,7 +207,26 @@ CASES = [
         labels={"instance": "a:8000"},
         value=3.0,
         extra_quiet=[  # a trickle under 1 request/s is not yet worth a page
-            [{"series": f'{REJECTED}{{{API}, reason="overload"}}', "values": "0+6x60"}]
+            [{"series": f'{REJECTED}{{{API}, reason="overload"}}', "values": "0+6x60"}],
+            # refusals by a rate limit are not overload
+            [{"series": f'{REJECTED}{{{API}, reason="rate_limited"}}', "values": "0+45x60"}],
+        ],
+    ),
+    Case(
+        "AuthenticationAbuse",
+        bad=[{"series": auth("login", "bad_credentials"), "values": "0+30x60"}],
+        healthy=[
+            {"series": auth("login", "success"), "values": "0+30x60"},
+            {"series": auth("login", "bad_credentials"), "values": "0x60"},
+        ],
+        at="12m",
+        labels={},
+        value=2.0,
+        extra_quiet=[  # a few typos a minute among many sign-ins are no attack
+            [
+                {"series": auth("login", "bad_credentials"), "values": "0+6x60"},
+                {"series": auth("login", "success"), "values": "0+60x60"},
+            ]
         ],
     ),
     Case(

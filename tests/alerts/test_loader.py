@@ -18,6 +18,7 @@ SHIPPED = {
     "MemoryLeakSuspected",
     "ApiErrorRateHigh",
     "ApiOverloaded",
+    "AuthenticationAbuse",
     "InstanceDown",
     "DatabaseUnavailable",
     "CacheUnavailable",

@@ -56,7 +56,7 @@ async def test_overload_is_shed_with_503_and_health_is_never_shed(
     try:
         await _until_in_flight(api, LIMIT)
 
-        for path in ("/properties/1", "/properties?city=berlin", "/auth/login"):
+        for path in ("/properties/1", "/properties?city=berlin", "/auth/refresh"):
             started = time.perf_counter()
             shed = await api.client.get(path)
             assert time.perf_counter() - started < 0.5  # at once, not after the queue
@@ -67,6 +67,9 @@ async def test_overload_is_shed_with_503_and_health_is_never_shed(
                 "detail": f"the server is at capacity ({LIMIT} requests in flight); "
                 "retry after 1 s",
             }
+        # A login is admitted by its own class: reads being full does not stop it.
+        login = await api.client.post("/auth/login", json={"email": "a@b.io", "password": "x" * 12})
+        assert login.status_code == 401
         assert (await api.client.get("/healthz")).status_code == 200
         assert (await api.client.get("/readyz")).status_code == 200
         families = await _scrape(api)
@@ -78,3 +81,29 @@ async def test_overload_is_shed_with_503_and_health_is_never_shed(
     assert [response.status_code for response in await asyncio.gather(*held)] == [200] * LIMIT
     await _until_in_flight(api, 0)
     assert (await api.client.get("/properties")).status_code == 200  # admitted again
+
+
+async def test_password_hashing_is_a_class_of_its_own_refused_while_reads_go_on(
+    shared_environ: dict[str, str],
+) -> None:
+    """A storm of sign-ins fills the hashing class (MAX_IN_FLIGHT_AUTH: one argon2 check at a
+    time here) and the excess is refused at once; reads are admitted as before, and sign-ins
+    do not count against MAX_IN_FLIGHT."""
+    environ = {**shared_environ, "MAX_IN_FLIGHT": "1", "MAX_IN_FLIGHT_AUTH": "1"}
+    async with running_app(environ) as api:
+        body = {"email": "storm@example.com", "password": "not-the-password"}
+        storm = [api.client.post("/auth/login", json=body) for _ in range(12)]
+        reads = [api.client.get("/healthz"), api.client.get("/properties/1")]
+        answers = await asyncio.gather(*storm, *reads)
+        logins, served = answers[: len(storm)], answers[len(storm) :]
+        statuses = sorted(r.status_code for r in logins)
+        refused = [r for r in logins if r.status_code == 503]
+        families = await _scrape(api)
+    assert 401 in statuses and refused, statuses  # some checked, the excess refused
+    assert set(statuses) <= {401, 503}, statuses
+    assert "hashing as many passwords" in refused[0].json()["detail"]
+    assert refused[0].headers["retry-after"] == "1"
+    assert served[0].status_code == 200
+    assert served[1].status_code in (200, 404)  # a read, not shed by the storm
+    shed = sample_value(families, "http_server_rejected_requests_total", reason="overload")
+    assert shed == len(refused)

@@ -92,6 +92,10 @@ async def traffic(client: httpx.AsyncClient, database_url: str) -> AsyncIterator
             await client.get("/properties/999999")
             if step % 5 == 0:
                 await client.get(ERROR_ROUTE)
+                # a wrong password now and then (soon refused by the rate limits: both count)
+                await client.post(
+                    "/auth/login", json={"email": "x@example.com", "password": "x" * 12}
+                )
             await asyncio.sleep(0.005)
 
     def hold(step: int) -> float:

@@ -8,6 +8,7 @@ import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 
 from alerts.metrics import EngineMetrics
+from api.auth_metrics import AuthMetrics
 from api.faults.metrics import FaultMetrics
 from instrumentation.catalogue import (
     CACHE_BUCKETS,
@@ -44,9 +45,11 @@ CONTRACT = _documented()
 
 def _every_metric(registry: CollectorRegistry) -> Catalogue:
     """The app's catalogue, each of its metrics and of those the packages register beside it
-    (the alert engine's, the fault injector's) touched once: the contract covers them all."""
+    (the alert engine's, the fault injector's, the service's auth metric) touched once: the
+    contract covers them all."""
     metrics = Catalogue(registry)
-    for group in (metrics, EngineMetrics(metrics), FaultMetrics(registry)):
+    groups = (metrics, EngineMetrics(metrics), FaultMetrics(registry), AuthMetrics(registry))
+    for group in groups:
         for value in vars(group).values():
             _touch(value)
     return metrics

@@ -36,6 +36,7 @@ RULES = {
     "DatabaseSlowQuery": {"window": "5s"},
     "ApiLatencyP95High": {"window": "5s", "for": "2s", "keep_firing_for": "0"},
     "ApiOverloaded": SHORT,
+    "AuthenticationAbuse": {**SHORT, "params": {"min_requests_per_second": 0.2}},
     # A leak of 240 MB/min is 14 GB/h; the steady load's wobble stays far below 4 GiB/h over
     # 30 s (over 10 s, one scrape taken during a 64 MiB password hash came close). Instances
     # younger than MIN_UPTIME (just restarted) are left out, as fresh starts grow.
@@ -50,6 +51,7 @@ RULES = {
     "Watchdog": {},
 }
 MAX_IN_FLIGHT = 2  # per instance: low, so that overload is reachable on two cores
+MAX_IN_FLIGHT_AUTH = 1  # password hashes at once per instance: a login storm fills it
 STEADY_USERS = 4
 THINK = 0.25  # seconds between a user's requests
 WARM = 0.8  # cache hit ratio the steady load reaches before the first scenario
@@ -79,7 +81,13 @@ def native(
             rules_path=str(rules),
             scrape_interval="1s",
             webhooks={"test-hook": receiver.url},
-            api_environ={"MAX_IN_FLIGHT": str(MAX_IN_FLIGHT), "LOG_LEVEL": "WARNING"},
+            api_environ={
+                "MAX_IN_FLIGHT": str(MAX_IN_FLIGHT),
+                "MAX_IN_FLIGHT_AUTH": str(MAX_IN_FLIGHT_AUTH),
+                # Every user of the session comes from this host, through nginx.
+                "AUTH_REGISTER_PER_CLIENT": "1000/hour",
+                "LOG_LEVEL": "WARNING",
+            },
             scheduler_environ={"ALERT_LEASE_SECONDS": "3"},
             seed_properties=200,
             # Each alert its own group, sent at once: times measure the engine, not a wait

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import sys
 import time
 from collections import Counter
@@ -269,9 +270,11 @@ def server_p95(session: Session, routes: str, window: str) -> float:
 def test_overload_is_shed_and_reported_while_admitted_requests_stay_fast(
     native: Session,
 ) -> None:
-    """A login storm: each login checks its password in a thread (argon2), so logins stay in
-    flight long and MAX_IN_FLIGHT is reached. (Cheap requests on two busy cores queue in the
-    kernel, never in the app: admission control cannot see them; see the report.)"""
+    """A login storm with the right passwords (no rate limit applies): each login checks its
+    password in a thread (argon2), so logins stay in flight long and fill their own class
+    (MAX_IN_FLIGHT_AUTH), which sheds them while reads are admitted by theirs. (Cheap requests
+    on two busy cores queue in the kernel, never in the app: admission control cannot see
+    them; see the report.)"""
     mark = quiet(native)
     fault_at = time.monotonic()
     crowd = native.background.users(native.stack.urls["nginx"], count=CROWD, think=0, logins=True)
@@ -300,6 +303,58 @@ def test_overload_is_shed_and_reported_while_admitted_requests_stay_fast(
     assert reads < 0.5, "admitted requests must stay fast: that is what shedding is for"
     timed(
         native, "overload ended", ["ApiOverloaded"], "resolved", after=mark,
+        since=time.monotonic(), seconds=RESOLVE,
+    )  # fmt: skip
+    each_once(native)
+
+
+GUESSERS = 8  # clients trying wrong passwords, no pause
+
+
+async def guess(url: str, email: str, statuses: list[int]) -> None:
+    """Wrong passwords for ``email`` as fast as the answers come."""
+    async with httpx.AsyncClient(base_url=url, timeout=10) as client:
+        for number in itertools.count():
+            body = {"email": email, "password": f"guess-{number:08d}"}
+            with contextlib.suppress(httpx.HTTPError):
+                statuses.append((await client.post("/auth/login", json=body)).status_code)
+
+
+def test_password_guessing_is_throttled_and_reported_while_reads_stay_fast(
+    native: Session,
+) -> None:
+    mark = quiet(native)
+    statuses: list[int] = []
+    fault_at = time.monotonic()
+    guessers = [
+        asyncio.run_coroutine_threadsafe(
+            guess(native.stack.urls["nginx"], "demo@example.com", statuses),
+            native.background.loop,
+        )
+        for _ in range(GUESSERS)
+    ]
+    try:
+        timed(
+            native, "password guessing", ["AuthenticationAbuse"], "firing", after=mark,
+            since=fault_at, seconds=FIRE,
+        )  # fmt: skip
+        steady = native.steady.since(fault_at)
+    finally:
+        for future in guessers:
+            future.cancel()
+    counts = Counter(statuses)
+    reads = [s for s in steady if s.status < 500 and s.status != 0]
+    print(
+        f"\npassword guessing: {dict(counts)}; steady users' p95 {p95(reads) * 1000:.0f} ms"
+        " through nginx",
+        file=sys.stderr,
+    )
+    native.timings.append(("password guessing", "steady users' p95 (not a delay)", p95(reads)))
+    # Throttled: a handful of guesses checked, the rest refused before any hash.
+    assert counts[429] > 10 * counts[401], counts
+    assert p95(reads) < 0.2, "reads must not pay for the guessing"
+    timed(
+        native, "guessing stopped", ["AuthenticationAbuse"], "resolved", after=mark,
         since=time.monotonic(), seconds=RESOLVE,
     )  # fmt: skip
     each_once(native)

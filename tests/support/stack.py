@@ -60,6 +60,7 @@ async def serving(app: ASGIApp, port: int) -> AsyncIterator[None]:
         port=port,
         log_level="warning",
         lifespan="on",
+        proxy_headers=False,  # as `dynoscope serve`: the app decides whom to believe
         # Open event streams end with the server instead of holding its shutdown.
         timeout_graceful_shutdown=2,
     )
