@@ -69,6 +69,9 @@ def create_app(settings: Settings, *, services: Services | None = None) -> FastA
             built = services or build_services(settings)
             stack.push_async_callback(built.close)
             built.auth_metrics = auth_metrics
+            if built.throttle is not None and metrics is not None:
+                failures = metrics.dependency_errors.labels(dependency="rate_limits")
+                built.throttle.on_error = failures.inc
             app.state.services = built
             if faults is not None:
                 stack.push_async_callback(faults.close)  # no lock or leak outlives the app

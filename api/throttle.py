@@ -17,9 +17,10 @@ in memory in the embedded default. What counts:
   (``AUTH_REFRESH_FAILURES_PER_CLIENT``).
 
 Past a limit the request is refused before any password is hashed: 429 with ``Retry-After``.
-Successful logins are never limited here (the admission control bounds how many hash at
-once). Redis down: limits are not enforced (fail open, logged once, counted), since refusing
-every login would be worse than an unthrottled minute.
+Successful logins are never limited here (``MAX_IN_FLIGHT_AUTH`` bounds how many hash at
+once). Redis down: limits are not enforced (fail open, logged once, counted through
+``on_error`` as ``dynoscope_dependency_errors_total{dependency="rate_limits"}``), since
+refusing every login would be worse than an unthrottled minute.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ import hashlib
 import logging
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from limits import RateLimitItem, parse_many
@@ -83,7 +84,7 @@ class Throttle:
         self._storage = storage
         self._limiter = SlidingWindowCounterRateLimiter(storage)
         self._down = False
-        self.errors = 0
+        self.on_error: Callable[[], None] | None = None  # set by the app: counts each failure
 
     @classmethod
     def in_memory(cls, limits: AuthLimits) -> Throttle:
@@ -178,7 +179,8 @@ class Throttle:
         return f"known/{account}/{client}"
 
     def _unavailable(self, exc: BaseException) -> None:
-        self.errors += 1
+        if self.on_error is not None:
+            self.on_error()
         if not self._down:
             log.error(
                 "auth rate limits unavailable (%s): not enforced until the store answers",

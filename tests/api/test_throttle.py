@@ -17,6 +17,7 @@ from fastapi import FastAPI
 
 from api.settings import Settings
 from tests.instrumentation.support import parse_text, sample_value
+from tests.support.redis_server import RedisServer
 from tests.support.stack import Running, running_app
 from tests.support.users import PASSWORD
 
@@ -233,3 +234,29 @@ async def test_api_docs_are_off_in_production_unless_asked_for(
         for path in ("/docs", "/redoc", "/openapi.json"):
             status = (await api.client.get(path)).status_code
             assert (status == 200) is served, (path, status)
+
+
+async def test_with_redis_down_the_limits_step_aside_and_the_failure_is_counted(
+    shared_environ: dict[str, str],
+    private_redis: RedisServer,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    environ = {
+        **shared_environ,
+        "REDIS_URL": private_redis.url,
+        "AUTH_LOGIN_FAILURES_PER_ACCOUNT_CLIENT": "2/minute",
+    }
+    async with running_app(environ) as api:
+        email = await account(api)
+        private_redis.stop()
+        statuses = [
+            (await api.client.post("/auth/login", json=login(email, WRONG))).status_code
+            for _ in range(4)
+        ]
+        families = parse_text((await api.client.get("/metrics")).text)
+    # Not enforced (refusing every sign-in would be worse), not an error either: said once.
+    assert statuses == [401] * 4
+    errors = sample_value(families, "dynoscope_dependency_errors_total", dependency="rate_limits")
+    assert errors is not None and errors >= 4
+    said = [r for r in caplog.records if "auth rate limits unavailable" in r.getMessage()]
+    assert len(said) == 1
