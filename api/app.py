@@ -40,6 +40,7 @@ from api.routes.faults import fault_routes
 from api.services import Services, build_services
 from api.settings import Settings
 from instrumentation.app import Telemetry, instrument_app, metrics_of
+from instrumentation.catalogue import Catalogue
 
 log = logging.getLogger("dynoscope")
 
@@ -111,9 +112,15 @@ def create_app(settings: Settings, *, services: Services | None = None) -> FastA
     if faults is not None and metrics is not None:
         gauge = FaultMetrics(metrics.registry).fault_active
         faults.observe(lambda name, active: gauge.labels(fault=name).set(int(active)))
+    auth_metrics = _admission(app, settings, metrics)
+    return app
+
+
+def _admission(app: FastAPI, settings: Settings, metrics: Catalogue | None) -> AuthMetrics | None:
+    """Who the client is (behind trusted proxies) and admission control, outermost; the auth
+    metric, which counts its refusals where admission control counts its own."""
     rejected = metrics.http_rejected_requests if metrics is not None else None
     on_reject = (lambda reason: rejected.labels(reason=reason).inc()) if rejected else None
-    auth_metrics = AuthMetrics(metrics.registry, on_rejected=on_reject) if metrics else None
     if settings.proxies:
         app.add_middleware(ProxyHeadersMiddleware, trusted_hosts=settings.proxies)
     # Outermost: a shed request costs next to nothing and touches no other layer.
@@ -124,7 +131,7 @@ def create_app(settings: Settings, *, services: Services | None = None) -> FastA
         on_reject=on_reject,
         apart=HASHING_PATHS,
     )
-    return app
+    return AuthMetrics(metrics.registry, on_rejected=on_reject) if metrics is not None else None
 
 
 def _include_routes(app: FastAPI, settings: Settings) -> None:

@@ -149,6 +149,11 @@ def _instances() -> list[Builder[Panel]]:
             "computes it), instances younger than the 5 m window left out.",
             span=24,
         ),
+    ]
+
+
+def _access() -> list[Builder[Panel]]:
+    return [
         series(
             "Authentication attempts by outcome",
             Query(
@@ -235,6 +240,7 @@ def scaling_health() -> builders.Dashboard:
         ("Traffic and latency", _traffic()),
         ("Instances", _instances()),
         ("Database and cache", _database()),
+        ("Authentication", _access()),
     ):
         board = board.with_row(builders.Row(title))
         for panel in panels:

@@ -166,8 +166,7 @@ class Monitor:
             rules=rules, ledger=ledger, store=stored, writer=writer, source=source,
             self_source=self_source, evaluator=evaluator, outbox=outbox, metrics=own,
             http=client, lease=held, resender=resender, silences=silences,
-            silence_store=silence_store, _owns_http=http is None,
-            peers=_peers(settings, client),
+            silence_store=silence_store, _owns_http=http is None, peers=_peers(settings, client),
             scheduler=Scheduler(
                 groups=rules.groups, evaluator=evaluator, outbox=outbox, writer=writer,
                 clock=clock, resend=resender, silences=silences,
