@@ -16,6 +16,8 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from instrumentation import names
 
 HTTP_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 2.5, 5.0, 10.0)
+# A stream lasts seconds to hours: how long clients stay, not how fast the server is.
+STREAM_BUCKETS = (1.0, 10.0, 60.0, 300.0, 900.0, 1800.0, 3600.0, 14400.0)
 DB_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 CACHE_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5)
 
@@ -52,6 +54,29 @@ class Catalogue:
             "HTTP requests refused before they were handled, by reason (overload: admission "
             "control shed it).",
             ["reason"],
+            registry=registry,
+        )
+        # Long-lived responses (server-sent events): not requests for latency. They leave
+        # the request histogram and the in-flight gauge once their headers are out.
+        self.http_stream_start = Histogram(
+            names.HTTP_SERVER_STREAM_START,
+            "Time from a streaming request to its response headers (its first byte).",
+            ["method", "route"],
+            buckets=HTTP_BUCKETS,
+            registry=registry,
+        )
+        self.http_stream_duration = Histogram(
+            names.HTTP_SERVER_STREAM_DURATION,
+            "How long streaming responses stayed open, from their headers to their end.",
+            ["method", "route"],
+            buckets=STREAM_BUCKETS,
+            registry=registry,
+        )
+        self.http_open_streams = Gauge(
+            names.HTTP_SERVER_OPEN_STREAMS,
+            "Streaming responses open now.",
+            ["method", "route"],
+            multiprocess_mode="livesum",
             registry=registry,
         )
         # Database client

@@ -1,5 +1,11 @@
 """Pure ASGI middleware: request latency, in-flight requests and server spans.
 
+A streaming response (``text/event-stream``) is not a request for latency: once its headers
+are out it leaves the request histogram and the in-flight gauge and is an open stream
+(``http_server_stream_start_seconds``, ``http_server_open_streams``,
+``http_server_stream_duration_seconds``), so an event stream held open for minutes never
+looks like a slow request to a latency rule.
+
 A pure ASGI middleware rather than ``BaseHTTPMiddleware``: no extra task per request, streams
 pass through untouched, and the request ends when the last body chunk is sent, so background
 tasks that run after the response are not counted in its duration.
@@ -34,6 +40,10 @@ class HttpMetrics:
         self._in_flight: dict[tuple[str, str], int] = {}
         self._children: dict[tuple[str, str], Any] = {}
         self._per_worker_files = getattr(values.ValueClass, "__name__", "") == "MmapedValue"
+        self._stream_start = catalogue.http_stream_start
+        self._stream_duration = catalogue.http_stream_duration
+        self._open_streams = catalogue.http_open_streams
+        self._streams: dict[tuple[str, str], tuple[Any, Any, Any]] = {}
 
     def enter(self, method: str, route: str) -> tuple[str, str]:
         """A request for ``route`` is in flight; returns the key to ``leave`` with."""
@@ -58,6 +68,25 @@ class HttpMetrics:
             child.set_function(lambda: self._in_flight[key])
         self._in_flight[key] = 0
         return 0
+
+    def stream_opened(self, method: str, route: str, seconds: float) -> None:
+        """A streaming response sent its headers ``seconds`` after the request came."""
+        key = (method, route)
+        children = self._streams.get(key)
+        if children is None:
+            children = self._streams[key] = (
+                self._stream_start.labels(method=method, route=route),
+                self._stream_duration.labels(method=method, route=route),
+                self._open_streams.labels(method=method, route=route),
+            )
+        children[0].observe(seconds)
+        children[2].inc()
+
+    def stream_closed(self, method: str, route: str, seconds: float) -> None:
+        """A stream opened by ``stream_opened`` ended after ``seconds`` open."""
+        _, duration, open_streams = self._streams[(method, route)]
+        duration.observe(seconds)
+        open_streams.dec()
 
     def observe(
         self, *, method: str, route: str, status_code: int, seconds: float, trace_id: int | None
@@ -132,7 +161,7 @@ class _Exchange:
 
     __slots__ = (
         "_downstream", "_method", "_metrics", "_scope", "_started", "_tracker", "active",
-        "finished", "status_code", "trace",
+        "finished", "status_code", "stream_route", "streamed_at", "trace",
     )  # fmt: skip
 
     def __init__(
@@ -149,6 +178,8 @@ class _Exchange:
         self._started = time.perf_counter()
         self.status_code = 500
         self.finished = False
+        self.stream_route: str | None = None  # set once a streaming response sent headers
+        self.streamed_at = 0.0
 
     def routed(self, previous: str | None, route: str) -> None:
         # Called by the router (twice under a mount: prefix, then full template).
@@ -160,6 +191,8 @@ class _Exchange:
         kind = message["type"]
         if kind == "http.response.start":
             self.status_code = message["status"]
+            if self._metrics is not None and _streaming(message):
+                self._stream_opened()
         elif kind == "http.response.body" and not message.get("more_body", False):
             try:
                 await self._downstream(message)
@@ -168,6 +201,18 @@ class _Exchange:
                     self.finish(None)
             return
         await self._downstream(message)
+
+    def _stream_opened(self) -> None:
+        # A stream is not a request for latency: from its headers on, it is an open stream
+        # (own series), out of the request histogram and the in-flight gauge, as admission
+        # control stops counting it then too.
+        self.streamed_at = time.perf_counter()
+        self.stream_route = route_of(self._scope, self._tracker)
+        if self.active is not None:
+            self._metrics.leave(self.active)  # type: ignore[union-attr]
+            self.active = None
+        seconds = self.streamed_at - self._started
+        self._metrics.stream_opened(self._method, self.stream_route, seconds)  # type: ignore[union-attr]
 
     def finish(self, error: BaseException | None) -> None:
         self.finished = True
@@ -189,11 +234,24 @@ class _Exchange:
                     "url.scheme": scope.get("scheme", "http"),
                 },
             )
-        if metrics is not None:
-            metrics.observe(
-                method=method,
-                route=route,
-                status_code=self.status_code,
-                seconds=seconds,
-                trace_id=trace.trace_id if sampled else None,  # type: ignore[union-attr]
-            )
+        if metrics is None:
+            return
+        if self.stream_route is not None:
+            open_for = time.perf_counter() - self.streamed_at
+            metrics.stream_closed(method, self.stream_route, open_for)
+            return
+        metrics.observe(
+            method=method,
+            route=route,
+            status_code=self.status_code,
+            seconds=seconds,
+            trace_id=trace.trace_id if sampled else None,  # type: ignore[union-attr]
+        )
+
+
+def _streaming(start: Message) -> bool:
+    """Whether a response is a stream (server-sent events), by its ``content-type``."""
+    for name, value in start.get("headers", ()):
+        if name == b"content-type":
+            return bytes(value).startswith(b"text/event-stream")
+    return False
