@@ -14,6 +14,7 @@ import secrets
 import sys
 from collections.abc import Sequence
 
+from api import __version__
 from api.db import create_engine, create_sessionmaker
 from api.logs import configure_logging
 from api.settings import Mode, Settings, SettingsError
@@ -147,6 +148,7 @@ def build_parser() -> argparse.ArgumentParser:
         "Each command has its own help: dynoscope COMMAND --help",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    parser.add_argument("--version", action="version", version=f"dynoscope {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _register_service(commands)
 

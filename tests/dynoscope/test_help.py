@@ -63,3 +63,15 @@ def test_dynoscope_help_as_a_terminal_shows_it() -> None:
 @pytest.mark.parametrize("command", sorted(COMMANDS), ids=lambda c: " ".join(c) or "dynoscope")
 def test_help_is_plain_text_with_a_description_and_an_example(command: tuple[str, ...]) -> None:
     _check(command, COMMANDS[command].format_help())
+
+
+def test_version_names_the_installed_release() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "dynoscope", "--version"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert re.fullmatch(r"dynoscope \d+\.\d+\.\d+\S*\n", result.stdout), result.stdout

@@ -360,9 +360,27 @@ def test_password_guessing_is_throttled_and_reported_while_reads_stay_fast(
     each_once(native)
 
 
+async def listen(url: str, seconds: float) -> None:
+    """An event-stream client through nginx, connected for ``seconds``, then gone."""
+    async with httpx.AsyncClient(base_url=url, timeout=None) as client:
+        with contextlib.suppress(TimeoutError):
+            async with (
+                asyncio.timeout(seconds),
+                client.stream("GET", "/properties/events") as response,
+            ):
+                assert response.status_code == 200
+                async for _ in response.aiter_bytes():
+                    pass
+
+
 def test_steady_load_without_a_fault_raises_nothing_but_watchdog(native: Session) -> None:
     mark = quiet(native)
     started = time.monotonic()
+    # An event stream open for 8 s (longer than the latency rule's window), then closed
+    # halfway: it is not a slow request, so no latency alert may follow.
+    stream = asyncio.run_coroutine_threadsafe(
+        listen(native.stack.urls["nginx"], 8.0), native.background.loop
+    )
     while time.monotonic() < started + 20:
         fired = [
             a
@@ -377,6 +395,7 @@ def test_steady_load_without_a_fault_raises_nothing_but_watchdog(native: Session
         ]
         assert unexpected == [], f"active without a fault: {unexpected}"
         time.sleep(0.5)
+    stream.result(timeout=5)  # it connected, and closed when it was let go
     wait_for(
         lambda: seen(native, "Watchdog", "firing", after=0),
         seconds=FIRE,

@@ -1,0 +1,59 @@
+"""The command line's own lines, not its libraries': httpx, alembic and friends speak at
+WARNING unless LOG_LEVEL=DEBUG; ``dynoscope load`` prints no line per request."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sys
+from collections.abc import Iterator
+
+import pytest
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from api.logs import CHATTY, configure_logging
+from tests.support.stack import free_port, serving
+
+
+@pytest.fixture
+def levels() -> Iterator[None]:
+    """Put the loggers this test changes back as they were."""
+    before = {name: logging.getLogger(name).level for name in CHATTY}
+    root = logging.getLogger().level
+    yield
+    for name, level in before.items():
+        logging.getLogger(name).setLevel(level)
+    logging.getLogger().setLevel(root)
+
+
+@pytest.mark.usefixtures("levels")
+@pytest.mark.parametrize(("level", "quiet"), [("INFO", True), ("WARNING", True), ("debug", False)])
+def test_libraries_speak_at_warning_unless_debug(level: str, quiet: bool) -> None:
+    for name in CHATTY:
+        logging.getLogger(name).setLevel(logging.NOTSET)
+    configure_logging(level)
+    expected = logging.WARNING if quiet else logging.NOTSET  # NOTSET: the root's DEBUG
+    assert {logging.getLogger(name).level for name in CHATTY} == {expected}
+
+
+async def test_load_prints_no_line_per_request() -> None:
+    """Against a server that answers every request (an empty page: no listing to follow)."""
+
+    async def anything(request: Request) -> Response:
+        return JSONResponse([] if request.url.path == "/properties" else {}, status_code=200)
+
+    app = Starlette(routes=[Route("/{path:path}", anything, methods=["GET", "POST"])])
+    port = free_port()
+    async with serving(app, port):
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "dynoscope", "load", "--url", f"http://127.0.0.1:{port}",
+            "--users", "2", "--duration", "2", "--no-progress",
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        _, stderr = await asyncio.wait_for(process.communicate(), timeout=60)
+    text = stderr.decode()
+    assert "HTTP Request" not in text, text[-2000:]
