@@ -16,7 +16,7 @@ export DATABASE_URL
 
 # Resolves the lock: pyproject.toml's ranges plus the build backend, every platform and
 # Python the package supports, hashes for every file.
-UV_COMPILE = printf 'setuptools>=69\nwheel\n' | $(BIN)/uv pip compile pyproject.toml - \
+UV_COMPILE = printf 'setuptools>=77\nwheel\n' | $(BIN)/uv pip compile pyproject.toml - \
 	--universal --python-version 3.11 --generate-hashes \
 	--custom-compile-command "make lock" --quiet
 
@@ -67,7 +67,7 @@ test-latest: install services
 	rm -rf $(LATEST)
 	$(PYTHON) -m venv $(LATEST)
 	$(BIN)/uv pip install --quiet --python $(LATEST)/bin/python --upgrade \
-		--editable '.[dev,bench]' 'setuptools>=69' wheel
+		--editable '.[dev,bench]' 'setuptools>=77' wheel
 	$(BIN)/python -m deploy.lockfile diff $(LOCK) --python $(LATEST)/bin/python
 	$(LATEST)/bin/python -m pytest $(PYTEST_ARGS)
 
