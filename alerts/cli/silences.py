@@ -14,10 +14,16 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import getpass
 import sys
+from collections.abc import Callable
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any, Protocol
+
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError
 
 from alerts.engine.state import AlertState
 from alerts.rules.duration import parse_duration
@@ -35,6 +41,32 @@ class Configured(Protocol):
     def alerts(self) -> AlertSettings: ...
 
 
+def _store_errors(
+    command: Callable[[Configured, argparse.Namespace], int],
+) -> Callable[[Configured, argparse.Namespace], int]:
+    """One line naming the store (and the directory a relative path is read from), never a
+    traceback, when the alert store cannot be opened."""
+
+    @functools.wraps(command)
+    def guarded(settings: Configured, args: argparse.Namespace) -> int:
+        try:
+            return command(settings, args)
+        except (DBAPIError, OSError) as exc:
+            url = make_url(settings.alerts.store_url)
+            where = url.render_as_string(hide_password=True)
+            if url.get_backend_name() == "sqlite" and not Path(url.database or "").is_absolute():
+                where += f" (relative to {Path.cwd()})"
+            reason = (
+                str(getattr(exc, "orig", exc)).splitlines()[0] if str(exc) else type(exc).__name__
+            )
+            print(
+                f"dynoscope silence: cannot use the alert store {where}: {reason}", file=sys.stderr
+            )
+            return 1
+
+    return guarded
+
+
 async def _with_store(settings: AlertSettings, work: Any) -> Any:
     engine = create_store_engine(settings.store_url, timeout=settings.store_timeout_seconds)
     try:
@@ -44,6 +76,7 @@ async def _with_store(settings: AlertSettings, work: Any) -> Any:
         await engine.dispose()
 
 
+@_store_errors
 def _add(settings: Configured, args: argparse.Namespace) -> int:
     now = datetime.now(UTC)
     try:
@@ -67,6 +100,7 @@ def _add(settings: Configured, args: argparse.Namespace) -> int:
     return 0
 
 
+@_store_errors
 def _list(settings: Configured, args: argparse.Namespace) -> int:
     now = datetime.now(UTC)
     found = asyncio.run(_with_store(settings.alerts, lambda store: store.current(now)))
@@ -81,9 +115,12 @@ def _list(settings: Configured, args: argparse.Namespace) -> int:
             f"{silence.id}  {state}  {kind}until {ends}  {matchers}  "
             f"{silence.author}: {silence.comment}"
         )
+    if not found:
+        print("no silences in force or waiting")
     return 0
 
 
+@_store_errors
 def _expire(settings: Configured, args: argparse.Namespace) -> int:
     now = datetime.now(UTC)
     done = asyncio.run(_with_store(settings.alerts, lambda store: store.expire(args.id, now=now)))
@@ -113,6 +150,7 @@ async def _acknowledge(settings: AlertSettings, args: argparse.Namespace) -> tup
         await engine.dispose()
 
 
+@_store_errors
 def _ack(settings: Configured, args: argparse.Namespace) -> int:
     code, message = asyncio.run(_acknowledge(settings.alerts, args))
     print(

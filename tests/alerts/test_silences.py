@@ -9,6 +9,7 @@ import subprocess
 import sys
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 from prometheus_client import CollectorRegistry
@@ -356,3 +357,41 @@ async def test_a_resent_alert_carries_the_links_the_first_notification_had() -> 
     runbook = "https://wiki.example/ops/docs/runbook.md#cachehitratelow"
     assert first["links"] == {"runbook": runbook}
     assert reminder["links"] == first["links"]
+
+
+def test_the_silence_commands_say_in_one_line_when_the_store_cannot_be_opened(
+    tmp_path: Path,
+) -> None:
+    # A relative SQLite store, run from a directory where it does not exist.
+    environ = {**os.environ, "ALERT_STORE_URL": "sqlite:///./missing/alerts.db"}
+    result = subprocess.run(
+        [sys.executable, "-m", "dynoscope", "silence", "list"],
+        env=environ,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert "cannot use the alert store" in lines[0]
+    assert f"relative to {tmp_path}" in lines[0]
+    assert not (tmp_path / "missing").exists()  # no empty store made where it is not
+
+
+def test_an_empty_silence_list_says_so(tmp_path: Path) -> None:
+    environ = {**os.environ, "ALERT_STORE_URL": f"sqlite:///{tmp_path / 'alerts.db'}"}
+    result = subprocess.run(
+        [sys.executable, "-m", "dynoscope", "silence", "list"],
+        env=environ,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "no silences in force or waiting\n"
+    assert "alembic" not in result.stderr  # migrations run quietly

@@ -156,8 +156,11 @@ async def test_a_successful_login_resets_the_clients_count_and_the_owner_is_neve
         for number in range(4):
             async with client_at(api.app, f"192.0.2.{number + 1}") as attacker:
                 spread += [await attempt(attacker, WRONG) for _ in range(2)]
-        # (the laptop's two failures before it was known count for the account too)
-        assert spread == [401, 401, 401] + [429] * 5, spread
+        # The laptop's two failures before it was known count for the account too: 3 more
+        # to the limit of 5 (4 when a minute boundary passed since: a sliding-window counter
+        # weighs the previous window by what is left of it).
+        first_refusal = spread.index(429)
+        assert first_refusal in (3, 4) and set(spread[first_refusal:]) == {429}, spread
         async with client_at(api.app, "192.0.2.200") as stranger:
             assert await attempt(stranger, PASSWORD) == 429  # a new address waits, password or not
         # ...which does not hold back an address the owner logged in from before.
