@@ -123,7 +123,7 @@ def _asker(source: PrometheusSource, now: datetime) -> Ask:
         try:
             return await source.instant(promql, now=now)
         except QueryError as exc:
-            raise ReportError(f"Prometheus did not answer: {exc}") from None
+            raise ReportError(f"Prometheus at {source.url} did not answer: {exc}") from None
 
     return ask
 

@@ -33,8 +33,10 @@ class Configured(Protocol):
 
 
 def _check(settings: Configured, args: argparse.Namespace) -> int:
+    # No file named: the rules this deployment runs (ALERT_RULES_PATH, or the shipped ones).
+    paths = args.files or rule_paths(settings.alerts.rules_path)
     try:
-        rules = load_rules(args.files)
+        rules = load_rules(paths)
     except AlertsError as exc:
         print(f"dynoscope rules check: rejected\n{exc}", file=sys.stderr)
         return 1
@@ -100,10 +102,13 @@ def register(
         rule_commands,
         "check",
         summary="Validate rule files and exit.",
-        details="Exit status 1 with every problem listed by file, rule and field.",
+        details="Without FILE, the rules this deployment runs: ALERT_RULES_PATH, or the "
+        "shipped ones.\nExit status 1 with every problem listed by file, rule and field.",
         example="dynoscope rules check alerts/rules/default.yml overrides.yml",
     )
-    check.add_argument("files", nargs="+", metavar="FILE", help="rule file or folder")
+    check.add_argument(
+        "files", nargs="*", metavar="FILE", help="rule file or folder (default: the configured)"
+    )
     check.set_defaults(run=_check)
     export = command(
         rule_commands,

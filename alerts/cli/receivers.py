@@ -67,7 +67,7 @@ def _list(settings: Configured, args: argparse.Namespace) -> int:
     receivers = _receivers(settings)
     if receivers is None:
         return 1
-    print(CONSOLE)
+    print(f"{CONSOLE} (console: the engine's log, always)")
     for name, config in receivers.configs.items():
         print(f"{name} ({getattr(config, 'type', '?')})")
     return 0

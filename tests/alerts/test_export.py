@@ -398,6 +398,8 @@ def rules_interval() -> Any:
 def test_rules_check_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert cli(["rules", "check", str(DEFAULT_RULES)]) == 0
     assert f"ok: {len(SHIPPED)} rules" in capsys.readouterr().out
+    assert cli(["rules", "check"]) == 0  # no file: the configured rules (here the shipped)
+    assert f"ok: {len(SHIPPED)} rules" in capsys.readouterr().out
     bad = tmp_path / "bad.yml"
     bad.write_text(
         "groups: [{name: g, rules: [{alert: A, signal: nope, window: 1m, op: '>', threshold: 1}]}]"

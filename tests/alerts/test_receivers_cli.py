@@ -43,7 +43,10 @@ async def test_receivers_test_reports_acceptance_and_refusal(
     assert refused.returncode == 1
     assert "oncall-slack: answered HTTP 403 (will not get better by retrying)" in refused.stderr
     assert unknown.returncode == 2 and "no receiver 'nobody'" in unknown.stderr
-    assert listed.stdout.split("\n")[:2] == ["console", "oncall-slack (slack)"]
+    assert listed.stdout.split("\n")[:2] == [
+        "console (console: the engine's log, always)",
+        "oncall-slack (slack)",
+    ]
     for result in (accepted, refused, unknown, listed):
         assert "s3cr3t" not in result.stdout + result.stderr
 

@@ -211,9 +211,10 @@ async def test_without_traffic_every_line_says_no_data_and_the_json_keeps_its_sh
 
 
 async def test_an_unreachable_prometheus_is_an_error_with_a_message() -> None:
-    code, out, err = await dynoscope("--prometheus", f"http://127.0.0.1:{free_port()}")
+    url = f"http://127.0.0.1:{free_port()}"
+    code, out, err = await dynoscope("--prometheus", url)
     assert code == 1 and out == ""
-    assert "dynoscope report: Prometheus did not answer: prometheus: unreachable" in err
+    assert f"dynoscope report: Prometheus at {url} did not answer: prometheus: unreachable" in err
     assert "Traceback" not in err
 
 

@@ -39,6 +39,7 @@ class PrometheusSource:
         timeout: float = 10.0,
         concurrency: int = 16,
     ) -> None:
+        self.url = url.rstrip("/")
         self._endpoint = url.rstrip("/") + "/api/v1/query"
         self._exemplars = url.rstrip("/") + "/api/v1/query_exemplars"
         self._client = client
