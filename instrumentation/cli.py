@@ -8,7 +8,7 @@ from typing import Protocol
 
 from exporters.tracefile import read_spans
 from instrumentation.settings import TelemetrySettings
-from instrumentation.traceview import find_trace, render_tree, slowest
+from instrumentation.traceview import TREE_LEGEND, find_trace, render_tree, slowest
 
 
 class AddCommand(Protocol):
@@ -47,6 +47,7 @@ def _traces(settings: Configured, args: argparse.Namespace) -> int:
             print(f"no single trace with id {args.trace_id!r} in {path}")
             return 1
         print(render_tree(members))
+        print(f"\n{TREE_LEGEND}")
         return 0
     since_ns = time.time_ns() - int(args.since * 60 * 1e9) if args.since else 0
     summaries = slowest(spans, limit=args.limit, since_ns=since_ns)

@@ -8,6 +8,11 @@ from datetime import UTC, datetime
 
 from exporters.tracefile import SpanRecord
 
+TREE_LEGEND = (
+    "each line: span name, how long it took (ms), (+ms) when it started after the trace "
+    "began, then its attributes"
+)
+
 # Attributes worth a place on a tree line, in this order.
 _DETAILS = (
     "http.response.status_code",

@@ -9,6 +9,7 @@ import pytest
 from api.settings import Settings
 from dynoscope.cli import build_parser
 from exporters.tracefile import read_spans
+from instrumentation.traceview import TREE_LEGEND
 from tests.support.stack import running_app
 
 
@@ -36,7 +37,9 @@ async def test_lists_slowest_and_prints_a_tree(
     assert durations == sorted(durations, reverse=True)
 
     assert _run("traces", "--file", path, listing.trace_id[:12]) == 0
-    tree = capsys.readouterr().out.splitlines()
+    tree, legend = capsys.readouterr().out.rstrip("\n").split("\n\n")
+    assert legend == TREE_LEGEND  # the columns explained
+    tree = tree.splitlines()
     assert tree[0].startswith("GET /properties ")
     assert any("cache get properties" in line and "cache.result=miss" in line for line in tree)
     assert any("SELECT properties" in line and "db.query.text=SELECT" in line for line in tree)
