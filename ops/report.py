@@ -60,8 +60,8 @@ class Check:
 CHECKS = (
     Check("requests", "http_requests_per_second", "/s", None),
     Check("latency p95", "http_latency_p95_seconds", "s", P95_LATENCY),
-    Check("error ratio (5xx)", "http_error_ratio", "%", ERROR_RATIO, TrafficGuard()),
-    Check("cache hit ratio", "cache_hit_ratio", "%", CACHE_HIT_RATIO, TrafficGuard()),
+    Check("error ratio (5xx)", "http_error_ratio", "ratio", ERROR_RATIO, TrafficGuard()),
+    Check("cache hit ratio", "cache_hit_ratio", "ratio", CACHE_HIT_RATIO, TrafficGuard()),
     Check("database queries", "db_queries_per_second", "/s", None),
     Check("queries per request", "db_queries_per_request", "", QUERIES_PER_REQUEST),
     Check(
@@ -83,7 +83,8 @@ class Report:
     capacity: Capacity
 
     def as_dict(self) -> dict[str, Any]:
-        """The ``--json`` form; its keys are a contract (tests/alerts/test_report.py)."""
+        """The ``--json`` form; its keys are a contract (tests/ops/test_report.py). Each value
+        is in the unit its line names (``ratio``: 0 to 1; ``s``; ``B/h``; ``/s``)."""
         return {
             "since": format_duration(self.since),
             "at": self.at.isoformat(),

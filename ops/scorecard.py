@@ -168,12 +168,12 @@ def capacity_lines(plan: Capacity) -> list[Line]:
 
 
 def format_value(value: float | None, unit: str) -> str:
-    """``0.0123, "s"`` → ``12.3 ms``; ``0.82, "%"`` → ``82.0 %``; ``None`` → ``no data``."""
+    """``0.0123, "s"`` → ``12.3 ms``; ``0.82, "ratio"`` → ``82 %``; ``None`` → ``no data``."""
     if value is None:
         return NO_DATA
     if unit == "s":
         return f"{value * 1000:.1f} ms"
-    if unit == "%":
+    if unit == "ratio":
         return f"{value * 100:.2f} %".replace(".00 %", " %")
     if unit == "B/h":
         return f"{value / MIB:.1f} MiB/h"

@@ -208,6 +208,10 @@ async def test_without_traffic_every_line_says_no_data_and_the_json_keeps_its_sh
     for line in report["lines"]:
         assert set(line) == {"check", "value", "unit", "target", "verdict", "instance"}
         assert line["value"] is None and line["verdict"] == NO_DATA, line
+    # Each value in the unit its line names: ratios are ratios (0 to 1), not "%".
+    units = {line["check"]: line["unit"] for line in report["lines"]}
+    assert units["error ratio (5xx)"] == units["cache hit ratio"] == "ratio"
+    assert "%" not in units.values()
 
 
 async def test_an_unreachable_prometheus_is_an_error_with_a_message() -> None:
@@ -259,6 +263,6 @@ def test_capacity_is_littles_law_against_the_plan() -> None:
 
 def test_values_are_shown_in_their_units() -> None:
     assert format_value(0.0123, "s") == "12.3 ms"
-    assert format_value(0.7, "%") == "70 %"
+    assert format_value(0.7, "ratio") == "70 %"
     assert format_value(52428800, "B/h") == "50.0 MiB/h"
     assert format_value(None, "s") == "no data"
