@@ -14,7 +14,7 @@ from api.db import create_engine, create_sessionmaker
 from api.events import Broadcaster, MemoryBroadcaster, RedisBroadcaster
 from api.redis_client import redis_client
 from api.security import AccessTokens, Passwords
-from api.settings import Settings
+from api.settings import Mode, Settings
 from api.throttle import Throttle
 
 log = logging.getLogger("dynoscope")
@@ -72,9 +72,11 @@ def build_services(settings: Settings) -> Services:
             channel=f"{settings.redis_key_prefix}events:properties",
         )
     else:
-        log.warning(
+        # The embedded default in development; worth a warning anywhere else.
+        log.log(
+            logging.INFO if settings.mode is Mode.DEVELOPMENT else logging.WARNING,
             "no REDIS_URL: using an in-process cache and event broadcaster "
-            "(not production-safe: instances will not share cache or events)"
+            "(not production-safe: instances will not share cache or events)",
         )
         backend = MemoryBackend(max_entries=settings.cache_max_entries)
         broadcaster = MemoryBroadcaster()

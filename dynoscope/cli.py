@@ -23,6 +23,21 @@ from api.workers import WorkersError, check_port_free, metrics_directory
 log = logging.getLogger("dynoscope")
 
 
+def _where_to_look(settings: Settings, base: str) -> str:
+    """Where a newcomer looks first, as this configuration serves it."""
+    places = [f"listings {base}/properties"]
+    if settings.docs_enabled:
+        places.append(f"every route {base}/docs")
+    if settings.telemetry.metrics_enabled and settings.telemetry.metrics_port is None:
+        places.append(f"metrics {base}/metrics")
+    if settings.admin_token is not None:
+        places.append(f"alerts {base}/alerts (Bearer ADMIN_TOKEN)")
+    else:
+        places.append("alerts in this log (set ADMIN_TOKEN for /alerts)")
+    places.append("sampled requests: dynoscope traces")
+    return "; ".join(places)
+
+
 def _serve(settings: Settings, args: argparse.Namespace) -> int:
     import uvicorn
 
@@ -40,7 +55,10 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
             environ=os.environ,
             metrics_enabled=telemetry.metrics_enabled,
         ) as directory:
-            log.info("serving on http://%s:%d with %d worker(s)", host, port, args.workers)
+            log.info(
+                "serving on http://%s:%d with %d worker(s): %s", host, port, args.workers,
+                _where_to_look(settings, f"http://{host}:{port}"),
+            )  # fmt: skip
             if directory is not None:
                 log.info("metrics of all workers are aggregated in %s", directory)
             uvicorn.run(

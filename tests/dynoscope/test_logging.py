@@ -1,5 +1,6 @@
 """The command line's own lines, not its libraries': httpx, alembic and friends speak at
-WARNING unless LOG_LEVEL=DEBUG; ``dynoscope load`` prints no line per request."""
+WARNING unless LOG_LEVEL=DEBUG; ``dynoscope load`` prints no line per request; ``serve`` says
+where to look."""
 
 from __future__ import annotations
 
@@ -15,6 +16,8 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from api.logs import CHATTY, configure_logging
+from api.settings import Settings
+from dynoscope.cli import _where_to_look
 from tests.support.stack import free_port, serving
 
 
@@ -57,3 +60,24 @@ async def test_load_prints_no_line_per_request() -> None:
         _, stderr = await asyncio.wait_for(process.communicate(), timeout=60)
     text = stderr.decode()
     assert "HTTP Request" not in text, text[-2000:]
+
+
+def test_serve_says_where_to_look_without_printing_a_secret() -> None:
+    development = _where_to_look(Settings.from_env({}), "http://127.0.0.1:8000")
+    assert "http://127.0.0.1:8000/properties" in development
+    assert "http://127.0.0.1:8000/docs" in development
+    assert "http://127.0.0.1:8000/metrics" in development
+    assert "set ADMIN_TOKEN for /alerts" in development
+    token = "admin-" + "t" * 30
+    production = Settings.from_env(
+        {
+            "DYNOSCOPE_ENV": "production",
+            "JWT_SECRET": "j" * 40,
+            "ADMIN_TOKEN": token,
+            "METRICS_PORT": "9464",
+        }
+    )
+    said = _where_to_look(production, "http://0.0.0.0:8000")
+    assert "/docs" not in said and "/metrics" not in said  # off, or on a port of its own
+    assert "http://0.0.0.0:8000/alerts (Bearer ADMIN_TOKEN)" in said
+    assert token not in said
