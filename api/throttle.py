@@ -103,19 +103,22 @@ class Throttle:
 
     # --- login ------------------------------------------------------------------------------
 
-    async def before_login(self, account: str, client: str) -> None:
-        """Refuse a login attempt that a failure limit already stops."""
+    async def before_login(self, account: str, client: str) -> bool:
+        """Refuse a login attempt that a failure limit already stops; whether the client is
+        known to the account (hand it to ``login_failed``)."""
         await self._check(self.limits.login_per_client, "failed logins", "login", client)
         await self._check(
             self.limits.login_per_account_client, "failed logins", "login", account, client
         )
-        if not await self._known(account, client):
+        known = await self._known(account, client)
+        if not known:
             await self._check(self.limits.login_per_account, "failed logins", "login", account)
+        return known
 
-    async def login_failed(self, account: str, client: str) -> None:
+    async def login_failed(self, account: str, client: str, *, known: bool) -> None:
         await self._hit(self.limits.login_per_client, "login", client)
         await self._hit(self.limits.login_per_account_client, "login", account, client)
-        if not await self._known(account, client):
+        if not known:
             await self._hit(self.limits.login_per_account, "login", account)
 
     async def login_succeeded(self, account: str, client: str) -> None:

@@ -112,6 +112,8 @@ class Ledger:
     def _known_from_peer(self, alert: Alert, *, now: datetime) -> bool:
         """Whether a peer's merged history already holds this transition (this engine
         reaches it a moment after the peer did); each merged entry answers once."""
+        # Past its tolerance an entry can answer nothing any more: let it go.
+        self._merged = [(e, t) for e, t in self._merged if now - e.at <= t]
         for index, (entry, tolerance) in enumerate(self._merged):
             if (
                 entry.fingerprint == alert.fingerprint

@@ -14,8 +14,8 @@ from collections.abc import Mapping
 
 from alerts.engine.query import Labels
 from alerts.engine.window import Window
-from alerts.rules.promql import param, rate_of
-from alerts.rules.signal import Signal, SignalArgs, TrafficGuard, number
+from alerts.rules.promql import guard, guarded, rate_of
+from alerts.rules.signal import Signal, SignalArgs, TrafficGuard
 from instrumentation.names import AUTH_ATTEMPTS, HTTP_SERVER_REJECTED_REQUESTS
 
 TARGET = ("instance", "job")
@@ -41,21 +41,13 @@ def _shed(window: Window, args: SignalArgs) -> dict[Labels, float]:
 def _auth_failures_promql(args: SignalArgs) -> str:
     failed = rate_of(AUTH_ATTEMPTS, args, matcher=f'{{outcome=~"{"|".join(FAILED)}"}}')
     total = rate_of(AUTH_ATTEMPTS, args)
-    expr = f"({failed} or {total} * 0)"
-    minimum = param(args, "min_requests_per_second")
-    if minimum > 0:
-        expr = f"{expr} and on ({', '.join(args.by)}) ({total} >= {number(minimum)})"
-    return expr
+    return guard(f"{failed} or {total} * 0", total, args)
 
 
 def _auth_failures(window: Window, args: SignalArgs) -> dict[Labels, float]:
-    minimum = param(args, "min_requests_per_second")
     failed = window.rates(AUTH_ATTEMPTS, by=args.by, where=_failed)
-    return {
-        labels: failed.get(labels, 0.0)
-        for labels, total in window.rates(AUTH_ATTEMPTS, by=args.by).items()
-        if total >= minimum
-    }
+    totals = guarded(window.rates(AUTH_ATTEMPTS, by=args.by), args)
+    return {labels: failed.get(labels, 0.0) for labels in totals}
 
 
 OVERLOAD_SHED = Signal(

@@ -27,21 +27,28 @@ def param(args: SignalArgs, name: str) -> Any:
     return getattr(args.params, name)
 
 
-def guarded_ratio(*, numerator: str, denominator: str, args: SignalArgs) -> str:
-    expr = f"({numerator} or {denominator} * 0) / {denominator}"
+def guard(expr: str, total: str, args: SignalArgs) -> str:
+    """``expr`` only where ``total`` reaches the traffic guard (``min_requests_per_second``)."""
     minimum = param(args, "min_requests_per_second")
-    if minimum > 0:
-        expr = f"({expr}) and on ({', '.join(args.by)}) ({denominator} >= {number(minimum)})"
-    return expr
+    if minimum <= 0:
+        return expr
+    return f"({expr}) and on ({', '.join(args.by)}) ({total} >= {number(minimum)})"
+
+
+def guarded_ratio(*, numerator: str, denominator: str, args: SignalArgs) -> str:
+    return guard(f"({numerator} or {denominator} * 0) / {denominator}", denominator, args)
+
+
+def guarded(totals: dict[Labels, float], args: SignalArgs) -> dict[Labels, float]:
+    """The groups whose ``totals`` reach the traffic guard, locally."""
+    minimum = param(args, "min_requests_per_second")
+    return {labels: total for labels, total in totals.items() if total >= minimum}
 
 
 def ratio(
     numerator: dict[Labels, float], denominator: dict[Labels, float], *, args: SignalArgs
 ) -> dict[Labels, float]:
-    minimum = param(args, "min_requests_per_second")
-    result = {}
-    for labels, total in denominator.items():
-        if total < minimum:
-            continue
-        result[labels] = numerator.get(labels, 0.0) / total if total > 0 else math.nan
-    return result
+    return {
+        labels: numerator.get(labels, 0.0) / total if total > 0 else math.nan
+        for labels, total in guarded(denominator, args).items()
+    }

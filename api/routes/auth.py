@@ -71,10 +71,10 @@ def count(services: Services, endpoint: Endpoint, outcome: Outcome) -> None:
         services.auth_metrics.count(endpoint, outcome)
 
 
-async def _limit(services: Services, endpoint: Endpoint, check: Awaitable[None]) -> None:
+async def _limit(services: Services, endpoint: Endpoint, check: Awaitable[T]) -> T:
     """Await a throttle check; past a limit, 429 (counted) instead of doing the work."""
     try:
-        await check
+        return await check
     except Throttled as exc:
         count(services, endpoint, "rate_limited")
         raise TooManyRequests(str(exc), retry_after=exc.retry_after) from None
@@ -129,14 +129,15 @@ async def login(
     session: SessionDep,
 ) -> TokenPair:
     throttle, client, account = services.throttle, client_of(request.scope), account_key(body.email)
+    known = True
     if throttle is not None:
-        await _limit(services, "login", throttle.before_login(account, client))
+        known = await _limit(services, "login", throttle.before_login(account, client))
     user = await session.scalar(select(User).where(User.email == body.email.lower()))
     stored = user.password_hash if user is not None else _DUMMY_HASH
     valid = await _hashing(services, services.passwords.verify_bounded(stored, body.password))
     if user is None or not valid:
         if throttle is not None:
-            await throttle.login_failed(account, client)
+            await throttle.login_failed(account, client, known=known)
         count(services, "login", "bad_credentials")
         raise Unauthorized("invalid email or password")
     if throttle is not None:

@@ -4,6 +4,7 @@ and ``ALERT_PEERS`` checked at start."""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -107,7 +108,7 @@ async def test_what_a_peer_delivered_is_not_sent_again() -> None:
 
 
 @pytest.fixture
-async def served(tmp_path: Path) -> tuple[Monitor, str]:
+async def served(tmp_path: Path) -> AsyncIterator[tuple[Monitor, str]]:
     settings = AlertSettings.from_env(
         {
             "ALERT_STORE_URL": f"sqlite:///{tmp_path / 'alerts.db'}",
@@ -124,7 +125,9 @@ async def served(tmp_path: Path) -> tuple[Monitor, str]:
         token="peer-token",
         status=answers(monitor),
     )
-    await monitor.start(immediately=True)
+    # Connected to its store, nothing scheduled: no evaluation or store write is in flight
+    # when the fixture stops it (a cancelled aiosqlite call leaves a closing task behind).
+    assert await monitor.writer.connect(now=datetime.now(UTC))
     assert server.start()
     try:
         yield monitor, f"http://127.0.0.1:{port}"
