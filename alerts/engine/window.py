@@ -48,6 +48,14 @@ class Window:
             return 0.0
         return self.snapshots[-1].at - self.snapshots[0].at
 
+    @property
+    def extent(self) -> float:
+        """Seconds the snapshots stand for: ``elapsed`` plus one sampling interval, as
+        Prometheus extrapolates a range to its edges when samples reach them."""
+        if len(self.snapshots) < 2:
+            return 0.0
+        return self.elapsed * len(self.snapshots) / (len(self.snapshots) - 1)
+
     def latest(self, name: str) -> Series:
         return self.snapshots[-1].values.get(name, {}) if self.snapshots else {}
 

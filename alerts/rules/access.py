@@ -46,7 +46,7 @@ def _auth_failures_promql(args: SignalArgs) -> str:
 
 def _auth_failures(window: Window, args: SignalArgs) -> dict[Labels, float]:
     failed = window.rates(AUTH_ATTEMPTS, by=args.by, where=_failed)
-    totals = guarded(window.rates(AUTH_ATTEMPTS, by=args.by), args)
+    totals = guarded(window.rates(AUTH_ATTEMPTS, by=args.by), args, covered=window.extent)
     return {labels: failed.get(labels, 0.0) for labels in totals}
 
 

@@ -39,16 +39,31 @@ def guarded_ratio(*, numerator: str, denominator: str, args: SignalArgs) -> str:
     return guard(f"({numerator} or {denominator} * 0) / {denominator}", denominator, args)
 
 
-def guarded(totals: dict[Labels, float], args: SignalArgs) -> dict[Labels, float]:
-    """The groups whose ``totals`` reach the traffic guard, locally."""
+def guarded(
+    totals: dict[Labels, float], args: SignalArgs, *, covered: float
+) -> dict[Labels, float]:
+    """The groups whose ``totals`` (rates over the ``covered`` seconds) reach the traffic
+    guard, locally.
+
+    The guard asks for the traffic of a whole window: a process sampled for less than the
+    rule's window (a cold start) counts what it saw over the full window, as Prometheus's
+    ``rate`` does over a range its samples do not yet fill. Ten seconds of light traffic
+    after a start are not a minute of it.
+    """
     minimum = param(args, "min_requests_per_second")
-    return {labels: total for labels, total in totals.items() if total >= minimum}
+    window = args.window.total_seconds()
+    share = min(covered, window) / window if window > 0 else 1.0
+    return {labels: total for labels, total in totals.items() if total * share >= minimum}
 
 
 def ratio(
-    numerator: dict[Labels, float], denominator: dict[Labels, float], *, args: SignalArgs
+    numerator: dict[Labels, float],
+    denominator: dict[Labels, float],
+    *,
+    args: SignalArgs,
+    covered: float,
 ) -> dict[Labels, float]:
     return {
         labels: numerator.get(labels, 0.0) / total if total > 0 else math.nan
-        for labels, total in guarded(denominator, args).items()
+        for labels, total in guarded(denominator, args, covered=covered).items()
     }

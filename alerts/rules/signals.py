@@ -87,7 +87,7 @@ def _hit(labels: Mapping[str, str]) -> bool:
 def _error_ratio(window: Window, args: SignalArgs) -> dict[Labels, float]:
     name = f"{HTTP_SERVER_REQUEST_DURATION}_count"
     errors = window.rates(name, by=args.by, where=_server_error)
-    return ratio(errors, window.rates(name, by=args.by), args=args)
+    return ratio(errors, window.rates(name, by=args.by), args=args, covered=window.extent)
 
 
 def _requests(window: Window, args: SignalArgs) -> dict[Labels, float]:
@@ -145,7 +145,7 @@ def _hit_ratio_promql(args: SignalArgs) -> str:
 
 def _hit_ratio(window: Window, args: SignalArgs) -> dict[Labels, float]:
     hits = window.rates(CACHE_REQUESTS, by=args.by, where=_hit)
-    return ratio(hits, window.rates(CACHE_REQUESTS, by=args.by), args=args)
+    return ratio(hits, window.rates(CACHE_REQUESTS, by=args.by), args=args, covered=window.extent)
 
 
 def _cache_error(labels: Mapping[str, str]) -> bool:
@@ -162,7 +162,7 @@ def _cache_error_ratio_promql(args: SignalArgs) -> str:
 
 def _cache_error_ratio(window: Window, args: SignalArgs) -> dict[Labels, float]:
     errors = window.rates(CACHE_REQUESTS, by=args.by, where=_cache_error)
-    return ratio(errors, window.rates(CACHE_REQUESTS, by=args.by), args=args)
+    return ratio(errors, window.rates(CACHE_REQUESTS, by=args.by), args=args, covered=window.extent)
 
 
 # --- process -------------------------------------------------------------------------------

@@ -86,6 +86,31 @@ async def test_ratios_respect_the_traffic_guard(metrics: Catalogue) -> None:
     assert await answer(local, guarded, later) == {}  # 40 lookups a minute is under 1/s
 
 
+async def test_a_cold_start_under_light_traffic_is_not_a_window_of_it(
+    metrics: Catalogue,
+) -> None:
+    # The shipped CacheHitRateLow: 10 minute window, at least 0.5 lookups a second. Five users
+    # on a cold cache for ten seconds miss on every lookup: 50 lookups are not ten minutes of
+    # traffic, as Prometheus's rate over a range its samples do not yet fill would say.
+    local = source(metrics)
+    q = query("cache_hit_ratio", by=("cache",), window=10 * MINUTE, min_requests_per_second=0.5)
+    misses = metrics.cache_requests.labels(cache="properties", result="miss")
+    hits = metrics.cache_requests.labels(cache="properties", result="hit")
+    at = T0
+    await local.run([q], now=at)
+    for _ in range(10):
+        misses.inc(5)
+        at += timedelta(seconds=1)
+        assert await answer(local, q, at) == {}
+    # The same light traffic, still missing, once it has lasted the whole window: a ratio.
+    for _ in range(40):
+        hits.inc(15)
+        misses.inc(60)
+        at += timedelta(seconds=15)
+        result = await answer(local, q, at)
+    assert result == {(("cache", "properties"),): pytest.approx(0.2, abs=0.01)}
+
+
 async def test_error_ratio_counts_5xx_only(metrics: Catalogue) -> None:
     local = source(metrics)
     q = query("http_error_ratio")
