@@ -8,7 +8,8 @@ Off unless ``DYNOSCOPE_FAULTS_ENABLED=true`` (docs/faults.md); admin-only.
     await faults.switch_off("memory_leak")
 
 - ``db_slow`` (``db_slow.py``): a connection of its own holds ``LOCK TABLE properties IN
-  ACCESS EXCLUSIVE MODE`` for ``hold`` seconds every ``period``. PostgreSQL only.
+  ACCESS EXCLUSIVE MODE`` (PostgreSQL) or SQLite's write lock for ``hold`` seconds every
+  ``period``.
 - ``memory_leak`` (``memory_leak.py``): allocates and keeps memory up to a cap.
 - ``db_down``, ``redis_down``, ``instance_kill``, ... (``external.py``): commands from
   ``DYNOSCOPE_FAULT_COMMANDS`` (``commands.py``).

@@ -5,19 +5,23 @@ from __future__ import annotations
 
 import asyncio
 import os
+import sqlite3
 import subprocess
 import sys
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy.engine import make_url
 
 from api.faults.commands import load_fault_commands
 from api.settings import Settings, SettingsError
 from tests.instrumentation.support import parse_text
 from tests.support.faults import ADMIN, TOKEN, faults_on
 from tests.support.stack import Running, running_app, served_app
+from tests.support.users import listing, register_and_login
 
 MB = 1024 * 1024
 
@@ -114,7 +118,7 @@ async def test_every_fault_is_listed_off_and_in_the_gauge(api: Running) -> None:
     assert set(faults) == {"db_slow", "memory_leak", "db_down", "redis_down", "instance_kill"}
     assert all(not f["active"] and f["since"] is None for f in faults.values())
     assert faults["memory_leak"]["available"]
-    assert not faults["db_slow"]["available"]  # SQLite
+    assert faults["db_slow"]["available"]  # SQLite's write lock
     assert "DYNOSCOPE_FAULT_COMMANDS" in faults["redis_down"]["reason"]
     scrape = (await api.client.get("/metrics")).text
     assert _gauge(scrape, "db_slow") == 0 and _gauge(scrape, "redis_down") == 0
@@ -147,18 +151,55 @@ async def test_bad_input_is_a_4xx_that_says_what(api: Running) -> None:
     assert malformed.json()["errors"][0]["field"] == "body"
 
 
-async def test_db_slow_refuses_sqlite_and_an_unconfigured_external_fault_says_so(
-    api: Running,
+async def test_db_slow_on_sqlite_holds_the_real_write_lock(api: Running) -> None:
+    """Readers never wait in WAL mode; a write waits for the lock, and counts as slow."""
+    headers = (await register_and_login(api.client))["headers"]
+    on = await api.client.put("/admin/faults/db_slow", headers=ADMIN, json={"hold": 1.5})
+    assert on.status_code == 200, on.text
+    assert on.json()["locks"] == 1 and on.json()["holding"]
+    # Another connection cannot write while the fault holds the lock.
+    other = sqlite3.connect(_database_file(api), timeout=0)
+    with pytest.raises(sqlite3.OperationalError, match="locked"):
+        other.execute("BEGIN IMMEDIATE")
+    other.close()
+    started = time.monotonic()
+    assert (await api.client.get("/properties?city=nowhere")).status_code == 200
+    assert time.monotonic() - started < 1.0
+    created = await api.client.post("/properties", headers=headers, json=listing())
+    took = time.monotonic() - started
+    assert created.status_code == 201, created.text
+    assert took >= 1.0, took  # it waited for the lock (what was left of 1.5 s)
+    scrape = parse_text((await api.client.get("/metrics")).text)
+    slow = scrape["db_client_slow_queries"].samples
+    assert any(s.labels.get("table") == "properties" and s.value >= 1 for s in slow), slow
+    off = await api.client.delete("/admin/faults/db_slow", headers=ADMIN)
+    assert off.status_code == 200 and not off.json()["holding"]
+    free = sqlite3.connect(_database_file(api), timeout=0)
+    free.execute("BEGIN IMMEDIATE")  # released at once
+    free.execute("ROLLBACK")
+    free.close()
+
+
+def _database_file(api: Running) -> str:
+    database = make_url(api.app.state.settings.database_url).database
+    assert database is not None
+    return database
+
+
+async def test_db_slow_needs_a_file_and_an_unconfigured_external_fault_says_so(
+    sqlite_environ: dict[str, str],
 ) -> None:
-    slow = await api.client.put("/admin/faults/db_slow", headers=ADMIN, json={"hold": 1})
-    assert slow.status_code == 409
-    assert slow.json() == {
-        "error": "fault_unavailable",
-        "detail": "db_slow needs PostgreSQL; DATABASE_URL is SQLite",
-    }
-    down = await api.client.put("/admin/faults/redis_down", headers=ADMIN)
-    assert down.status_code == 409
-    assert "not configured" in down.json()["detail"]
+    environ = faults_on({**sqlite_environ, "DATABASE_URL": "sqlite:///:memory:"})
+    async with running_app(environ) as api:
+        slow = await api.client.put("/admin/faults/db_slow", headers=ADMIN, json={"hold": 1})
+        assert slow.status_code == 409
+        assert slow.json() == {
+            "error": "fault_unavailable",
+            "detail": "db_slow needs a database file; DATABASE_URL is an in-memory SQLite",
+        }
+        down = await api.client.put("/admin/faults/redis_down", headers=ADMIN)
+        assert down.status_code == 409
+        assert "not configured" in down.json()["detail"]
 
 
 # --- memory_leak -----------------------------------------------------------------------------
@@ -242,7 +283,8 @@ async def test_cli_lists_switches_on_and_off_without_showing_the_token(
         assert listed.returncode == 0, listed.stderr
         names = [line.split()[0] for line in listed.stdout.splitlines()]
         assert names == ["db_slow", "memory_leak", "db_down", "redis_down", "instance_kill"]
-        assert "unavailable: db_slow needs PostgreSQL" in listed.stdout
+        assert "unavailable" not in listed.stdout.splitlines()[0]  # db_slow: SQLite's lock
+        assert "unavailable: db_down is not configured" in listed.stdout
 
         on = await _cli(
             "on", "memory_leak", "--param", "cap_mb=2", "--param", "rate_mb_per_min=600",
