@@ -153,7 +153,13 @@ def _include_routes(app: FastAPI, settings: Settings) -> None:
 def _mount_faults(app: FastAPI, settings: Settings) -> Faults | None:
     """``/admin/faults`` only with ``DYNOSCOPE_FAULTS_ENABLED`` (which requires ADMIN_TOKEN)."""
     app.state.faults = None
-    if not settings.faults_enabled or settings.admin_token is None:
+    if not settings.faults_enabled:
+        return None
+    if settings.admin_token is None:  # development only: the settings refuse it elsewhere
+        log.warning(
+            "DYNOSCOPE_FAULTS_ENABLED without ADMIN_TOKEN: no /admin/faults (set one, or start "
+            "with `dynoscope serve`, which makes one in development)"
+        )
         return None
     faults = build_faults(settings)
     app.state.faults = faults

@@ -202,7 +202,8 @@ class Settings(BaseSettings):
     def _fault_policy(self) -> Settings:
         if not self.faults_enabled:
             return self
-        if self.admin_token is None:
+        if self.admin_token is None and self.mode is not Mode.DEVELOPMENT:
+            # In development `dynoscope serve` makes a token for the run (dynoscope/session.py).
             raise ValueError("DYNOSCOPE_FAULTS_ENABLED: fault injection needs ADMIN_TOKEN")
         if self.mode is Mode.PRODUCTION and not self.faults_in_production:
             raise ValueError(

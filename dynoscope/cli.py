@@ -12,25 +12,30 @@ import logging
 import os
 import secrets
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from pathlib import Path
 
 from api import __version__
 from api.db import create_engine, create_sessionmaker
 from api.logs import configure_logging
 from api.settings import Mode, Settings, SettingsError
 from api.workers import WorkersError, check_port_free, metrics_directory
+from dynoscope.session import adopt_session_token, session_token
 
 log = logging.getLogger("dynoscope")
 
 
-def _where_to_look(settings: Settings, base: str) -> str:
+def _where_to_look(settings: Settings, base: str, token_file: Path | None) -> str:
     """Where a newcomer looks first, as this configuration serves it."""
     places = [f"listings {base}/properties"]
     if settings.docs_enabled:
         places.append(f"every route {base}/docs")
     if settings.telemetry.metrics_enabled and settings.telemetry.metrics_port is None:
         places.append(f"metrics {base}/metrics")
-    if settings.admin_token is not None:
+    if token_file is not None:
+        # The token itself is never printed: it is in a file only this user can read.
+        places.append(f"alerts {base}/alerts (Bearer token in {token_file}, made for this run)")
+    elif settings.admin_token is not None:
         places.append(f"alerts {base}/alerts (Bearer ADMIN_TOKEN)")
     else:
         places.append("alerts in this log (set ADMIN_TOKEN for /alerts)")
@@ -55,9 +60,11 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
             environ=os.environ,
             metrics_enabled=telemetry.metrics_enabled,
         ) as directory:
+            token_file = getattr(args, "token_file", None)
             log.info(
-                "serving on http://%s:%d with %d worker(s): %s", host, port, args.workers,
-                _where_to_look(settings, f"http://{host}:{port}"),
+                "dynoscope %s serving on http://%s:%d with %d worker(s), %s: %s", __version__,
+                host, port, args.workers, settings.describe(),
+                _where_to_look(settings, f"http://{host}:{port}", token_file),
             )  # fmt: skip
             if directory is not None:
                 log.info("metrics of all workers are aggregated in %s", directory)
@@ -205,7 +212,7 @@ def _register_service(commands: argparse._SubParsersAction[argparse.ArgumentPars
     serve.add_argument("--host", default=None, help="address to listen on (default: HOST)")
     serve.add_argument("--port", type=int, default=None, help="port (default: PORT)")
     serve.add_argument("--workers", type=int, default=1, help="worker processes (default: 1)")
-    serve.set_defaults(run=_serve)
+    serve.set_defaults(run=_serve, session_token=True)
 
     db = command(
         commands,
@@ -241,12 +248,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         configure_logging("INFO")
         client: int = args.run(None, args)
         return client
+    if getattr(args, "session_token", False):
+        with session_token(os.environ) as token_file:
+            return _run(args, os.environ, token_file=token_file)
+    return _run(args, adopt_session_token(os.environ))
+
+
+def _run(args: argparse.Namespace, environ: Mapping[str, str], **extra: Path | None) -> int:
     try:
-        settings = Settings.from_env()
+        settings = Settings.from_env(environ)
     except SettingsError as exc:
         print(f"dynoscope: configuration error: {exc}", file=sys.stderr)
         return 2
     configure_logging(settings.log_level)
+    if extra:
+        args = argparse.Namespace(**{**vars(args), **extra})
     result: int = args.run(settings, args)
     return result
 

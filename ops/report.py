@@ -1,31 +1,35 @@
-"""``dynoscope report``: the scaling-health scorecard, read from Prometheus.
+"""``dynoscope report``: the scaling-health scorecard, from Prometheus or from an API's own
+in-process engine.
 
-    report = await read_report(PrometheusSource(url=url, client=client), since=timedelta(hours=1))
+    report = await read_report_from("http://prometheus:9090", since=timedelta(hours=1))
+    report = await read_report_of_engine("http://127.0.0.1:8000", token=t, since=...)
     print(format_report(report))
 
-Every number is one instant query over the last ``since``: the alert signals' own PromQL
-(``alerts/rules/signals.py``) for the scorecard, and for the capacity estimate the request rate
-and the rate of the request-duration sum per instance of the ``api`` scrape job (their
-ratio is the mean latency; the latter is Little's concurrency). A query with no series is a
-line saying "no data"; a Prometheus that does not answer is a ``ReportError``.
+Every number is one alert signal (``alerts/rules/signals.py``) over the last ``since``, asked
+at one instant of a ``Source``: Prometheus runs the signals' PromQL, the engine computes them
+from its sampled window (``POST /alerts/query``). The capacity estimate takes the request rate
+and the busy seconds per second (the rate of the request-duration sum) per instance of the
+``api`` scrape job: their ratio is the mean latency, the latter Little's concurrency. A query
+with no series is a line saying "no data"; a source that does not answer is a
+``ReportError``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import asdict, dataclass
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
 
-from alerts.engine.query import Vector
-from alerts.engine.sources.prometheus import PrometheusSource
+from alerts.engine.query import QueryFailed, QueryResult, Vector
+from alerts.engine.sources import PrometheusSource, Source
 from alerts.errors import QueryError, ReportError
 from alerts.rules.duration import format_duration
+from alerts.rules.rule import SignalQuery
 from alerts.rules.signal import RestartGuard, SignalArgs, TrafficGuard
-from alerts.rules.signals import signal_named
-from instrumentation.names import HTTP_SERVER_REQUEST_DURATION
+from ops.engine_source import EngineSource
 from ops.scorecard import (
     CACHE_HIT_RATIO,
     ERROR_RATIO,
@@ -43,6 +47,7 @@ from ops.scorecard import (
 
 API_JOB = "api"
 """The scrape job of the API instances (``docs/metrics.md``); capacity counts only them."""
+TARGET = ("instance", "job")
 
 
 @dataclass(frozen=True)
@@ -54,7 +59,7 @@ class Check:
     unit: str
     target: Target | None
     params: Any = None
-    by_instance: bool = False
+    by: tuple[str, ...] = ()
 
 
 CHECKS = (
@@ -70,7 +75,7 @@ CHECKS = (
         "B/h",
         MEMORY_GROWTH,
         RestartGuard(),
-        by_instance=True,
+        by=("instance",),
     ),
 )
 
@@ -81,6 +86,8 @@ class Report:
     at: datetime
     lines: tuple[Line, ...]
     capacity: Capacity
+    origin: str = "Prometheus"
+    """Where the numbers come from: ``Prometheus at URL``, ``the engine of URL``."""
 
     def as_dict(self) -> dict[str, Any]:
         """The ``--json`` form; its keys are a contract (tests/ops/test_report.py). Each value
@@ -88,52 +95,68 @@ class Report:
         return {
             "since": format_duration(self.since),
             "at": self.at.isoformat(),
+            "origin": self.origin,
             "lines": [asdict(each) for each in self.lines],
             "capacity": asdict(self.capacity),
         }
 
 
-async def read_report(source: PrometheusSource, *, since: timedelta) -> Report:
-    """Ask Prometheus for every line at one instant; ``ReportError`` if it does not answer."""
+async def read_report(source: Source, *, since: timedelta, origin: str) -> Report:
+    """Ask ``source`` (Prometheus, or an API's engine) every line at one instant;
+    ``ReportError`` naming ``origin`` if it does not answer."""
     now = datetime.now(UTC)
-    ask = _asker(source, now)
-    await ask("vector(1)")  # reachable at all: better one clear error than a page of them
+    queries = {check: _query(check, since) for check in CHECKS}
+    rates = _query(Check("", "http_requests_per_second", "", None, by=TARGET), since)
+    busy = _query(Check("", "http_busy_seconds_per_second", "", None, by=TARGET), since)
+    answers = await source.run([*queries.values(), rates, busy], now=now)
+    for answer in answers.values():
+        if isinstance(answer, QueryFailed):
+            raise ReportError(f"{origin} did not answer: {answer.reason}")
     lines: list[Line] = []
-    for check in CHECKS:
-        lines.extend(await _check_lines(ask, check, since))
-    window = format_duration(since)
-    api = f'{{job="{API_JOB}"}}[{window}]'
-    rates = await ask(f"sum by (instance) (rate({HTTP_SERVER_REQUEST_DURATION}_count{api}))")
-    busy = await ask(f"sum by (instance) (rate({HTTP_SERVER_REQUEST_DURATION}_sum{api}))")
-    plan = capacity(rates=_by_instance(rates), busy=_by_instance(busy))
+    for check, query in queries.items():
+        lines.extend(_check_lines(check, _vector(answers[query])))
+    plan = capacity(rates=_api(answers[rates]), busy=_api(answers[busy]))
     lines.extend(capacity_lines(plan))
-    return Report(since=since, at=now, lines=tuple(lines), capacity=plan)
-
-
-Ask = Callable[[str], Awaitable[Vector]]
+    return Report(since=since, at=now, lines=tuple(lines), capacity=plan, origin=origin)
 
 
 async def read_report_from(url: str, *, since: timedelta) -> Report:
-    """``read_report`` on a client of its own, closed afterwards."""
+    """``read_report`` on Prometheus at ``url``, on a client of its own, closed afterwards."""
     async with httpx.AsyncClient() as client:
-        return await read_report(PrometheusSource(url=url, client=client), since=since)
-
-
-def _asker(source: PrometheusSource, now: datetime) -> Ask:
-    async def ask(promql: str) -> Vector:
+        source = PrometheusSource(url=url, client=client)
+        origin = f"Prometheus at {source.url}"
         try:
-            return await source.instant(promql, now=now)
-        except QueryError as exc:
-            raise ReportError(f"Prometheus at {source.url} did not answer: {exc}") from None
+            await source.instant("vector(1)", now=datetime.now(UTC))
+        except QueryError as exc:  # better one clear error than a page of them
+            raise ReportError(f"{origin} did not answer: {exc}") from None
+        return await read_report(source, since=since, origin=origin)
 
-    return ask
+
+async def read_report_of_engine(url: str, *, token: str | None, since: timedelta) -> Report:
+    """``read_report`` on the in-process engine of the API at ``url`` (its own window:
+    ``since`` beyond what it has sampled covers what it has)."""
+    async with httpx.AsyncClient() as client:
+        source = EngineSource(url=url, token=token, client=client)
+        report = await read_report(source, since=since, origin=f"the engine of {source.url}")
+    covered = timedelta(seconds=round(source.covered_seconds or 0.0))
+    if covered < since:
+        origin = f"{report.origin}, {format_duration(covered) if covered else 'nothing'} sampled"
+        report = replace(report, origin=origin)
+    return report
 
 
-async def _check_lines(ask: Ask, check: Check, since: timedelta) -> list[Line]:
-    by = ("instance",) if check.by_instance else ()
-    args = SignalArgs(by=by, window=since, **({"params": check.params} if check.params else {}))
-    vector = await ask(signal_named(check.signal).promql(args))
-    if not check.by_instance:
+def _query(check: Check, since: timedelta) -> SignalQuery:
+    params = {"params": check.params} if check.params else {}
+    return SignalQuery(check.signal, SignalArgs(by=check.by, window=since, **params))
+
+
+def _vector(answer: QueryResult) -> Vector:
+    assert isinstance(answer, Vector)  # failures were raised above
+    return answer
+
+
+def _check_lines(check: Check, vector: Vector) -> list[Line]:
+    if not check.by:
         value = vector.samples[0].value if vector.samples else None
         return [line(check.title, value, unit=check.unit, target=check.target)]
     found = [
@@ -149,8 +172,13 @@ async def _check_lines(ask: Ask, check: Check, since: timedelta) -> list[Line]:
     return found or [line(check.title, None, unit=check.unit, target=check.target)]
 
 
-def _by_instance(vector: Vector) -> Mapping[str, float]:
-    return {dict(sample.labels).get("instance", "?"): sample.value for sample in vector.samples}
+def _api(answer: QueryResult) -> Mapping[str, float]:
+    """Per instance of the ``api`` scrape job: capacity counts only the API instances."""
+    return {
+        labels["instance"]: sample.value
+        for sample in _vector(answer).samples
+        if (labels := dict(sample.labels)).get("job") == API_JOB and "instance" in labels
+    }
 
 
 def format_report(report: Report) -> str:
@@ -167,7 +195,8 @@ def format_report(report: Report) -> str:
     plan = report.capacity
     when = report.at.strftime("%Y-%m-%d %H:%M:%S UTC")
     notes = [
-        f"Scaling health over the last {format_duration(report.since)} (Prometheus, {when})",
+        f"Scaling health over the last {format_duration(report.since)}",
+        f"({report.origin}, {when})",
         "",
         *table,
         "",

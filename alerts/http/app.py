@@ -2,7 +2,8 @@
 
 - ``GET /alerts`` (pending and firing), ``GET /alerts/history`` (latest transitions) and
   ``/alerts/silences`` (``POST`` to make, ``GET`` to list, ``DELETE .../{id}`` to expire) and
-  ``POST /alerts/{fingerprint}/ack`` (no reminders of that alert until it resolves), for
+  ``POST /alerts/{fingerprint}/ack`` (no reminders of that alert until it resolves) and
+  ``POST /alerts/query`` (signals of the in-process engine's own window, ``query.py``), for
   admins only: ``Authorization: Bearer $ADMIN_TOKEN``. Without ``ADMIN_TOKEN`` the routes do
   not exist (404), so nothing is exposed by default. They answer from the engine's memory
   when it runs in this process, otherwise from its store (``ALERT_STORE_URL``).
@@ -33,6 +34,7 @@ from alerts.delivery.notification import iso
 from alerts.engine.monitor import Monitor, open_store
 from alerts.engine.state import Alert
 from alerts.errors import AlertsError
+from alerts.http.query import add_query_routes
 from alerts.http.silences import add_silence_routes
 from alerts.http.state import engine_state
 from alerts.settings import AlertSettings
@@ -117,6 +119,7 @@ def alert_routes(token: str) -> APIRouter:
         return {"history": [history_json(entry) for entry in entries]}
 
     add_silence_routes(router, store=_store)
+    add_query_routes(router)
     return router
 
 

@@ -94,6 +94,10 @@ def _requests(window: Window, args: SignalArgs) -> dict[Labels, float]:
     return window.rates(f"{HTTP_SERVER_REQUEST_DURATION}_count", by=args.by)
 
 
+def _busy(window: Window, args: SignalArgs) -> dict[Labels, float]:
+    return window.rates(f"{HTTP_SERVER_REQUEST_DURATION}_sum", by=args.by)
+
+
 def _rejected(window: Window, args: SignalArgs) -> dict[Labels, float]:
     return window.rates(HTTP_SERVER_REJECTED_REQUESTS, by=args.by)
 
@@ -236,6 +240,14 @@ SIGNALS: Mapping[str, Signal] = {
             labels=frozenset({"method", "route", "status_code", *TARGET}),
             promql=lambda a: rate_of(f"{HTTP_SERVER_REQUEST_DURATION}_count", a),
             compute=_requests,
+        ),
+        Signal(
+            name="http_busy_seconds_per_second",
+            help="Seconds of request handling per second (the rate of the duration sum): by "
+            "instance, the requests in flight on average (Little's law).",
+            labels=frozenset({"method", "route", "status_code", *TARGET}),
+            promql=lambda a: rate_of(f"{HTTP_SERVER_REQUEST_DURATION}_sum", a),
+            compute=_busy,
         ),
         Signal(
             name="http_rejected_requests_per_second",

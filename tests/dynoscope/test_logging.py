@@ -63,7 +63,7 @@ async def test_load_prints_no_line_per_request() -> None:
 
 
 def test_serve_says_where_to_look_without_printing_a_secret() -> None:
-    development = _where_to_look(Settings.from_env({}), "http://127.0.0.1:8000")
+    development = _where_to_look(Settings.from_env({}), "http://127.0.0.1:8000", None)
     assert "http://127.0.0.1:8000/properties" in development
     assert "http://127.0.0.1:8000/docs" in development
     assert "http://127.0.0.1:8000/metrics" in development
@@ -77,7 +77,7 @@ def test_serve_says_where_to_look_without_printing_a_secret() -> None:
             "METRICS_PORT": "9464",
         }
     )
-    said = _where_to_look(production, "http://0.0.0.0:8000")
+    said = _where_to_look(production, "http://0.0.0.0:8000", None)
     assert "/docs" not in said and "/metrics" not in said  # off, or on a port of its own
     assert "http://0.0.0.0:8000/alerts (Bearer ADMIN_TOKEN)" in said
     assert token not in said

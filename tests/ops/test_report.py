@@ -16,6 +16,7 @@ import time
 from collections.abc import AsyncIterator
 from dataclasses import replace
 from datetime import timedelta
+from pathlib import Path
 
 import httpx
 import pytest
@@ -172,8 +173,7 @@ def _at(prometheus: Prometheus, prefix: str, since: timedelta, at: float) -> flo
 
 
 async def dynoscope(*args: str) -> tuple[int, str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("DYNOSCOPE", "PROMETHEUS"))}
-    return await run_cli("report", *args, env=env)
+    return await run_cli("report", *args, env=_bare_environ())
 
 
 @pytest.mark.prometheus
@@ -186,7 +186,8 @@ async def test_without_traffic_every_line_says_no_data_and_the_json_keeps_its_sh
         code, out, err = await dynoscope("--prometheus", prometheus.url, "--json")
     assert code == 0, err
     report = json.loads(out)
-    assert set(report) == {"since", "at", "lines", "capacity"}
+    assert set(report) == {"since", "at", "origin", "lines", "capacity"}
+    assert report["origin"] == f"Prometheus at {prometheus.url}"
     assert report["since"] == "1h"
     assert set(report["capacity"]) == {
         "planned_per_instance",
@@ -224,7 +225,105 @@ async def test_an_unreachable_prometheus_is_an_error_with_a_message() -> None:
 
 async def test_without_any_prometheus_the_command_says_how_to_name_one() -> None:
     code, _, err = await dynoscope()
-    assert code == 2 and "give --prometheus" in err
+    assert code == 2 and "give --prometheus" in err and "--url" in err
+
+
+# --- from an API's own engine (the embedded default) ---------------------------------------
+
+ADMIN_TOKEN = "report-admin-token-" + "r" * 12
+
+
+async def test_the_report_of_an_embedded_api_agrees_with_its_own_counters(
+    sqlite_environ: dict[str, str],
+) -> None:
+    """No Prometheus: the engine inside the API answers from its sampled window."""
+    async with served_api({**sqlite_environ, "ADMIN_TOKEN": ADMIN_TOKEN}) as api:
+        await seed(api.app.state.services.sessions, properties=40, demo_password="demo-pass-1")
+        url = str(api.client.base_url).rstrip("/")
+        stop = asyncio.Event()
+        errors = asyncio.create_task(failing(api.client, stop))
+        try:
+            await run_load(replace(LOAD, url=url))
+        finally:
+            stop.set()
+            await errors
+        code, out, err = await run_cli(
+            "report", "--url", url, "--since", "10m", "--json",
+            env={**_bare_environ(), "ADMIN_TOKEN": ADMIN_TOKEN},
+        )  # fmt: skip
+        served = await own_counters(api.client)
+    assert code == 0, err
+    report = json.loads(out)
+    assert report["origin"].startswith(f"the engine of {url}, ")  # less than 10m sampled
+    assert report["origin"].endswith(" sampled")
+    seen = {line["check"]: line["value"] for line in report["lines"] if not line["instance"]}
+    # Ratios of the window's increases: the window holds every request since the start
+    # (but the few answered after its last snapshot: this command's own, the scrape).
+    assert seen["error ratio (5xx)"] == pytest.approx(
+        served["errors"] / served["requests"], rel=0.05
+    )
+    assert seen["queries per request"] == pytest.approx(
+        served["queries"] / served["requests"], rel=0.05
+    )
+    (load,) = report["capacity"]["instances"]
+    assert load["mean_latency_seconds"] == pytest.approx(
+        served["seconds"] / served["requests"], rel=0.1
+    )
+    assert report["capacity"]["instances_needed"] == 1
+
+
+async def test_the_engines_window_says_what_it_cannot_answer(
+    sqlite_environ: dict[str, str], tmp_path: Path
+) -> None:
+    admin = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+    async with served_api({**sqlite_environ, "ADMIN_TOKEN": ADMIN_TOKEN}) as api:
+        url = str(api.client.base_url).rstrip("/")
+        cases = [
+            ({"signal": "http_latency_p95_secs"}, "queries.0.signal"),
+            ({"signal": "cache_hit_ratio", "window": "soon"}, "queries.0.window"),
+            ({"signal": "cache_hit_ratio", "by": ["colour"]}, "has no label 'colour'"),
+            (
+                {"signal": "cache_hit_ratio", "params": {"min_requests_per_second": -1}},
+                "params.min_requests_per_second",
+            ),
+        ]
+        for ask, named in cases:
+            response = await api.client.post(
+                "/alerts/query", json={"queries": [ask]}, headers=admin
+            )
+            assert response.status_code == 422, (ask, response.text)
+            assert named in response.text, (ask, response.text)
+        refused = await api.client.post("/alerts/query", json={"queries": [ask]})
+        assert refused.status_code == 401
+        code, _, err = await dynoscope("--url", url)  # no ADMIN_TOKEN in its environment
+        assert code == 1 and "set ADMIN_TOKEN" in err
+        code, _, err = await run_cli(
+            "report", "--url", url, env={**_bare_environ(), "ADMIN_TOKEN": "wrong-" + "w" * 20}
+        )
+        assert code == 1 and f"{url} refused the admin token" in err, err
+    # Without ADMIN_TOKEN the route does not exist; with Prometheus the engine is elsewhere.
+    async with served_api(sqlite_environ) as api:
+        url = str(api.client.base_url).rstrip("/")
+        code, _, err = await run_cli(
+            "report", "--url", url, env={**_bare_environ(), "ADMIN_TOKEN": ADMIN_TOKEN}
+        )
+        assert code == 1 and "/alerts/query does not exist" in err, err
+    elsewhere = {
+        **sqlite_environ,
+        "ADMIN_TOKEN": ADMIN_TOKEN,
+        "PROMETHEUS_URL": f"http://127.0.0.1:{free_port()}",
+        "ALERT_STORE_URL": f"sqlite:///{tmp_path}/alerts.db",
+    }
+    async with served_api(elsewhere) as api:
+        asked = {"queries": [{"signal": "heartbeat"}]}
+        response = await api.client.post("/alerts/query", json=asked, headers=admin)
+        assert response.status_code == 409
+        assert "ask its Prometheus" in response.json()["detail"]
+    assert "Traceback" not in err
+
+
+def _bare_environ() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if not k.startswith(("DYNOSCOPE", "PROMETHEUS"))}
 
 
 @pytest.mark.parametrize(
