@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
 import os
 import secrets
+import signal
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
 from api import __version__
@@ -43,6 +45,22 @@ def _where_to_look(settings: Settings, base: str, token_file: Path | None) -> st
     return "; ".join(places)
 
 
+@contextlib.contextmanager
+def _sigterm_exits() -> Iterator[None]:
+    """SIGTERM ends ``serve`` through its ``finally`` blocks (the session token and the
+    private metrics directory are removed): uvicorn shuts down gracefully, then raises the
+    signal again with the handler it found, this one."""
+
+    def stop(signum: int, _frame: object) -> None:
+        raise SystemExit(128 + signum)
+
+    before = signal.signal(signal.SIGTERM, stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, before)
+
+
 def _serve(settings: Settings, args: argparse.Namespace) -> int:
     import uvicorn
 
@@ -54,7 +72,7 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
             check_port_free(telemetry.host, telemetry.metrics_port)
         # Set in this process's environment before uvicorn starts the workers: they build
         # their settings from it, so every worker writes its metrics to the same directory.
-        with metrics_directory(
+        with _sigterm_exits(), metrics_directory(
             workers=args.workers,
             configured=telemetry.prometheus_multiproc_dir,
             environ=os.environ,

@@ -3,13 +3,21 @@ owner reads, adopted by the other commands, never made or read outside developme
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import os
+import signal
 import stat
+import sys
 from pathlib import Path
 
+import httpx
 import pytest
 
 from api.settings import Settings, SettingsError
 from dynoscope.session import adopt_session_token, session_token
+from tests.support.cli import run_cli
+from tests.support.stack import free_port
 
 
 def _environ(tmp_path: Path, **extra: str) -> dict[str, str]:
@@ -70,3 +78,55 @@ def test_faults_need_a_token_everywhere_but_in_development(tmp_path: Path) -> No
     assert development.faults_enabled and development.admin_token is None
     with pytest.raises(SettingsError, match="fault injection needs ADMIN_TOKEN"):
         Settings.from_env(_environ(tmp_path, DYNOSCOPE_FAULTS_ENABLED="true", DYNOSCOPE_ENV="test"))
+
+
+async def test_serve_says_where_the_token_is_never_what_it_is_and_removes_it_on_sigterm(
+    tmp_path: Path,
+) -> None:
+    port = free_port()
+    environ = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith(("DYNOSCOPE", "ADMIN", "PROMETHEUS", "REDIS", "DATABASE"))
+    }
+    environ.update(
+        DATABASE_URL=f"sqlite:///{tmp_path}/api.db",
+        DYNOSCOPE_TRACES_FILE=str(tmp_path / "var" / "traces.jsonl"),
+        DYNOSCOPE_FAULTS_ENABLED="true",
+        LOG_LEVEL="INFO",
+    )
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "dynoscope", "serve", "--port", str(port),
+        env=environ, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    path = tmp_path / "var" / "admin-token"
+    try:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as client:
+            await _until_ready(client, process)
+            token = path.read_text().strip()
+            admin = {"Authorization": f"Bearer {token}"}
+            assert (await client.get("/alerts", headers=admin)).status_code == 200
+            assert (await client.get("/admin/faults", headers=admin)).status_code == 200
+        # Another command of the same environment reaches the admin routes with nothing set.
+        code, out, err = await run_cli(
+            "fault", "list", "--url", f"http://127.0.0.1:{port}", env=environ
+        )
+        assert code == 0 and out.startswith("db_slow"), err
+    finally:
+        process.send_signal(signal.SIGTERM)
+        _, stderr = await asyncio.wait_for(process.communicate(), timeout=30)
+    log = stderr.decode()
+    assert f"Bearer token in {path}" in log and token not in log
+    assert "database=sqlite cache=in-process" in log.splitlines()[0], log.splitlines()[0]
+    assert not path.exists()  # removed at exit, though uvicorn raises SIGTERM again
+    assert process.returncode == 128 + signal.SIGTERM
+
+
+async def _until_ready(client: httpx.AsyncClient, process: asyncio.subprocess.Process) -> None:
+    for _ in range(300):
+        assert process.returncode is None, "serve exited"
+        with contextlib.suppress(httpx.TransportError):
+            if (await client.get("/healthz")).status_code == 200:
+                return
+        await asyncio.sleep(0.1)
+    raise AssertionError("serve did not answer /healthz within 30 s")
