@@ -1,1 +1,2 @@
-"""Tests of the native stack's pieces (deploy/native/)."""
+"""Tests of the deployment pieces: the native stack (deploy/native/), the lock files, and the
+Kubernetes manifests (deploy/kubernetes/)."""
