@@ -72,12 +72,15 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
             check_port_free(telemetry.host, telemetry.metrics_port)
         # Set in this process's environment before uvicorn starts the workers: they build
         # their settings from it, so every worker writes its metrics to the same directory.
-        with _sigterm_exits(), metrics_directory(
-            workers=args.workers,
-            configured=telemetry.prometheus_multiproc_dir,
-            environ=os.environ,
-            metrics_enabled=telemetry.metrics_enabled,
-        ) as directory:
+        with (
+            _sigterm_exits(),
+            metrics_directory(
+                workers=args.workers,
+                configured=telemetry.prometheus_multiproc_dir,
+                environ=os.environ,
+                metrics_enabled=telemetry.metrics_enabled,
+            ) as directory,
+        ):
             token_file = getattr(args, "token_file", None)
             log.info(
                 "dynoscope %s serving on http://%s:%d with %d worker(s), %s: %s", __version__,
