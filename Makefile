@@ -47,7 +47,7 @@ services:
 	deploy/native/ensure-prometheus.sh
 	deploy/native/ensure-nginx.sh
 
-# The production topology on loopback without containers (README: "Native stack").
+# The production topology on loopback without containers (docs/operations.md: "The native stack").
 STACK_DIR ?= .stack
 stack: install
 	deploy/native/ensure-prometheus.sh

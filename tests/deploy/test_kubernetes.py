@@ -379,12 +379,12 @@ def test_prometheus_scrapes_each_pod_by_its_labels_and_port_name() -> None:
 
 
 def documented_secret_keys() -> set[str]:
-    """The keys README.md's `kubectl create secret` command gives the Secret."""
-    readme = (ROOT / "README.md").read_text()
+    """The keys the `kubectl create secret` command of docs/operations.md gives the Secret."""
+    readme = (ROOT / "docs" / "operations.md").read_text()
     command = re.search(
         rf"kubectl[^\n]*create secret generic {SECRET}((?:[^\n]*\\\n)*[^\n]*)", readme
     )
-    assert command, f"README.md does not show how to create {SECRET}"
+    assert command, f"docs/operations.md does not show how to create {SECRET}"
     return {
         word.split("=")[1]
         for word in shlex.split(command.group(1).replace("\\\n", " "))
@@ -411,7 +411,7 @@ def secret_errors(docs: dict[str, Doc]) -> list[str]:
                 if ref["name"] != SECRET:
                     found.append(f"{name}: {entry['name']} from secret {ref['name']}")
                 if ref["key"] not in documented:
-                    found.append(f"{name}: key {ref['key']} is not in the README's command")
+                    found.append(f"{name}: key {ref['key']} is not in docs/operations.md's command")
     return found
 
 
