@@ -6,6 +6,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import pty
+import re
 import sys
 from collections.abc import Iterator
 
@@ -44,11 +47,7 @@ def test_libraries_speak_at_warning_unless_debug(level: str, quiet: bool) -> Non
 
 async def test_load_prints_no_line_per_request() -> None:
     """Against a server that answers every request (an empty page: no listing to follow)."""
-
-    async def anything(request: Request) -> Response:
-        return JSONResponse([] if request.url.path == "/properties" else {}, status_code=200)
-
-    app = Starlette(routes=[Route("/{path:path}", anything, methods=["GET", "POST"])])
+    app = Starlette(routes=[Route("/{path:path}", _anything, methods=["GET", "POST"])])
     port = free_port()
     async with serving(app, port):
         process = await asyncio.create_subprocess_exec(
@@ -81,3 +80,52 @@ def test_serve_says_where_to_look_without_printing_a_secret() -> None:
     assert "/docs" not in said and "/metrics" not in said  # off, or on a port of its own
     assert "http://0.0.0.0:8000/alerts (Bearer ADMIN_TOKEN)" in said
     assert token not in said
+
+
+async def test_load_keeps_its_progress_line_on_a_terminal_and_drops_it_in_a_pipe() -> None:
+    """On a terminal (a real pseudo-terminal) the status line is rewritten in place with
+    nothing between its updates; piped, there is none."""
+    app = Starlette(routes=[Route("/{path:path}", _anything, methods=["GET", "POST"])])
+    port = free_port()
+    argv = (
+        sys.executable, "-m", "dynoscope", "load", "--url", f"http://127.0.0.1:{port}",
+        "--users", "2", "--duration", "2.5",
+    )  # fmt: skip
+    async with serving(app, port):
+        primary, secondary = pty.openpty()
+        try:
+            process = await asyncio.create_subprocess_exec(
+                *argv, stdout=asyncio.subprocess.PIPE, stderr=secondary
+            )
+            os.close(secondary)
+            await asyncio.wait_for(process.communicate(), timeout=60)
+            terminal = _drain(primary)
+        finally:
+            os.close(primary)
+        piped = await asyncio.create_subprocess_exec(
+            *argv, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+        )
+        _, stderr = await asyncio.wait_for(piped.communicate(), timeout=60)
+    updates = [part for part in terminal.split("\r") if part.strip()]
+    assert len(updates) >= 2, terminal  # about one a second
+    assert all(re.match(r"\s*[\d.]+ s\s+\d+ requests", part) for part in updates), terminal
+    assert "\n" not in terminal.rstrip("\r\n"), terminal  # no other line breaks into it
+    assert "requests" not in stderr.decode() and stderr.decode().strip() == "", stderr
+
+
+async def _anything(request: Request) -> Response:
+    """Any request answered: an empty page of listings, an empty object elsewhere."""
+    return JSONResponse([] if request.url.path == "/properties" else {}, status_code=200)
+
+
+def _drain(descriptor: int) -> str:
+    chunks = []
+    while True:
+        try:
+            chunk = os.read(descriptor, 4096)
+        except OSError:  # the other side closed
+            break
+        if not chunk:
+            break
+        chunks.append(chunk)
+    return b"".join(chunks).decode(errors="replace")
