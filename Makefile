@@ -46,6 +46,7 @@ services:
 	deploy/native/ensure-services.sh
 	deploy/native/ensure-prometheus.sh
 	deploy/native/ensure-nginx.sh
+	deploy/native/ensure-chromium.sh
 
 # The production topology on loopback without containers (docs/operations.md: "The native stack").
 STACK_DIR ?= .stack

@@ -43,6 +43,7 @@ class AdmissionControl:
         retry_after: int,
         on_reject: Rejected | None = None,
         always_admitted: Collection[str] = ALWAYS_ADMITTED,
+        admitted_prefixes: tuple[str, ...] = (),
         apart: Collection[str] = (),
     ) -> None:
         self.app = app
@@ -54,6 +55,8 @@ class AdmissionControl:
         self._apart = frozenset(apart)
         self._on_reject = on_reject
         self._always = frozenset(always_admitted)
+        # The admin console: on-call needs it most when the service is at capacity.
+        self._admitted_prefixes = admitted_prefixes
         self._refusal = json.dumps(
             {
                 "error": "overloaded",
@@ -69,7 +72,12 @@ class AdmissionControl:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         path = scope.get("path")
-        if scope["type"] != "http" or path in self._always or path in self._apart:
+        if (
+            scope["type"] != "http"
+            or path in self._always
+            or path in self._apart
+            or (bool(self._admitted_prefixes) and str(path).startswith(self._admitted_prefixes))
+        ):
             await self.app(scope, receive, send)
             return
         if self.in_flight >= self.max_in_flight:

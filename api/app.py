@@ -39,6 +39,7 @@ from api.routes.auth import count as count_attempt
 from api.routes.faults import fault_routes
 from api.services import Services, build_services
 from api.settings import Settings
+from console import CONSOLE_PREFIX, mount_console
 from instrumentation.app import Telemetry, instrument_app, metrics_of
 from instrumentation.catalogue import Catalogue
 
@@ -105,9 +106,13 @@ def create_app(settings: Settings, *, services: Services | None = None) -> FastA
     app.add_middleware(NoSniff)
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     _include_routes(app, settings)
+    _mount_console(app, settings)
     faults = _mount_faults(app, settings)
     _install_error_handlers(app)
-    telemetry = instrument_app(app, settings.telemetry, version=__version__)
+    # The console is not the service's traffic: its pages stay out of the service's latency.
+    telemetry = instrument_app(
+        app, settings.telemetry, version=__version__, unmeasured=(CONSOLE_PREFIX,)
+    )
     metrics = metrics_of(app)
     if faults is not None and metrics is not None:
         gauge = FaultMetrics(metrics.registry).fault_active
@@ -130,6 +135,7 @@ def _admission(app: FastAPI, settings: Settings, metrics: Catalogue | None) -> A
         retry_after=1,
         on_reject=on_reject,
         apart=HASHING_PATHS,
+        admitted_prefixes=(CONSOLE_PREFIX,),
     )
     return AuthMetrics(metrics.registry, on_rejected=on_reject) if metrics is not None else None
 
@@ -148,6 +154,19 @@ def _include_routes(app: FastAPI, settings: Settings) -> None:
     app.include_router(auth.router)
     if settings.admin_token is not None:
         app.include_router(alert_routes(settings.admin_token.get_secret_value()))
+
+
+def _mount_console(app: FastAPI, settings: Settings) -> None:
+    """``/console`` with the admin routes: on wherever ``ADMIN_TOKEN`` is (in development
+    ``dynoscope serve`` makes one), off otherwise."""
+    if settings.admin_token is None or not settings.console_enabled:
+        return
+    mount_console(
+        app,
+        admin_token=settings.admin_token.get_secret_value(),
+        alerts=settings.alerts,
+        traces_file=settings.telemetry.traces_file,
+    )
 
 
 def _mount_faults(app: FastAPI, settings: Settings) -> Faults | None:

@@ -114,6 +114,7 @@ class Settings(BaseSettings):
     # /docs, /redoc and /openapi.json: on outside production, off in it unless asked for.
     api_docs_enabled: bool | None = Field(default=None, validation_alias="API_DOCS_ENABLED")
     admin_token: SecretStr | None = Field(default=None, validation_alias="ADMIN_TOKEN")
+    console_enabled: bool = Field(default=True, validation_alias="CONSOLE_ENABLED")
     # Fault injection (docs/faults.md): off by default, admin-only, opt-in twice in production.
     faults_enabled: bool = Field(default=False, validation_alias="DYNOSCOPE_FAULTS_ENABLED")
     faults_in_production: bool = Field(

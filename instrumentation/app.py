@@ -227,9 +227,17 @@ def metrics_of(app: Starlette) -> Catalogue | None:
 
 
 def instrument_app(
-    app: FastAPI, settings: TelemetrySettings, *, version: str = "unknown", lifespan: bool = False
+    app: FastAPI,
+    settings: TelemetrySettings,
+    *,
+    version: str = "unknown",
+    lifespan: bool = False,
+    unmeasured: tuple[str, ...] = (),
 ) -> Telemetry | None:
     """Add metrics, tracing and log correlation to ``app`` as ``settings`` say.
+
+    Paths under the ``unmeasured`` prefixes (an admin console) are not the service's traffic:
+    neither measured nor traced, like ``/metrics``.
 
     ``DYNOSCOPE_METRICS_ENABLED=false`` with ``OTEL_SDK_DISABLED=true`` adds nothing at all
     (and returns None). Other packages reach what it set up through ``telemetry_of(app)`` and
@@ -245,6 +253,7 @@ def instrument_app(
         TelemetryMiddleware,
         metrics=HttpMetrics(telemetry.metrics) if telemetry.metrics is not None else None,
         tracing=telemetry.tracing,
+        excluded_prefixes=unmeasured,
     )
     if telemetry.scrape_source is not None and settings.metrics_port is None:
         token = settings.metrics_token

@@ -122,18 +122,22 @@ class TelemetryMiddleware:
         metrics: HttpMetrics | None = None,
         tracing: Tracing | None = None,
         excluded_paths: Collection[str] = DEFAULT_EXCLUDED_PATHS,
+        excluded_prefixes: tuple[str, ...] = (),
     ) -> None:
         self.app = app
         self._metrics = metrics
         self._tracing = tracing
         self._excluded = frozenset(excluded_paths)
+        self._excluded_prefixes = excluded_prefixes
 
     def _is_excluded(self, scope: MutableMapping[str, Any]) -> bool:
         path: str = scope["path"]
         root_path: str = scope.get("root_path", "")
         if root_path and path.startswith(root_path):
             path = path[len(root_path) :]
-        return path in self._excluded
+        return path in self._excluded or (
+            bool(self._excluded_prefixes) and path.startswith(self._excluded_prefixes)
+        )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or TRACKER_KEY in scope or self._is_excluded(scope):

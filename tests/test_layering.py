@@ -89,13 +89,24 @@ def _top(names: set[str]) -> set[str]:
 
 
 OURS = frozenset(
-    {"api", "instrumentation", "exporters", "alerts", "dashboards", "ops", "dynoscope", "deploy"}
+    {
+        *("api", "instrumentation", "exporters", "alerts", "dashboards", "ops", "dynoscope"),
+        *("deploy", "console"),
+    }
 )
 
 
 def test_the_shared_database_plumbing_imports_nothing_of_ours() -> None:
     for module, names in imports("dbkit").items():
         assert not _top(names) & OURS, f"{module} imports {sorted(_top(names) & OURS)}"
+
+
+def test_the_console_reads_the_engine_and_never_the_service() -> None:
+    for module, names in imports("console").items():
+        assert not {"api", "dynoscope"} & _top(names), f"{module} imports the service"
+    for package in ("instrumentation", "exporters", "alerts", "dashboards", "ops", "dbkit"):
+        for module, names in imports(package).items():
+            assert "console" not in _top(names), f"{module} imports the console"
 
 
 def test_nothing_imports_the_composition_root() -> None:

@@ -73,6 +73,11 @@ class Evaluator:
         self._metrics = metrics
 
     @property
+    def context(self) -> Context | None:
+        """Where firing latency and slow-query alerts get their examples (None: no lookup)."""
+        return self._context
+
+    @property
     def metrics(self) -> EngineMetrics | None:
         """Where evaluation is counted; the scheduler counts the runs it skips there too."""
         return self._metrics

@@ -29,6 +29,7 @@ from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from prometheus_client.registry import Collector
 from sqlalchemy.engine import make_url
+from starlette.applications import Starlette
 
 from alerts.delivery.notification import iso
 from alerts.engine.monitor import Monitor, open_store
@@ -104,7 +105,7 @@ def alert_routes(token: str) -> APIRouter:
         if monitor is not None:
             alerts = await monitor.current()
         else:
-            alerts = await _store(request).active()
+            alerts = await app_store(request.app).active()
         return {"alerts": [alert_json(alert) for alert in alerts]}
 
     @router.get("/history")
@@ -115,16 +116,17 @@ def alert_routes(token: str) -> APIRouter:
         if monitor is not None:
             entries = await monitor.history(limit=limit)
         else:
-            entries = await _store(request).history(limit=limit)
+            entries = await app_store(request.app).history(limit=limit)
         return {"history": [history_json(entry) for entry in entries]}
 
-    add_silence_routes(router, store=_store)
+    add_silence_routes(router, store=app_store)
     add_query_routes(router)
     return router
 
 
-def _store(request: Request) -> Store:
-    store = engine_state(request.app).store
+def app_store(app: Starlette) -> Store:
+    """The store the admin routes read when the engine does not run in this process."""
+    store = engine_state(app).store
     if store is None:
         raise HTTPException(503, "the alert store is not configured on this instance")
     return store

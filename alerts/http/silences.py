@@ -14,10 +14,11 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from fastapi import APIRouter, HTTPException, Request
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from starlette.applications import Starlette
 
 from alerts.delivery.notification import iso
 from alerts.engine.state import AlertState
@@ -27,9 +28,6 @@ from alerts.silences.recurrence import Recurrence
 from alerts.silences.silence import Silence, utc
 from alerts.silences.store import SilenceStore
 from alerts.store.store import Store
-
-if TYPE_CHECKING:
-    pass
 
 log = logging.getLogger("dynoscope.alerts")
 
@@ -110,11 +108,22 @@ def silence_json(silence: Silence) -> dict[str, Any]:
     }
 
 
-def add_silence_routes(router: APIRouter, *, store: Callable[[Request], Store]) -> None:
-    """``/alerts/silences``: make (POST), list (GET) and expire (DELETE .../{id})."""
+class Quieting:
+    """Silences and acknowledgements on the engine of ``app`` (running here, or else read
+    through its store): what the admin routes and the console both do. ``HTTPException``
+    for what cannot be done, with the API's message."""
 
-    @router.post("/silences", status_code=201)
-    async def add(request: Request, body: SilenceIn) -> dict[str, Any]:
+    def __init__(self, app: Starlette, store: Callable[[Starlette], Store]) -> None:
+        self._app = app
+        self._store = store
+
+    def _silences(self) -> SilenceStore:
+        monitor = engine_state(self._app).monitor
+        if monitor is not None:
+            return monitor.silence_store
+        return SilenceStore(self._store(self._app).engine)
+
+    async def add(self, body: SilenceIn) -> Silence:
         now = datetime.now(UTC)
         starts_at = body.starts_at or now
         ends_at = body.ends_at or starts_at + RECURRING_DEFAULT
@@ -129,47 +138,62 @@ def add_silence_routes(router: APIRouter, *, store: Callable[[Request], Store]) 
             created_at=now,
             recurrence=body.every.recurrence() if body.every else None,
         )
-        await _silences(request, store).add(silence)
-        monitor = engine_state(request.app).monitor
+        await self._silences().add(silence)
+        monitor = engine_state(self._app).monitor
         if monitor is not None:
             monitor.silences.add(silence)  # in force now, not at the next refresh
         log.info("silence %s made by %s", silence.id, silence.author)
-        return silence_json(silence)
+        return silence
 
-    @router.post("/{fingerprint}/ack", status_code=201)
-    async def acknowledge(request: Request, fingerprint: str, body: AckIn) -> dict[str, Any]:
-        monitor = engine_state(request.app).monitor
-        alerts = await monitor.current() if monitor is not None else await store(request).active()
+    async def acknowledge(self, fingerprint: str, body: AckIn) -> Silence:
+        monitor = engine_state(self._app).monitor
+        if monitor is not None:
+            alerts = await monitor.current()
+        else:
+            alerts = await self._store(self._app).active()
         alert = next((a for a in alerts if a.fingerprint == fingerprint), None)
         if alert is None or alert.state is not AlertState.FIRING:
             raise HTTPException(404, "no firing alert with this fingerprint")
         ack = Silence.acknowledge(
             alert, now=datetime.now(UTC), author=body.author, comment=body.comment
         )
-        await _silences(request, store).add(ack)
+        await self._silences().add(ack)
         if monitor is not None:
             monitor.silences.add(ack)
         log.info("alert %s acknowledged by %s", fingerprint, body.author)
+        return ack
+
+    async def current(self) -> list[Silence]:
+        return list(await self._silences().current(datetime.now(UTC)))
+
+    async def expire(self, silence_id: str) -> datetime:
+        now = datetime.now(UTC)
+        if not await self._silences().expire(silence_id, now=now):
+            raise HTTPException(404, "no such silence, or it has already ended")
+        monitor = engine_state(self._app).monitor
+        if monitor is not None:
+            await monitor.silences.refresh(now=now)
+        return now
+
+
+def add_silence_routes(router: APIRouter, *, store: Callable[[Starlette], Store]) -> None:
+    """``/alerts/silences``: make (POST), list (GET) and expire (DELETE .../{id})."""
+
+    @router.post("/silences", status_code=201)
+    async def add(request: Request, body: SilenceIn) -> dict[str, Any]:
+        return silence_json(await Quieting(request.app, store).add(body))
+
+    @router.post("/{fingerprint}/ack", status_code=201)
+    async def acknowledge(request: Request, fingerprint: str, body: AckIn) -> dict[str, Any]:
+        ack = await Quieting(request.app, store).acknowledge(fingerprint, body)
         return {**silence_json(ack), "fingerprint": fingerprint, "episode": iso(ack.episode)}
 
     @router.get("/silences")
     async def listed(request: Request) -> dict[str, Any]:
-        found = await _silences(request, store).current(datetime.now(UTC))
+        found = await Quieting(request.app, store).current()
         return {"silences": [silence_json(s) for s in found]}
 
     @router.delete("/silences/{silence_id}")
     async def expire(request: Request, silence_id: str) -> dict[str, Any]:
-        now = datetime.now(UTC)
-        if not await _silences(request, store).expire(silence_id, now=now):
-            raise HTTPException(404, "no such silence, or it has already ended")
-        monitor = engine_state(request.app).monitor
-        if monitor is not None:
-            await monitor.silences.refresh(now=now)
+        now = await Quieting(request.app, store).expire(silence_id)
         return {"expired": silence_id, "ends_at": iso(now)}
-
-
-def _silences(request: Request, store: Callable[[Request], Store]) -> SilenceStore:
-    monitor = engine_state(request.app).monitor
-    if monitor is not None:
-        return monitor.silence_store
-    return SilenceStore(store(request).engine)

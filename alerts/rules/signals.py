@@ -195,6 +195,14 @@ def _memory_growth(window: Window, args: SignalArgs) -> dict[Labels, float]:
     return result
 
 
+def _resident_memory(window: Window, args: SignalArgs) -> dict[Labels, float]:
+    result: dict[Labels, float] = {}
+    for labels, value in window.latest(PROCESS_RESIDENT_MEMORY).items():
+        key = project(labels, args.by)
+        result[key] = max(result.get(key, -math.inf), value)
+    return result
+
+
 def _instance_up(window: Window, args: SignalArgs) -> dict[Labels, float]:
     # The process that samples itself is, by definition, up.
     latest = window.snapshots[-1].values.values() if window.snapshots else ()
@@ -311,6 +319,13 @@ SIGNALS: Mapping[str, Signal] = {
             promql=_memory_growth_promql,
             compute=_memory_growth,
             params=RestartGuard,
+        ),
+        Signal(
+            name="memory_resident_bytes",
+            help="Resident memory of the process (the largest series per group), bytes.",
+            labels=frozenset(TARGET),
+            promql=lambda a: f"max {by_clause(a)} ({PROCESS_RESIDENT_MEMORY})",
+            compute=_resident_memory,
         ),
         Signal(
             name="instance_up",

@@ -48,6 +48,8 @@ class EngineLock:
     def acquire(self) -> bool:
         if self.path is None:
             return True
+        # Beside the store, whose folder need not exist yet (the store makes it when opened).
+        self.path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)

@@ -20,7 +20,7 @@ from prometheus_client.registry import Collector
 
 from alerts.engine.query import Exemplar, Labels, QueryFailed, QueryResult, Vector, labels_of
 from alerts.engine.window import Snapshot, Window
-from alerts.rules.rule import Query, RawQuery
+from alerts.rules.rule import Query, RawQuery, SignalQuery
 from alerts.rules.signals import signal_named
 
 # Snapshots older than FINE_SECONDS are thinned to one per COARSE_SECONDS: rates over the
@@ -87,6 +87,12 @@ class LocalSource:
         return Window(
             [s for s in self._snapshots if start <= s.at <= now.timestamp()], now=now.timestamp()
         )
+
+    def at(self, query: SignalQuery, now: datetime) -> Vector:
+        """``query`` over the snapshots already taken, as of ``now`` (none is added): the
+        value a past evaluation would have seen, for charts of the window."""
+        window = self.window(query.args.window, now=now)
+        return Vector(signal_named(query.signal).samples(window, query.args))
 
     async def exemplars(
         self,

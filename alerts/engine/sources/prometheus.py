@@ -20,7 +20,15 @@ from typing import Any
 
 import httpx
 
-from alerts.engine.query import Exemplar, QueryFailed, QueryResult, Sample, Vector, labels_of
+from alerts.engine.query import (
+    Exemplar,
+    Labels,
+    QueryFailed,
+    QueryResult,
+    Sample,
+    Vector,
+    labels_of,
+)
 from alerts.errors import QueryError
 from alerts.rules.duration import format_duration
 from alerts.rules.rule import Query
@@ -77,6 +85,24 @@ class PrometheusSource:
             self._endpoint, params, promql=promql, what="query", seconds=self._timeout, slack=1
         )
         return _vector(body["data"], promql=promql)
+
+    async def range(
+        self, promql: str, *, start: datetime, end: datetime, step: timedelta
+    ) -> dict[Labels, list[tuple[float, float]]]:
+        """A range query: each series' ``(unix time, value)`` points; raises ``QueryError``."""
+        params = {
+            "query": promql,
+            "start": f"{start.timestamp():.3f}",
+            "end": f"{end.timestamp():.3f}",
+            "step": f"{step.total_seconds():g}",
+        }
+        body = await self._get(
+            self._endpoint + "_range", params, promql=promql, what="query", seconds=self._timeout
+        )
+        return {
+            labels_of(series.get("metric", {})): [(float(t), float(v)) for t, v in series["values"]]
+            for series in body["data"].get("result", [])
+        }
 
     async def _get(
         self,
