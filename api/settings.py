@@ -115,6 +115,8 @@ class Settings(BaseSettings):
     api_docs_enabled: bool | None = Field(default=None, validation_alias="API_DOCS_ENABLED")
     admin_token: SecretStr | None = Field(default=None, validation_alias="ADMIN_TOKEN")
     console_enabled: bool = Field(default=True, validation_alias="CONSOLE_ENABLED")
+    # `dynoscope alerts run` serves the console here (beside METRICS_PORT) when set.
+    console_port: int | None = Field(default=None, ge=1, le=65535, validation_alias="CONSOLE_PORT")
     # Fault injection (docs/faults.md): off by default, admin-only, opt-in twice in production.
     faults_enabled: bool = Field(default=False, validation_alias="DYNOSCOPE_FAULTS_ENABLED")
     faults_in_production: bool = Field(

@@ -16,6 +16,7 @@ import signal
 import sys
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from api import __version__
 from api.db import create_engine, create_sessionmaker
@@ -23,6 +24,9 @@ from api.logs import configure_logging
 from api.settings import Mode, Settings, SettingsError
 from api.workers import WorkersError, check_port_free, metrics_directory
 from dynoscope.session import adopt_session_token, session_token
+
+if TYPE_CHECKING:
+    from alerts.engine.standalone import Pages
 
 log = logging.getLogger("dynoscope")
 
@@ -183,6 +187,19 @@ def command(
     )
 
 
+def _engine_console(settings: Settings) -> Pages | None:
+    """The console beside ``dynoscope alerts run``, on ``CONSOLE_PORT`` with ``ADMIN_TOKEN``
+    (for a deployment whose engine runs alone); ``None`` without them."""
+    if settings.admin_token is None or settings.console_port is None:
+        return None
+    if not settings.console_enabled:
+        return None
+    from dynoscope.pages import engine_console
+
+    token = settings.admin_token.get_secret_value()
+    return engine_console(settings, token=token, port=settings.console_port)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="dynoscope",
@@ -209,7 +226,7 @@ def build_parser() -> argparse.ArgumentParser:
     from ops.report_cli import register as register_report
 
     register_instrumentation(commands, command)
-    register_alerts(commands, command)
+    register_alerts(commands, command, pages_for=_engine_console)
     register_receivers(commands, command)
     register_silences(commands, command)
     register_dashboards(commands, command)

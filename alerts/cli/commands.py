@@ -10,14 +10,18 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from alerts.errors import AlertsError
 from alerts.rules.loader import load_rules, rule_paths
 from alerts.settings import AlertSettings
 from instrumentation.cli import AddCommand
 from instrumentation.settings import TelemetrySettings
+
+if TYPE_CHECKING:  # the engine (and its I/O) is imported only when it runs
+    from alerts.engine.standalone import Pages
 
 __all__ = ["Configured", "register"]
 
@@ -77,8 +81,14 @@ def _run(settings: Configured, args: argparse.Namespace) -> int:
         print(NO_SOURCE, file=sys.stderr)
         return 2
 
+    pages_for: Callable[[Any], Pages | None] | None = getattr(args, "pages_for", None)
     try:
-        asyncio.run(run_standalone(settings.alerts, settings.telemetry))
+        pages = pages_for(settings) if pages_for is not None else None
+    except ValueError as exc:  # its port is taken, say
+        print(f"dynoscope alerts run: {exc}", file=sys.stderr)
+        return 2
+    try:
+        asyncio.run(run_standalone(settings.alerts, settings.telemetry, pages=pages))
     except AlertsError as exc:
         print(f"dynoscope alerts run: {exc}", file=sys.stderr)
         return 1
@@ -88,9 +98,13 @@ def _run(settings: Configured, args: argparse.Namespace) -> int:
 
 
 def register(
-    commands: argparse._SubParsersAction[argparse.ArgumentParser], command: AddCommand
+    commands: argparse._SubParsersAction[argparse.ArgumentParser],
+    command: AddCommand,
+    *,
+    pages_for: Callable[[Any], Pages | None] | None = None,
 ) -> None:
-    """Add ``dynoscope rules check|export`` and ``dynoscope alerts run``."""
+    """Add ``dynoscope rules check|export`` and ``dynoscope alerts run`` (which serves the
+    pages ``pages_for(settings)`` gives, if any, beside the engine)."""
     rules = command(
         commands,
         "rules",
@@ -135,6 +149,7 @@ def register(
         "run",
         summary="Evaluate the rules against Prometheus and notify, until stopped.",
         details="Needs PROMETHEUS_URL (the Prometheus that scrapes the API); keeps its state\n"
-        "in ALERT_STORE_URL. Stops on SIGINT or SIGTERM.",
+        "in ALERT_STORE_URL. With ADMIN_TOKEN and CONSOLE_PORT it serves the console there.\n"
+        "Stops on SIGINT or SIGTERM.",
         example="PROMETHEUS_URL=http://127.0.0.1:9090 dynoscope alerts run",
-    ).set_defaults(run=_run)
+    ).set_defaults(run=_run, pages_for=pages_for)

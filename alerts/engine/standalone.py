@@ -2,7 +2,8 @@
 
 It competes for the store's lease with every other engine on the store, or, with
 ``ALERT_LEASE_SECONDS=0``, runs alone behind a lock file on this host; its metrics are served
-on ``METRICS_PORT`` when set.
+on ``METRICS_PORT`` when set, and pages for people (the console) by ``pages`` when the
+command line gives them.
 """
 
 from __future__ import annotations
@@ -11,6 +12,8 @@ import asyncio
 import contextlib
 import logging
 import signal
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
 
 from prometheus_client import CollectorRegistry
 
@@ -25,8 +28,14 @@ from instrumentation.settings import TelemetrySettings
 
 log = logging.getLogger("dynoscope.alerts")
 
+Pages = Callable[[Monitor], AbstractAsyncContextManager[object]]
+"""Serves pages on the running engine while its block runs (the console, given by the
+composition root: this package does not know it)."""
 
-async def run_standalone(alerts: AlertSettings, telemetry: TelemetrySettings) -> None:
+
+async def run_standalone(
+    alerts: AlertSettings, telemetry: TelemetrySettings, *, pages: Pages | None = None
+) -> None:
     """``dynoscope alerts run``: evaluate until SIGINT/SIGTERM, exposing metrics if asked."""
     from instrumentation.process import default_instance_id
 
@@ -65,7 +74,8 @@ async def run_standalone(alerts: AlertSettings, telemetry: TelemetrySettings) ->
                 loop.add_signal_handler(signum, stopped.set)
         await monitor.start()
         try:
-            await stopped.wait()
+            async with pages(monitor) if pages is not None else contextlib.nullcontext():
+                await stopped.wait()
         finally:
             await monitor.stop()
     finally:
