@@ -1,9 +1,18 @@
-"""Admission control: past a limit of requests in flight, answer 503 at once.
+"""Admission control: at most ``max_in_flight`` requests at a time, the next ones waiting a
+little for a slot, the rest answered 503 at once.
 
 A worker that accepts every request queues them all on one event loop, and past its capacity
 every request gets slow together until clients time out. Refusing the excess at the door
 keeps the admitted ones fast and tells the others, cheaply, to come back (``Retry-After``),
 which a load balancer or client can act on.
+
+Refusing by count alone refuses work the worker could have done in time: a burst of users
+arriving in the same instant finds every slot taken for a few milliseconds. So a request that
+finds the slots full waits, first come first served, up to ``max_wait`` (a small share of the
+latency target) for one to free, and is shed only when it would wait longer, or at once when
+``max_queue`` requests are already waiting: shedding by queueing delay, as CoDel and the SRE
+book's "Handling Overload" do. A sustained overload still sheds fast; a burst the worker can
+drain within ``max_wait`` is served whole.
 
 A request is in flight from admission until its response starts: an open stream (server-sent
 events) stops counting once its headers are out, since waiting for events costs nothing.
@@ -15,7 +24,10 @@ so a storm of them is refused while reads go on.
 
 from __future__ import annotations
 
+import asyncio
 import json
+import time
+from collections import deque
 from collections.abc import Callable, Collection
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -24,6 +36,7 @@ OVERLOAD = "overload"
 ALWAYS_ADMITTED = frozenset({"/healthz", "/readyz", "/metrics"})
 
 Rejected = Callable[[str], None]
+Waited = Callable[[float], None]
 
 
 class AdmissionControl:
@@ -45,10 +58,19 @@ class AdmissionControl:
         always_admitted: Collection[str] = ALWAYS_ADMITTED,
         admitted_prefixes: tuple[str, ...] = (),
         apart: Collection[str] = (),
+        max_wait: float = 0.0,
+        max_queue: int = 0,
+        on_wait: Waited | None = None,
     ) -> None:
         self.app = app
         self.max_in_flight = max_in_flight
         self.in_flight = 0
+        self.max_wait = max_wait
+        self.max_queue = max_queue
+        # Who waits for a slot, in order; a slot freed goes to the first still waiting.
+        self._waiting: deque[asyncio.Future[None]] = deque()
+        self._queued = 0
+        self._on_wait = on_wait
         # Requests that each cost a password hash are a class of their own: not counted
         # here, bounded where the cost is (``Passwords``, MAX_IN_FLIGHT_AUTH), so a login
         # storm is refused in its class while reads are admitted in theirs.
@@ -80,24 +102,63 @@ class AdmissionControl:
         ):
             await self.app(scope, receive, send)
             return
-        if self.in_flight >= self.max_in_flight:
+        if self.in_flight < self.max_in_flight:
+            self.in_flight += 1
+        elif not await self._wait_for_slot():
             await self._refuse(send)
             return
-        self.in_flight += 1
         counted = True
 
         async def answering(message: Message) -> None:
             nonlocal counted
             if counted and message["type"] == "http.response.start":
                 counted = False
-                self.in_flight -= 1
+                self._release()
             await send(message)
 
         try:
             await self.app(scope, receive, answering)
         finally:
             if counted:
-                self.in_flight -= 1
+                self._release()
+
+    @property
+    def waiting(self) -> int:
+        """Requests waiting for a slot now."""
+        return self._queued
+
+    def _release(self) -> None:
+        """A slot frees: it passes to the first request still waiting, or is counted free."""
+        while self._waiting:
+            waiter = self._waiting.popleft()
+            if not waiter.done():
+                waiter.set_result(None)  # in flight now, in the slot just freed
+                return
+        self.in_flight -= 1
+
+    async def _wait_for_slot(self) -> bool:
+        """Wait up to ``max_wait`` for a slot; False when the queue is full or none frees."""
+        if self.max_wait <= 0 or self.waiting >= self.max_queue:
+            return False
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiting.append(waiter)
+        self._queued += 1
+        started = time.perf_counter()
+        try:
+            await asyncio.wait((waiter,), timeout=self.max_wait)
+        except BaseException:  # the client went away while waiting
+            if waiter.done() and not waiter.cancelled():
+                self._release()  # it was given a slot it will not use
+            waiter.cancel()
+            raise
+        finally:
+            self._queued -= 1
+        admitted = waiter.done() and not waiter.cancelled()
+        if not admitted:
+            waiter.cancel()  # a slot freed from now on skips it
+        if self._on_wait is not None:
+            self._on_wait(time.perf_counter() - started)
+        return admitted
 
     async def _refuse(self, send: Send) -> None:
         if self._on_reject is not None:

@@ -129,6 +129,7 @@ def _admission(app: FastAPI, settings: Settings, metrics: Catalogue | None) -> A
     if settings.proxies:
         app.add_middleware(ProxyHeadersMiddleware, trusted_hosts=settings.proxies)
     # Outermost: a shed request costs next to nothing and touches no other layer.
+    waited = metrics.http_admission_wait.observe if metrics is not None else None
     app.add_middleware(
         AdmissionControl,
         max_in_flight=settings.max_in_flight,
@@ -136,6 +137,13 @@ def _admission(app: FastAPI, settings: Settings, metrics: Catalogue | None) -> A
         on_reject=on_reject,
         apart=HASHING_PATHS,
         admitted_prefixes=(CONSOLE_PREFIX,),
+        max_wait=settings.admission_max_wait,
+        max_queue=(
+            settings.admission_max_queue
+            if settings.admission_max_queue is not None
+            else settings.max_in_flight
+        ),
+        on_wait=waited,
     )
     return AuthMetrics(metrics.registry, on_rejected=on_reject) if metrics is not None else None
 

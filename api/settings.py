@@ -90,6 +90,15 @@ class Settings(BaseSettings):
     host: str = Field(default="127.0.0.1", validation_alias="HOST")
     port: int = Field(default=8000, gt=0, lt=65536, validation_alias="PORT")
     max_in_flight: int = Field(default=128, gt=0, validation_alias="MAX_IN_FLIGHT")
+    # A request finding every slot taken waits this long for one before it is shed (a small
+    # share of the 200 ms latency target); 0 sheds at once, by count.
+    admission_max_wait: float = Field(
+        default=0.05, ge=0, le=5, validation_alias="ADMISSION_MAX_WAIT"
+    )
+    # At most this many wait at once; more are shed at once. Unset: MAX_IN_FLIGHT.
+    admission_max_queue: int | None = Field(
+        default=None, ge=0, validation_alias="ADMISSION_MAX_QUEUE"
+    )
     max_body_bytes: int = Field(default=1_048_576, gt=0, validation_alias="MAX_BODY_BYTES")
     # Logins, registrations and refreshes in flight per worker: each hashes a password, so
     # they are admitted as a class of their own and a storm of them never crowds out reads.

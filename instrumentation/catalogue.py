@@ -16,6 +16,8 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from instrumentation import names
 
 HTTP_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 2.5, 5.0, 10.0)
+# Waits for an admission slot: bounded by ADMISSION_MAX_WAIT (50 ms by default).
+ADMISSION_WAIT_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25)
 # A stream lasts seconds to hours: how long clients stay, not how fast the server is.
 STREAM_BUCKETS = (1.0, 10.0, 60.0, 300.0, 900.0, 1800.0, 3600.0, 14400.0)
 DB_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
@@ -54,6 +56,13 @@ class Catalogue:
             "HTTP requests refused before they were handled, by reason (overload: admission "
             "control shed it).",
             ["reason"],
+            registry=registry,
+        )
+        self.http_admission_wait = Histogram(
+            names.HTTP_SERVER_ADMISSION_WAIT,
+            "Time requests waited for a slot when admission control found them all taken "
+            "(admitted or, past the wait allowed, shed).",
+            buckets=ADMISSION_WAIT_BUCKETS,
             registry=registry,
         )
         # Long-lived responses (server-sent events): not requests for latency. They leave

@@ -12,6 +12,7 @@ from __future__ import annotations
 HTTP_SERVER_REQUEST_DURATION = "http_server_request_duration_seconds"
 HTTP_SERVER_ACTIVE_REQUESTS = "http_server_active_requests"
 HTTP_SERVER_REJECTED_REQUESTS = "http_server_rejected_requests_total"
+HTTP_SERVER_ADMISSION_WAIT = "http_server_admission_wait_seconds"
 HTTP_SERVER_STREAM_START = "http_server_stream_start_seconds"
 HTTP_SERVER_STREAM_DURATION = "http_server_stream_duration_seconds"
 HTTP_SERVER_OPEN_STREAMS = "http_server_open_streams"
