@@ -95,6 +95,8 @@ async def test_writes_need_a_user_allowed_to_write_and_are_skipped_without_one(
         email="nobody@example.com",
         password="wrong-password",
         mix={"browse": 1, "create": 3},
+        # Long enough for the first sign-in's password check to answer on a busy machine.
+        seconds=6.0,
     )
     summary = await run_load(options)
 
