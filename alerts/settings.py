@@ -55,6 +55,8 @@ class AlertSettings(BaseSettings):
     model_config = SettingsConfigDict(extra="ignore", frozen=True, case_sensitive=False)
 
     rules_path: str | None = Field(default=None, validation_alias="ALERT_RULES_PATH")
+    # OpenSLO files of the objectives (paths separated by ":"); unset: the shipped ones.
+    slo_path: str | None = Field(default=None, validation_alias="ALERT_SLO_PATH")
     prometheus_url: str | None = Field(default=None, validation_alias="PROMETHEUS_URL")
     store_url: str = Field(default="sqlite:///./var/alerts.db", validation_alias="ALERT_STORE_URL")
     store_timeout_seconds: float = Field(default=2.0, gt=0, validation_alias="ALERT_STORE_TIMEOUT")

@@ -219,6 +219,7 @@ def build_parser() -> argparse.ArgumentParser:
     from alerts.cli.commands import register as register_alerts
     from alerts.cli.receivers import register_receivers
     from alerts.cli.silences import register_silences
+    from alerts.cli.slo import register_slo
     from api.faults.cli import register_faults
     from dashboards.cli import register as register_dashboards
     from instrumentation.cli import register as register_instrumentation
@@ -229,6 +230,7 @@ def build_parser() -> argparse.ArgumentParser:
     register_alerts(commands, command, pages_for=_engine_console)
     register_receivers(commands, command)
     register_silences(commands, command)
+    register_slo(commands, command)
     register_dashboards(commands, command)
     register_faults(commands, command)
     register_load(commands, command)
