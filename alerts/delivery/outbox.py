@@ -29,6 +29,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from alerts.delivery.grouping import Destination, Groups, Member
+from alerts.delivery.inhibition import Inhibitor
 from alerts.delivery.links import Links
 from alerts.delivery.notification import Delivery, new_id
 from alerts.delivery.notifiers.notifier import Notifier
@@ -37,7 +38,8 @@ from alerts.delivery.retry import RetryPolicy
 from alerts.delivery.routing import Router
 from alerts.delivery.stages import Attempt, Intake, run, send
 from alerts.engine.ledger import Ledger
-from alerts.engine.state import Alert, Notification
+from alerts.engine.query import labels_of
+from alerts.engine.state import Alert, Notification, fingerprint
 from alerts.metrics import EngineMetrics
 from alerts.silences.silence import Silences
 from alerts.store.lease import Lease
@@ -61,9 +63,11 @@ class Outbox:
         router: Router | None = None,
         silences: Silences | None = None,
         links: Links = Links(),
+        inhibitor: Inhibitor | None = None,
     ) -> None:
         self._notifiers = dict(notifiers)
         self._silences = silences
+        self._inhibitor = inhibitor
         self._router = router
         self._ledger = ledger
         self._pipeline = compose(
@@ -74,6 +78,7 @@ class Outbox:
             router=router,
             silences=silences,
             links=links,
+            inhibitor=inhibitor,
         )
         self._queues: dict[Key, deque[Delivery]] = {}
         self._seen: set[Key] = set()
@@ -108,7 +113,13 @@ class Outbox:
         return self._router.repeat_for(labels) if self._router is not None else None
 
     def muted(self, labels: Mapping[str, str], *, now: datetime) -> bool:
-        return self._silences is not None and self._silences.muting(labels, now=now) is not None
+        """Whether a silence, or an alert that explains it, holds back an alert with
+        ``labels``: left out of its group's messages and reminders."""
+        if self._silences is not None and self._silences.muting(labels, now=now) is not None:
+            return True
+        if self._inhibitor is None:
+            return False
+        return self._inhibitor.inhibiting(labels, fingerprint(labels_of(labels))) is not None
 
     def acknowledged(self, alert: Alert, *, now: datetime) -> bool:
         return self._silences is not None and self._silences.acknowledged(alert, now=now)

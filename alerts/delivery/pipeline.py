@@ -1,10 +1,9 @@
 """Where the stages of delivery are put together, in the order they run.
 
-    notification ─▶ Route ─▶ Dedup ─▶ Silence ─▶ Render ─▶ (group or queue, in the outbox)
+    notification ─▶ Route ─▶ Dedup ─▶ Silence ─▶ Inhibit ─▶ Render ─▶ (group or queue)
     due delivery ─▶ Fence ─▶ the notifier's send ─▶ Retry ─▶ Count ─▶ (journal, dequeue)
 
-A new stage (inhibition, flap damping) is one class in ``alerts.delivery.stages`` and one
-line here.
+A new stage (flap damping) is one class in ``alerts.delivery.stages`` and one line here.
 """
 
 from __future__ import annotations
@@ -13,6 +12,7 @@ import functools
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from alerts.delivery.inhibition import Inhibitor
 from alerts.delivery.links import Links
 from alerts.delivery.retry import RetryPolicy
 from alerts.delivery.routing import Router
@@ -21,6 +21,7 @@ from alerts.delivery.stages import (
     Count,
     Dedup,
     Fence,
+    Inhibit,
     Intake,
     PeerLog,
     Render,
@@ -58,18 +59,20 @@ def compose(
     router: Router | None = None,
     silences: Silences | None = None,
     links: Links = Links(),
+    inhibitor: Inhibitor | None = None,
 ) -> Pipeline:
     route = Route(tuple(sorted(receivers)), router)
     render = Render(links)
     fence = Fence(lease, retry.timeout)
     peers = PeerLog()
     silence = Silence(silences, functools.partial(count, metrics))
+    inhibit = Inhibit(inhibitor, functools.partial(count, metrics))
     return Pipeline(
         route=route,
         render=render,
         fence=fence,
         peers=peers,
-        intake=(route, Dedup(peers), silence, render),
+        intake=(route, Dedup(peers), silence, inhibit, render),
         before_send=(fence,),
         after_send=(Retry(retry), Count(metrics)),
     )

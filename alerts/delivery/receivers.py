@@ -62,6 +62,7 @@ from pydantic import (
 )
 
 from alerts.delivery.grouping import EVERY_LABEL, GroupSettings
+from alerts.delivery.inhibition import InhibitRule
 from alerts.delivery.notifiers import ConsoleNotifier, Notifier, WebhookConfig, WebhookNotifier
 from alerts.delivery.notifiers.alertmanager import AlertmanagerConfig, AlertmanagerNotifier
 from alerts.delivery.notifiers.pagerduty import PagerDutyConfig, PagerDutyNotifier
@@ -69,7 +70,7 @@ from alerts.delivery.notifiers.slack import SlackConfig, SlackNotifier
 from alerts.delivery.routing import CONSOLE, Route, Router
 from alerts.errors import ReceiverFileError
 from alerts.rules.rule import Duration
-from alerts.silences.matchers import Matcher
+from alerts.silences.matchers import Matcher, parse_matcher
 
 ReceiverConfig = Annotated[
     WebhookConfig | SlackConfig | PagerDutyConfig | AlertmanagerConfig,
@@ -84,6 +85,8 @@ class Receivers:
 
     configs: Mapping[str, BaseModel] = field(default_factory=dict)
     router: Router = field(default_factory=Router)
+    inhibit_rules: tuple[InhibitRule, ...] | None = None
+    """The file's ``inhibit_rules`` (``[]``: none); ``None``: the shipped defaults."""
 
     def notifiers(self, *, client: httpx.AsyncClient) -> dict[str, Notifier]:
         """One notifier per receiver (the console included), sharing ``client``."""
@@ -172,17 +175,20 @@ def load_receivers(
     ``ALERT_WEBHOOK_URL`` shorthand when given."""
     configs: dict[str, BaseModel] = {}
     router = Router()
+    inhibit: tuple[InhibitRule, ...] | None = None
     if path is not None:
-        configs, router = _parse(Path(path), environ=environ)
+        configs, router, inhibit = _parse(Path(path), environ=environ)
     if webhook_url is not None and "webhook" not in configs:
         configs["webhook"] = WebhookConfig(url=webhook_url)
         router = replace(router, default=(*router.default, "webhook"))
     if path is None and webhook_url is None:
         return Receivers()
-    return Receivers(configs=configs, router=router)
+    return Receivers(configs=configs, router=router, inhibit_rules=inhibit)
 
 
-def _parse(path: Path, *, environ: Mapping[str, str]) -> tuple[dict[str, BaseModel], Router]:
+def _parse(
+    path: Path, *, environ: Mapping[str, str]
+) -> tuple[dict[str, BaseModel], Router, tuple[InhibitRule, ...] | None]:
     file = str(path)
     try:
         document = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
@@ -190,8 +196,10 @@ def _parse(path: Path, *, environ: Mapping[str, str]) -> tuple[dict[str, BaseMod
         raise ReceiverFileError(f"cannot read ({exc.strerror})", file=file) from None
     except yaml.YAMLError as exc:
         raise ReceiverFileError(f"not valid YAML ({exc})", file=file) from None
-    if not isinstance(document, dict) or set(document) - {"receivers", "route"}:
-        raise ReceiverFileError("expected a mapping with 'receivers' and 'route'", file=file)
+    if not isinstance(document, dict) or set(document) - {"receivers", "route", "inhibit_rules"}:
+        raise ReceiverFileError(
+            "expected a mapping with 'receivers', 'route' and 'inhibit_rules'", file=file
+        )
     entries = document.get("receivers") or []
     if not isinstance(entries, list):
         raise ReceiverFileError("must be a list", file=file, field="receivers")
@@ -202,7 +210,55 @@ def _parse(path: Path, *, environ: Mapping[str, str]) -> tuple[dict[str, BaseMod
         if name in configs or name == CONSOLE:
             raise ReceiverFileError("defined twice", file=file, receiver=name, field="name")
         configs[name] = config
-    return configs, _router(document.get("route") or {}, file=file, known=set(configs))
+    router = _router(document.get("route") or {}, file=file, known=set(configs))
+    inhibit = document.get("inhibit_rules")
+    return configs, router, None if inhibit is None else _inhibit_rules(inhibit, file=file)
+
+
+def _inhibit_rules(spec: Any, *, file: str) -> tuple[InhibitRule, ...]:
+    """Alertmanager's ``inhibit_rules``: ``source_matchers``, ``target_matchers`` (matcher
+    strings) and ``equal`` (label names) each; an error names the rule and field."""
+    if not isinstance(spec, list):
+        raise ReceiverFileError("must be a list", file=file, field="inhibit_rules")
+    rules = []
+    for number, entry in enumerate(spec):
+        where = f"inhibit_rules.{number}"
+        known = {"source_matchers", "target_matchers", "equal"}
+        if not isinstance(entry, dict) or set(entry) - known:
+            raise ReceiverFileError(
+                "expected source_matchers, target_matchers and equal", file=file, field=where
+            )
+        matchers: dict[str, list[str]] = {}
+        for key in ("source_matchers", "target_matchers"):
+            value = entry.get(key)
+            if (
+                not isinstance(value, list)
+                or not value
+                or not all(isinstance(m, str) for m in value)
+            ):
+                raise ReceiverFileError(
+                    "a list of matchers, e.g. ['alertname=\"InstanceDown\"']",
+                    file=file, field=f"{where}.{key}",
+                )  # fmt: skip
+            for index, text in enumerate(value):
+                try:
+                    parse_matcher(text)
+                except ValueError as exc:
+                    raise ReceiverFileError(
+                        str(exc), file=file, field=f"{where}.{key}.{index}"
+                    ) from None
+            matchers[key] = value
+        equal = entry.get("equal") or []
+        if not isinstance(equal, list) or not all(
+            isinstance(n, str) and _LABEL_NAME.fullmatch(n) for n in equal
+        ):
+            raise ReceiverFileError("a list of label names", file=file, field=f"{where}.equal")
+        rules.append(
+            InhibitRule.parse(
+                source=matchers["source_matchers"], target=matchers["target_matchers"], equal=equal
+            )
+        )
+    return tuple(rules)
 
 
 def _receiver(entry: Any, *, file: str, number: int, environ: Mapping[str, str]) -> BaseModel:

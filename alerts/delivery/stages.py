@@ -7,7 +7,8 @@ not) to pass it on, or ``None`` to stop it there (``Stage``). There are two kind
   ``Route`` says which receivers it goes to, ``Silence`` marks it muted (a muted
   notification is not sent, but its group still knows the alert), ``Render`` makes the
   payload with its links; ``Dedup`` leaves out what a peer engine already delivered (after
-  an outage of the store). Inhibition and flap damping plug in beside ``Silence``.
+  an outage of the store); ``Inhibit`` marks it muted while an alert that explains it
+  fires. Flap damping plugs in beside them.
 - ``Attempt``: one delivery due to be sent. ``Fence`` stops it unless this engine holds
   the lease, and bounds the send by what is left of it; after the notifier was called,
   ``Retry`` turns a failure into the delivery's next state (retried, expired or failed) and
@@ -29,6 +30,7 @@ from datetime import datetime
 from typing import Any, Literal, Protocol, TypeVar
 
 from alerts.delivery.grouping import Destination
+from alerts.delivery.inhibition import Inhibitor
 from alerts.delivery.links import Links
 from alerts.delivery.notification import Delivery, notification_payload
 from alerts.delivery.notifiers.notifier import Notifier
@@ -159,6 +161,43 @@ class Silence:
         for destination in item.destinations:
             self.count(destination.receiver, "silenced")
         return replace(item, muted_by=silence.id)
+
+
+@dataclass(frozen=True)
+class Inhibit:
+    """Mark a notification an alert that explains it holds back (``alerts.delivery.
+    inhibition``): counted (``inhibited``) and logged, not sent; its group still knows it.
+    The resolution of a firing that was held back is held back too: nobody was told."""
+
+    inhibitor: Inhibitor | None
+    count: Callable[[str, str], None]
+    _held: set[tuple[str, datetime]] = field(default_factory=set, compare=False, repr=False)
+
+    def __call__(self, item: Intake, *, now: datetime) -> Intake:
+        if self.inhibitor is None or item.muted_by is not None:
+            return item
+        alert = item.notification.alert
+        episode = (alert.fingerprint, alert.active_at)
+        source = self.inhibitor.inhibiting(item.labels, alert.fingerprint)
+        if item.notification.status == "resolved" and episode in self._held:
+            self._held.discard(episode)
+            reason = "its firing was inhibited"
+        elif source is None:
+            return item
+        else:
+            if item.notification.status == "firing":
+                self._held.add(episode)
+            reason = f"inhibited by {source.rule} ({source.fingerprint})"
+        log.info(
+            "notification %s (%s %s) held back: %s",
+            item.notification.dedup_key,
+            item.labels.get("alertname"),
+            item.notification.status,
+            reason,
+        )
+        for destination in item.destinations:
+            self.count(destination.receiver, "inhibited")
+        return replace(item, muted_by=reason)
 
 
 @dataclass(frozen=True)

@@ -38,6 +38,7 @@ from prometheus_client.registry import Collector
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from alerts.delivery.inhibition import DEFAULT_RULES, Inhibitor, InhibitRule
 from alerts.delivery.links import Links
 from alerts.delivery.notifiers.notifier import Notifier
 from alerts.delivery.outbox import Outbox
@@ -52,7 +53,7 @@ from alerts.engine.ledger import Ledger
 from alerts.engine.peers import Peers
 from alerts.engine.scheduler import Clock, Scheduler, utc_now
 from alerts.engine.sources import LocalSource, PrometheusSource, Source
-from alerts.engine.state import Alert
+from alerts.engine.state import Alert, AlertState
 from alerts.metrics import EngineMetrics
 from alerts.rules.loader import load_rules, rule_paths
 from alerts.rules.rule import RuleSet, SignalQuery
@@ -148,7 +149,7 @@ class Monitor:
         notifiers = receivers.notifiers(client=client)
         outbox = _outbox(
             settings, notifiers, receivers.router, ledger=ledger, metrics=own, lease=held,
-            silences=silences,
+            silences=silences, inhibit=receivers.inhibit_rules,
         )  # fmt: skip
         stored = Store(store)
         writer = StoreWriter(
@@ -315,9 +316,11 @@ def _outbox(
     metrics: EngineMetrics,
     lease: Lease,
     silences: Silences,
+    inhibit: tuple[InhibitRule, ...] | None,
 ) -> Outbox:
     """Deliveries never given up by count, only by age, retried with jitter so that engines
-    do not retry at once; links as the settings' templates say."""
+    do not retry at once; links as the settings' templates say; inhibition by the receivers
+    file's rules, or the shipped ones, against the alerts firing now."""
     retry = RetryPolicy(
         jitter=0.2,
         max_attempts=None,
@@ -328,7 +331,11 @@ def _outbox(
         trace=settings.trace_url_template,
         runbook_base=settings.runbook_base_url,
     )
+    inhibitor = Inhibitor(
+        DEFAULT_RULES if inhibit is None else inhibit,
+        firing=lambda: [a for a in ledger.active() if a.state is AlertState.FIRING],
+    )
     return Outbox(
         notifiers=notifiers, ledger=ledger, metrics=metrics, lease=lease, router=router,
-        retry=retry, silences=silences, links=links,
+        retry=retry, silences=silences, links=links, inhibitor=inhibitor,
     )  # fmt: skip

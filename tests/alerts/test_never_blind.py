@@ -2,8 +2,8 @@
 
 - The service's PostgreSQL (a private cluster) is stopped hard under traffic: a real
   Prometheus scrapes the API, the engine runs on its own as ``dynoscope alerts run`` does,
-  and ``DatabaseUnavailable`` and ``ApiErrorRateHigh`` reach a real webhook while the
-  database is still down, then resolve once it is back.
+  and ``DatabaseUnavailable`` reaches a real webhook while the database is still down,
+  then resolves once it is back (``ApiErrorRateHigh`` fires too, and may be inhibited).
 - The engine's own store (the private cluster) is stopped hard: ``MonitorStoreDegraded``
   fires, other alerts still go out, and the store holds everything once it is back.
 - Embedded mode, while another process holds SQLite's write lock in turns: the API's
@@ -167,18 +167,19 @@ async def test_a_dead_service_database_pages_while_it_is_still_down(
                     # Prometheus needs two scrapes to see a new 5xx series as a rate, the rule
                     # two evaluations to start and end ``for``, delivery one tick at most.
                     budget = FOR + 2 * INTERVAL + 2 * SCRAPE + DELIVERY + SLACK
+                    # ApiErrorRateHigh fires too; the shipped inhibition may hold it back
+                    # behind DatabaseUnavailable (which of the two is evaluated first is
+                    # the race this test does not decide).
                     took = await first_seen(
-                        receiver, ["DatabaseUnavailable", "ApiErrorRateHigh"], "firing",
-                        seconds=budget,
-                    )  # fmt: skip
-                    assert not live_cluster.up, "the alerts must arrive during the outage"
-                    report("database down -> both alerts at the webhook", took)
+                        receiver, ["DatabaseUnavailable"], "firing", seconds=budget
+                    )
+                    assert not live_cluster.up, "the alert must arrive during the outage"
+                    report("database down -> DatabaseUnavailable at the webhook", took)
                     live_cluster.start()
                     took = await first_seen(
-                        receiver, ["DatabaseUnavailable", "ApiErrorRateHigh"], "resolved",
-                        seconds=30,
-                    )  # fmt: skip
-                    report("database back -> both resolved", took)
+                        receiver, ["DatabaseUnavailable"], "resolved", seconds=30
+                    )
+                    report("database back -> resolved", took)
             finally:
                 await monitor.stop()
                 await store.dispose()

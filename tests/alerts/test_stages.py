@@ -262,7 +262,8 @@ async def test_send_turns_what_a_notifier_raises_into_a_failure() -> None:
 
 def test_compose_puts_the_stages_in_the_order_they_run() -> None:
     pipeline = compose(receivers=("hook",), lease=HeldFor(1.0))
-    assert [type(s).__name__ for s in pipeline.intake] == ["Route", "Dedup", "Silence", "Render"]
+    intake = [type(s).__name__ for s in pipeline.intake]
+    assert intake == ["Route", "Dedup", "Silence", "Inhibit", "Render"]
     assert [type(s).__name__ for s in pipeline.before_send] == ["Fence"]
     assert [type(s).__name__ for s in pipeline.after_send] == ["Retry", "Count"]
     assert pipeline.intake[0] is pipeline.route and pipeline.before_send[0] is pipeline.fence

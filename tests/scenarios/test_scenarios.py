@@ -23,6 +23,7 @@ from typing import Any
 import asyncpg
 import httpx
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from tests.scenarios.conftest import MIN_UPTIME, Session
 from tests.support.load import Sample, p95
@@ -142,22 +143,60 @@ def answered(samples: list[Sample], what: str) -> None:
     assert len(shed) <= 0.02 * len(samples)
 
 
-def test_postgres_stopped_pages_while_down_and_resolves_after_restart(native: Session) -> None:
+def inhibited(session: Session, receiver: str = "test-hook") -> float:
+    """Notifications for ``receiver`` the leading scheduler held back by inhibition."""
+    total = 0.0
+    for name in session.stack.schedulers:
+        try:
+            text = httpx.get(session.stack.urls[name], timeout=2).text
+        except httpx.HTTPError:
+            continue  # a scheduler restarting: the other one leads
+        for family in text_string_to_metric_families(text):
+            for sample in family.samples:
+                labels = sample.labels
+                if (
+                    sample.name == "dynoscope_notifications_total"
+                    and labels.get("outcome") == "inhibited"
+                    and labels.get("receiver") == receiver
+                ):
+                    total += sample.value
+    return total
+
+
+def test_postgres_stopped_pages_once_while_down_and_resolves_after_restart(
+    native: Session,
+) -> None:
+    """One page: DatabaseUnavailable. ApiErrorRateHigh fires too (the API answers 503), and
+    the shipped inhibition holds it back, its resolution as well."""
     mark = quiet(native)
+    held_before = inhibited(native)
     fault_at = time.monotonic()
     native.stack.stop_postgres()
     try:
         timed(
-            native, "postgres stopped", ["DatabaseUnavailable", "ApiErrorRateHigh"], "firing",
+            native, "postgres stopped", ["DatabaseUnavailable"], "firing",
             after=mark, since=fault_at, seconds=FIRE,
         )  # fmt: skip
+        wait_for(
+            lambda: inhibited(native) > held_before,
+            seconds=FIRE,
+            what="ApiErrorRateHigh held back while DatabaseUnavailable fires",
+        )
         assert not native.stack.cluster.up, "the alerts must arrive during the outage"
+        assert seen(native, "ApiErrorRateHigh", "firing", after=mark) is None
+        held_firing = inhibited(native)
     finally:
         native.stack.start_postgres()
     timed(
-        native, "postgres restarted", ["DatabaseUnavailable", "ApiErrorRateHigh"], "resolved",
+        native, "postgres restarted", ["DatabaseUnavailable"], "resolved",
         after=mark, since=time.monotonic(), seconds=RESOLVE,
     )  # fmt: skip
+    wait_for(
+        lambda: inhibited(native) > held_firing,
+        seconds=RESOLVE,
+        what="ApiErrorRateHigh's resolution held back (its firing was)",
+    )
+    assert seen(native, "ApiErrorRateHigh", "resolved", after=mark) is None
     each_once(native)
 
 
