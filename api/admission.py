@@ -25,6 +25,7 @@ so a storm of them is refused while reads go on.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
 from collections import deque
@@ -136,6 +137,12 @@ class AdmissionControl:
                 return
         self.in_flight -= 1
 
+    def _leave(self, waiter: asyncio.Future[None]) -> None:
+        """Out of the queue, so a request stuck in every slot does not let it grow."""
+        waiter.cancel()
+        with contextlib.suppress(ValueError):  # already taken off by a release
+            self._waiting.remove(waiter)
+
     async def _wait_for_slot(self) -> bool:
         """Wait up to ``max_wait`` for a slot; False when the queue is full or none frees."""
         if self.max_wait <= 0 or self.waiting >= self.max_queue:
@@ -149,13 +156,14 @@ class AdmissionControl:
         except BaseException:  # the client went away while waiting
             if waiter.done() and not waiter.cancelled():
                 self._release()  # it was given a slot it will not use
-            waiter.cancel()
+            else:
+                self._leave(waiter)
             raise
         finally:
             self._queued -= 1
         admitted = waiter.done() and not waiter.cancelled()
         if not admitted:
-            waiter.cancel()  # a slot freed from now on skips it
+            self._leave(waiter)  # no slot came in time; a slot freed from now on skips it
         if self._on_wait is not None:
             self._on_wait(time.perf_counter() - started)
         return admitted

@@ -38,7 +38,7 @@ from api.routes.auth import HASHING_PATHS
 from api.routes.auth import count as count_attempt
 from api.routes.faults import fault_routes
 from api.services import Services, build_services
-from api.settings import Settings
+from api.settings import Mode, Settings
 from console import CONSOLE_PREFIX, mount_console
 from instrumentation.app import Telemetry, instrument_app, metrics_of
 from instrumentation.catalogue import Catalogue
@@ -174,6 +174,7 @@ def _mount_console(app: FastAPI, settings: Settings) -> None:
         admin_token=settings.admin_token.get_secret_value(),
         alerts=settings.alerts,
         traces_file=settings.telemetry.traces_file,
+        secure_cookies=settings.mode is Mode.PRODUCTION,
     )
 
 

@@ -69,9 +69,17 @@ class Console:
     """The pages of one app, with what they read."""
 
     def __init__(
-        self, app: FastAPI, *, admin_token: str, alerts: AlertSettings, traces_file: str
+        self,
+        app: FastAPI,
+        *,
+        admin_token: str,
+        alerts: AlertSettings,
+        traces_file: str,
+        secure_cookies: bool = False,
     ) -> None:
         self.app = app
+        # Behind a proxy that ends TLS the app may see http: production says Secure anyway.
+        self.secure_cookies = secure_cookies
         self.keys = SessionKeys(admin_token)
         self.alerts = alerts
         self.traces_file = traces_file
@@ -113,10 +121,19 @@ Page = Callable[[Request, Session], Awaitable[Response]]
 
 
 def mount_console(
-    app: FastAPI, *, admin_token: str, alerts: AlertSettings, traces_file: str
+    app: FastAPI,
+    *,
+    admin_token: str,
+    alerts: AlertSettings,
+    traces_file: str,
+    secure_cookies: bool = False,
 ) -> Console:
-    """Add ``/console`` and its static files to ``app``."""
-    console = Console(app, admin_token=admin_token, alerts=alerts, traces_file=traces_file)
+    """Add ``/console`` and its static files to ``app``; ``secure_cookies``: the session
+    cookie only over HTTPS (production), whatever scheme the app sees."""
+    console = Console(
+        app, admin_token=admin_token, alerts=alerts, traces_file=traces_file,
+        secure_cookies=secure_cookies,
+    )  # fmt: skip
     app.mount(f"{PREFIX}/static", StaticFiles(directory=STATIC), name="console-static")
 
     def page(path: str, *, methods: tuple[str, ...] = ("GET",)) -> Callable[[Page], Page]:
@@ -281,25 +298,24 @@ def _sign_in(app: FastAPI, console: Console) -> None:
         form = await request.form()
         expected = request.cookies.get(LOGIN_CSRF_COOKIE)
         offered = form.get("csrf")
+        wanted = str(form.get("next") or PREFIX)
         if not expected or not isinstance(offered, str) or offered != expected:
             return _login_form(
-                console, request, status_code=403,
+                console, request, status_code=403, target=wanted,
                 error="The sign-in form expired: try again.",
             )  # fmt: skip
         token = form.get("token")
         if not isinstance(token, str) or not console.keys.token_matches(token):
             log.warning("console: a sign-in with a wrong admin token")
             return _login_form(
-                console, request, status_code=401,
+                console, request, status_code=401, target=wanted,
                 error="That is not this deployment's admin token (ADMIN_TOKEN).",
             )  # fmt: skip
-        target = str(form.get("next") or PREFIX)
-        if not target.startswith(PREFIX):  # never an open redirect
-            target = PREFIX
+        target = wanted if wanted.startswith(PREFIX) else PREFIX  # never an open redirect
         response = RedirectResponse(target, status_code=303)
         response.set_cookie(
             COOKIE, console.keys.issue(time.time()), max_age=LIFETIME_SECONDS, path=PREFIX,
-            httponly=True, samesite="strict", secure=request.url.scheme == "https",
+            httponly=True, samesite="strict", secure=_secure(console, request),
         )  # fmt: skip
         response.delete_cookie(LOGIN_CSRF_COOKIE, path=PREFIX)
         return response
@@ -308,26 +324,43 @@ def _sign_in(app: FastAPI, console: Console) -> None:
     async def logout(request: Request) -> Response:
         session = console.session(request)
         if session is not None:
-            await console.form(request, session)
+            try:
+                await console.form(request, session)
+            except HTTPException as exc:
+                return console.render(
+                    request, "error.html", session=session, status_code=exc.status_code,
+                    detail=exc.detail,
+                )  # fmt: skip
         response = RedirectResponse(f"{PREFIX}/login", status_code=303)
         response.delete_cookie(COOKIE, path=PREFIX)
         return response
 
 
 def _login_form(
-    console: Console, request: Request, *, status_code: int, error: str | None = None
+    console: Console,
+    request: Request,
+    *,
+    status_code: int,
+    error: str | None = None,
+    target: str | None = None,
 ) -> Response:
     nonce = secrets.token_urlsafe(16)
-    target = request.query_params.get("next") or PREFIX
+    target = target or request.query_params.get("next") or PREFIX
+    if not target.startswith(PREFIX):  # never an open redirect
+        target = PREFIX
     response = console.render(
         request, "login.html", session=None, status_code=status_code, error=error,
         login_csrf=nonce, next=target,
     )  # fmt: skip
     response.set_cookie(
         LOGIN_CSRF_COOKIE, nonce, max_age=3600, path=PREFIX, httponly=True, samesite="strict",
-        secure=request.url.scheme == "https",
+        secure=_secure(console, request),
     )  # fmt: skip
     return response
+
+
+def _secure(console: Console, request: Request) -> bool:
+    return console.secure_cookies or request.url.scheme == "https"
 
 
 def _query(request: Request) -> str:

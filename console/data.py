@@ -35,7 +35,7 @@ from alerts.rules.rule import SignalQuery
 from alerts.rules.signal import SignalArgs
 from alerts.rules.signals import signal_named
 from alerts.settings import AlertSettings
-from alerts.silences.matchers import parse_matcher
+from alerts.silences.matchers import Matcher, parse_matcher
 from alerts.silences.silence import Silence
 from alerts.store.store import HistoryEntry, Store
 from exporters.tracefile import SpanRecord, read_spans
@@ -71,9 +71,9 @@ CHARTS = (
     Chart("errors", "Error ratio (5xx)", _query("http_error_ratio", 5 * STEP), "ratio"),
     Chart("cache", "Cache hit ratio", _query("cache_hit_ratio", 5 * STEP, "cache"), "ratio",
           "cache"),
-    Chart("requests", "Requests per second", _query("http_requests_per_second", STEP), "/s"),
+    Chart("requests", "Requests per second", _query("http_requests_per_second", 5 * STEP), "/s"),
     Chart("concurrency", "Concurrency per instance (Little's law)",
-          _query("http_busy_seconds_per_second", STEP, "instance"), "", "instance"),
+          _query("http_busy_seconds_per_second", 5 * STEP, "instance"), "", "instance"),
     Chart("memory", "Resident memory per instance",
           _query("memory_resident_bytes", STEP, "instance"), "B", "instance"),
 )  # fmt: skip
@@ -114,16 +114,23 @@ async def chart_series(
     app: FastAPI, alerts: AlertSettings, chart: Chart, *, now: datetime
 ) -> dict[str, Any]:
     """``{"title", "unit", "times": [...], "series": [{"name", "values": [...]}]}`` for the
-    last hour, one point a minute (``None`` where there was nothing to compute)."""
+    last hour, one point a minute (``None`` where there was nothing to compute). Every
+    chart's window is at least five minutes: the engine keeps one snapshot a minute of what
+    is older than a quarter of an hour, and a rate needs two."""
+    now = now.replace(microsecond=0)  # Prometheus answers range points to the millisecond
     times = [now - HOUR + STEP * (i + 1) for i in range(int(HOUR / STEP))]
     found: dict[str, dict[float, float]] = {}
     async with httpx.AsyncClient() as client:
         source = _source(app, alerts, client)
         if isinstance(source, LocalSource):
             for at in times:
-                for sample in source.at(chart.query, at).samples:
+                try:
+                    computed = source.at(chart.query, at)
+                except (ArithmeticError, ValueError):
+                    continue  # a point it cannot compute is a gap, as on Prometheus
+                for sample in computed.samples:
                     name = _series_name(dict(sample.labels), chart.series_label)
-                    found.setdefault(name, {})[at.timestamp()] = sample.value
+                    found.setdefault(name, {})[round(at.timestamp(), 3)] = sample.value
         elif isinstance(source, PrometheusSource):
             try:
                 ranges = await source.range(
@@ -133,8 +140,8 @@ async def chart_series(
                 ranges = {}
             for labels, points in ranges.items():
                 name = _series_name(dict(labels), chart.series_label)
-                found[name] = dict(points)
-    stamps = [at.timestamp() for at in times]
+                found[name] = {round(t, 3): v for t, v in points}
+    stamps = [round(at.timestamp(), 3) for at in times]
     return {
         "title": chart.title,
         "unit": chart.unit,
@@ -185,7 +192,7 @@ class AlertView:
 
     @property
     def silence_matchers(self) -> list[str]:
-        return [f'{name}="{value}"' for name, value in sorted(self.alert.labels)]
+        return [str(Matcher(name, value)) for name, value in sorted(self.alert.labels)]
 
 
 async def active_alerts(
@@ -316,6 +323,8 @@ class HistoryFilter:
     label: str = ""
     since: str = "24h"
     problems: list[str] = field(default_factory=list)
+    span: timedelta | None = None
+    """``since`` read, or None when it could not be (then no time limit, and a problem)."""
 
     @classmethod
     def of(cls, params: Mapping[str, str]) -> HistoryFilter:
@@ -325,11 +334,12 @@ class HistoryFilter:
         problems = []
         if label and "=" not in label:
             problems.append('label: write it as name=value, e.g. route="/properties"')
+        span = None
         try:
-            _since(since)
+            span = _since(since)
         except ValueError as exc:
             problems.append(f"since: {exc}")
-        return cls(alert, label, since, problems)
+        return cls(alert, label, since, problems, span)
 
     def keeps(self, rule: str, labels: Mapping[str, str], at: datetime, now: datetime) -> bool:
         if self.alert and self.alert != rule:
@@ -338,7 +348,7 @@ class HistoryFilter:
             name, _, value = self.label.partition("=")
             if labels.get(name.strip()) != value.strip().strip('"'):
                 return False
-        return self.problems != [] or at >= now - _since(self.since)
+        return self.span is None or at >= now - self.span
 
 
 def _since(text: str) -> timedelta:

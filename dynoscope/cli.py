@@ -52,8 +52,8 @@ def _where_to_look(settings: Settings, base: str, token_file: Path | None) -> st
 @contextlib.contextmanager
 def _sigterm_exits() -> Iterator[None]:
     """SIGTERM ends ``serve`` through its ``finally`` blocks (the session token and the
-    private metrics directory are removed): uvicorn shuts down gracefully, then raises the
-    signal again with the handler it found, this one."""
+    private metrics directory are removed), before uvicorn starts as after: uvicorn shuts
+    down gracefully, then raises the signal again with the handler it found, this one."""
 
     def stop(signum: int, _frame: object) -> None:
         raise SystemExit(128 + signum)
@@ -289,9 +289,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         client: int = args.run(None, args)
         return client
     if getattr(args, "session_token", False):
-        with session_token(os.environ) as token_file:
+        # From here SIGTERM ends the command through its finally blocks (the token file).
+        with _sigterm_exits(), session_token(os.environ) as token_file:
             return _run(args, os.environ, token_file=token_file)
-    return _run(args, adopt_session_token(os.environ))
+    return _run(args, adopt_session_token(os.environ, url=getattr(args, "url", None)))
 
 
 def _run(args: argparse.Namespace, environ: Mapping[str, str], **extra: Path | None) -> int:

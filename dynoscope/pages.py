@@ -19,7 +19,9 @@ from fastapi import FastAPI
 from alerts.engine.monitor import Monitor
 from alerts.engine.standalone import Pages
 from alerts.http.state import engine_state
-from api.settings import Settings
+from api.client import NoSniff
+from api.limits import BodyLimit
+from api.settings import Mode, Settings
 from api.workers import check_port_free
 from console import mount_console
 
@@ -48,7 +50,11 @@ def engine_console(settings: Settings, *, token: str, port: int) -> Pages:
             admin_token=token,
             alerts=settings.alerts,
             traces_file=settings.telemetry.traces_file,
+            secure_cookies=settings.mode is Mode.PRODUCTION,
         )
+        # As on the API: nobody posts a sign-in form of megabytes, and no sniffing.
+        app.add_middleware(NoSniff)
+        app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
         config = uvicorn.Config(
             app, host=settings.telemetry.host, port=port, log_level="warning",
             access_log=False, lifespan="off",

@@ -46,8 +46,11 @@ class EngineSource:
         if not asked:
             return results
         body = await self._post({"queries": [_ask(q) for q in asked]})
+        answers = body.get("results")
+        if not isinstance(answers, list) or len(answers) != len(asked):
+            raise ReportError(f"{self.url}/alerts/query answered something else than asked")
         self.covered_seconds = float(body.get("covered_seconds") or 0.0)
-        for query, answer in zip(asked, body["results"], strict=True):
+        for query, answer in zip(asked, answers, strict=True):
             results[query] = _answer(answer)
         return results
 

@@ -139,7 +139,9 @@ async def read_report_of_engine(url: str, *, token: str | None, since: timedelta
         source = EngineSource(url=url, token=token, client=client)
         report = await read_report(source, since=since, origin=f"the engine of {source.url}")
     covered = timedelta(seconds=round(source.covered_seconds or 0.0))
-    if covered < since:
+    # Within a minute of the window (the engine keeps one snapshot a minute of older data)
+    # the window is covered; short of that, the report says how much was.
+    if covered + timedelta(minutes=1) < since:
         origin = f"{report.origin}, {format_duration(covered) if covered else 'nothing'} sampled"
         report = replace(report, origin=origin)
     return report

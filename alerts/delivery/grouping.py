@@ -146,10 +146,17 @@ class Groups:
     """Every aggregation group, by key. ``muted`` members are left out of messages;
     ``quiet`` ones (acknowledged) are left out of reminders only."""
 
-    def __init__(self, *, muted: Hidden = _never, quiet: Hidden = _never) -> None:
+    def __init__(
+        self,
+        *,
+        muted: Hidden = _never,
+        quiet: Hidden = _never,
+        told: Callable[[Member], None] | None = None,
+    ) -> None:
         self._groups: dict[str, Group] = {}
         self._muted = muted
         self._quiet = quiet
+        self._told = told
 
     def __len__(self) -> int:
         return len(self._groups)
@@ -229,6 +236,9 @@ class Groups:
         settled = tuple(m for m in before if m.pending)
         if listed:
             group.sent_at = now
+            if self._told is not None:
+                for member in listed:
+                    self._told(member)
         elif not settled:
             return None
         return Message(group.key, group.destination, dict(group.labels), tuple(listed), settled)

@@ -85,6 +85,7 @@ class Outbox:
         self._groups = Groups(
             muted=lambda m, now: self.muted(m.labels, now=now),
             quiet=lambda m, now: m.alert is not None and self.acknowledged(m.alert, now=now),
+            told=self._told,
         )
 
     @property
@@ -163,9 +164,15 @@ class Outbox:
         )
         self._settle(self._groups.add(destination, new, now=now), now=now)
 
+    def _told(self, member: Member) -> None:
+        if member.alert is not None and member.status == "firing":
+            self._pipeline.inhibit.held.told(member.alert)
+
     def delivery(self, notification: Notification, receiver: str, *, now: datetime) -> Delivery:
         """``notification`` for ``receiver`` alone, due now, with its links: what a reminder
         or a refresh of one alert sends."""
+        if notification.status == "firing":
+            self._pipeline.inhibit.held.told(notification.alert)
         return _delivery(
             notification, self._pipeline.render.payload(notification), receiver, now=now
         )

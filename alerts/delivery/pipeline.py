@@ -42,6 +42,7 @@ class Pipeline:
     payload is, how long this engine may still send, what peers delivered)."""
 
     route: Route
+    inhibit: Inhibit
     render: Render
     fence: Fence
     peers: PeerLog
@@ -69,6 +70,7 @@ def compose(
     inhibit = Inhibit(inhibitor, functools.partial(count, metrics))
     return Pipeline(
         route=route,
+        inhibit=inhibit,
         render=render,
         fence=fence,
         peers=peers,

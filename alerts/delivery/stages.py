@@ -36,7 +36,7 @@ from alerts.delivery.notification import Delivery, notification_payload
 from alerts.delivery.notifiers.notifier import Notifier
 from alerts.delivery.retry import RetryPolicy
 from alerts.delivery.routing import Router
-from alerts.engine.state import Notification
+from alerts.engine.state import Alert, Notification
 from alerts.errors import NotificationError
 from alerts.metrics import EngineMetrics
 from alerts.silences.silence import Silences
@@ -163,30 +163,56 @@ class Silence:
         return replace(item, muted_by=silence.id)
 
 
+class HeldBack:
+    """The episodes whose firing inhibition held back and nobody has been told of since: their
+    resolution is held back too (nobody heard they fired). Telling an episode (a group
+    message or a reminder listing it firing, once its source stopped) forgets it."""
+
+    LIMIT = 10_000
+
+    def __init__(self) -> None:
+        self._episodes: dict[tuple[str, datetime], None] = {}
+
+    def hold(self, alert: Alert) -> None:
+        self._episodes[(alert.fingerprint, alert.active_at)] = None
+        while len(self._episodes) > self.LIMIT:  # bounded: the oldest go first
+            del self._episodes[next(iter(self._episodes))]
+
+    def told(self, alert: Alert) -> None:
+        self._episodes.pop((alert.fingerprint, alert.active_at), None)
+
+    def take(self, alert: Alert) -> bool:
+        """Whether ``alert``'s episode was held back and untold (forgotten from now on)."""
+        return self._episodes.pop((alert.fingerprint, alert.active_at), False) is None
+
+
 @dataclass(frozen=True)
 class Inhibit:
-    """Mark a notification an alert that explains it holds back (``alerts.delivery.
+    """Mark a firing notification that an alert explaining it holds back (``alerts.delivery.
     inhibition``): counted (``inhibited``) and logged, not sent; its group still knows it.
-    The resolution of a firing that was held back is held back too: nobody was told."""
+    A resolution is held back only when its firing was and nobody has been told since;
+    otherwise whoever heard it fire hears it resolve."""
 
     inhibitor: Inhibitor | None
     count: Callable[[str, str], None]
-    _held: set[tuple[str, datetime]] = field(default_factory=set, compare=False, repr=False)
+    held: HeldBack = field(default_factory=HeldBack, compare=False, repr=False)
 
     def __call__(self, item: Intake, *, now: datetime) -> Intake:
-        if self.inhibitor is None or item.muted_by is not None:
-            return item
         alert = item.notification.alert
-        episode = (alert.fingerprint, alert.active_at)
-        source = self.inhibitor.inhibiting(item.labels, alert.fingerprint)
-        if item.notification.status == "resolved" and episode in self._held:
-            self._held.discard(episode)
-            reason = "its firing was inhibited"
-        elif source is None:
+        resolved = item.notification.status == "resolved"
+        if self.inhibitor is None or item.muted_by is not None:
+            if resolved:
+                self.held.take(alert)  # a silence holds it anyway
             return item
+        if resolved:
+            if not self.held.take(alert):
+                return item
+            reason = "its firing was inhibited"
         else:
-            if item.notification.status == "firing":
-                self._held.add(episode)
+            source = self.inhibitor.inhibiting(item.labels, alert.fingerprint)
+            if source is None:
+                return item
+            self.held.hold(alert)
             reason = f"inhibited by {source.rule} ({source.fingerprint})"
         log.info(
             "notification %s (%s %s) held back: %s",

@@ -11,8 +11,9 @@ Prometheus, by signal (``docs/rules.md``) rather than PromQL:
 
 A result that could not be computed is ``{"failed": "<reason>"}``. A bad signal, window,
 label or parameter is a 422 naming the query and field. ``covered_seconds`` is how much of
-the longest window the engine has sampled (it keeps its rules' longest window). An engine that
-reads Prometheus has nothing of its own to answer: 409, ask Prometheus.
+the longest window the engine's samples stand for, as Prometheus extrapolates a range (it
+keeps its rules' longest window). An engine that reads Prometheus has nothing of its own to
+answer: 409, ask Prometheus.
 """
 
 from __future__ import annotations
@@ -99,7 +100,7 @@ def add_query_routes(router: APIRouter) -> None:
         longest = max(q.args.window for q in queries)
         return {
             "source": source.name,
-            "covered_seconds": source.window(longest, now=now).elapsed,
+            "covered_seconds": source.window(longest, now=now).extent,
             "results": [_result(answers[q]) for q in queries],
         }
 

@@ -160,3 +160,25 @@ def test_a_bad_inhibit_rule_names_the_file_and_field(tmp_path: Path, text: str, 
     with pytest.raises(ReceiverFileError) as raised:
         load_receivers(path, environ={})
     assert str(path) in str(raised.value) and f"field {field}" in str(raised.value)
+
+
+def test_a_resolution_is_told_to_whoever_heard_it_fire() -> None:
+    """Told before the source fired, or told later (a group message, a reminder, once the
+    source stopped): its resolution goes out, source firing or not."""
+    firing: list[Alert] = []
+    stage = Inhibit(Inhibitor(DEFAULT_RULES, firing=lambda: firing), lambda r, o: None)
+    route = Route(("hook",))
+    errors = alert("ApiErrorRateHigh")
+    resolved = replace(errors, state=AlertState.RESOLVED, resolved_at=T0)
+    told = route(Intake(Notification(errors, at=T0)), now=T0)
+    assert stage(told, now=T0) == told  # nothing explains it yet: told
+    firing.append(alert("DatabaseUnavailable"))
+    closing = route(Intake(Notification(resolved, at=T0)), now=T0)
+    assert stage(closing, now=T0) == closing  # it was told: so is its end
+    # Held back while the source fired, then told by a later message: its end is told too.
+    later = replace(errors, active_at=T0.replace(hour=11))
+    held = stage(route(Intake(Notification(later, at=T0)), now=T0), now=T0)
+    assert held is not None and held.muted_by is not None
+    stage.held.told(later)
+    ends = route(Intake(Notification(replace(later, state=AlertState.RESOLVED), at=T0)), now=T0)
+    assert stage(ends, now=T0) == ends

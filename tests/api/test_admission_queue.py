@@ -110,6 +110,7 @@ async def test_a_sustained_overload_is_shed_after_the_wait_with_retry_after(work
         assert all(s.headers["retry-after"] == "1" for s in shed)
         assert len(waited) == 4 and all(w >= 0.04 for w in waited)  # each waited its turn
         assert gate.waiting == 0 and work.started == SLOTS
+        assert len(gate._waiting) == 0  # those that gave up left the queue
         work.done.set()
         assert [a.status_code for a in await asyncio.gather(*held)] == [200] * SLOTS
     assert gate.in_flight == 0

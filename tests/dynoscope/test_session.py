@@ -39,17 +39,30 @@ def test_serve_makes_a_token_for_the_run_and_takes_it_away(tmp_path: Path) -> No
     assert "ADMIN_TOKEN" not in adopt_session_token(_environ(tmp_path))
 
 
-def test_a_later_runs_file_is_not_removed_and_an_old_files_mode_is_tightened(
+def test_a_second_serve_shares_the_running_ones_token_and_leaves_its_file(
     tmp_path: Path,
 ) -> None:
     path = tmp_path / "var" / "admin-token"
     path.parent.mkdir()
-    path.write_text("left by an earlier run\n")
+    path.write_text("left by a run that crashed\n")
     path.chmod(0o644)
-    with session_token(_environ(tmp_path)):
-        assert stat.S_IMODE(path.stat().st_mode) == 0o600
-        path.write_text("a later run's token\n")
-    assert path.read_text() == "a later run's token\n"
+    first, second = _environ(tmp_path), _environ(tmp_path)
+    with session_token(first):
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600  # an old file's mode tightened
+        assert first["ADMIN_TOKEN"] != "left by a run that crashed"
+        with session_token(second) as shared:
+            assert shared == path and second["ADMIN_TOKEN"] == first["ADMIN_TOKEN"]
+        assert path.read_text().strip() == first["ADMIN_TOKEN"]  # still the first run's
+    assert not path.exists()
+
+
+def test_the_token_goes_to_this_host_only(tmp_path: Path) -> None:
+    environ = _environ(tmp_path)
+    with session_token(environ):
+        here = adopt_session_token(_environ(tmp_path), url="http://127.0.0.1:8000")
+        assert here["ADMIN_TOKEN"] == environ["ADMIN_TOKEN"]
+        away = adopt_session_token(_environ(tmp_path), url="http://api.example:8000")
+        assert "ADMIN_TOKEN" not in away
 
 
 @pytest.mark.parametrize(
