@@ -260,6 +260,18 @@ def _hours(window: Window, args: SignalArgs) -> dict[Labels, float]:
     return {} if hours is None else {(): hours}
 
 
+def _cores_of(window: Window, args: SignalArgs) -> dict[Labels, float]:
+    return _grouped(_per_target(window)[1], args.by)
+
+
+CORES = Signal(
+    name="instance_cores",
+    help="CPU cores the instances' workers can use (dynoscope_instance_cores), summed.",
+    labels=frozenset(TARGET),
+    promql=lambda a: f"sum {by_clause(a)} ({INSTANCE_CORES} > 0)",
+    compute=_cores_of,
+)
+
 UTILIZATION = Signal(
     name="capacity_utilization",
     help="CPU seconds per second of an instance's processes over the cores its workers can "
@@ -299,4 +311,4 @@ HOURS_TO_SATURATION = Signal(
     records=_forecast_records,
 )
 
-CAPACITY_SIGNALS = (UTILIZATION, INSTANCES_NEEDED, SATURATION, HOURS_TO_SATURATION)
+CAPACITY_SIGNALS = (CORES, UTILIZATION, INSTANCES_NEEDED, SATURATION, HOURS_TO_SATURATION)
