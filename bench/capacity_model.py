@@ -36,6 +36,7 @@ import os
 import shutil
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -58,6 +59,7 @@ from ops.capacity_model import Model
 TARGET_P95_MS = 200.0
 MAX_IN_FLIGHT = 128  # the API's default (api/settings.py)
 SHED_SHARE = 0.01
+STOP_SHARE = 0.05
 THINK_SECONDS = 1.0  # the wrk users' mean think time (0.5 to 1.5 s)
 
 
@@ -76,13 +78,16 @@ class Light:
 class Prediction:
     label: str
     cpu_per_request: float
+    """At the predicted saturation (the power-law cost changes with the rate)."""
     cores: float
+    saturation_rate: float
     p95_rate: float
     shed_rate: float
 
 
 @dataclass(frozen=True)
 class Measured:
+    max_served: float
     p95_rate: float | None
     p95_users: float | None
     shed_rate: float | None
@@ -108,30 +113,73 @@ def light_step(url: str, pid: int, *, users: int, seconds: int, workdir: Path) -
     )
 
 
-def predict(lights: list[Light]) -> list[Prediction]:
-    cores = lights[-1].cores
-    base = sorted(light.p95_ms for light in lights)[len(lights) // 2] / 1000
-    mean = sum(light.cpu_seconds for light in lights) / sum(light.requests for light in lights)
-    # CPU seconds per second against requests per second: slope = marginal cost per request.
-    xs = [light.requests / light.seconds for light in lights]
-    ys = [light.cpu_seconds / light.seconds for light in lights]
+def _fit(xs: list[float], ys: list[float]) -> tuple[float, float]:
+    """Least-squares slope and intercept of ``ys`` against ``xs``."""
     mx, my = sum(xs) / len(xs), sum(ys) / len(ys)
     spread = sum((x - mx) ** 2 for x in xs)
     slope = sum((x - mx) * (y - my) for x, y in zip(xs, ys, strict=True)) / spread
-    idle = my - slope * mx
+    return slope, my - slope * mx
+
+
+def _bisect(below: Callable[[float], bool], high: float) -> float:
+    """The largest rate in (0, high) for which ``below`` still holds (it holds at 0)."""
+    low = 0.0
+    for _ in range(100):
+        middle = (low + high) / 2
+        low, high = (middle, high) if below(middle) else (low, middle)
+    return low
+
+
+def predict(lights: list[Light]) -> list[Prediction]:
+    """Three readings of the light steps: the mean CPU per request (what the signals compute
+    over a window), the marginal one (CPU rate linear in the request rate, idle work apart),
+    and a power law (CPU rate = k * rate^b, log-log fit: the event loop handles more requests
+    per wake-up as they come faster, so each costs less)."""
+    cores = lights[-1].cores
+    base = sorted(light.p95_ms for light in lights)[len(lights) // 2] / 1000
+    rates = [light.requests / light.seconds for light in lights]
+    busy = [light.cpu_seconds / light.seconds for light in lights]
+    mean = sum(light.cpu_seconds for light in lights) / sum(light.requests for light in lights)
+    marginal, idle = _fit(rates, busy)
+    power, log_k = _fit([math.log(r) for r in rates], [math.log(b) for b in busy])
+
+    def cost(label: str, rate: float) -> float:
+        if label == "mean":
+            return mean
+        if label == "marginal":
+            return marginal
+        return float(math.exp(log_k) * rate ** (power - 1))
+
+    def usable(label: str) -> float:
+        return max(cores - max(idle, 0.0), 0.05) if label == "marginal" else cores
+
+    def model(label: str, rate: float) -> Model:
+        each = cost(label, rate)
+        return Model(cores=usable(label), cpu_per_request=each, base=max(base - each, 0.0))
+
     predictions = []
-    for label, cost, usable in (
-        ("mean CPU/request", mean, cores),
-        ("marginal CPU/request", slope, max(cores - max(idle, 0.0), 0.05)),
-    ):
-        model = Model(cores=usable, cpu_per_request=cost, base=max(base - cost, 0.0))
+    for label in ("mean", "marginal", "power law"):
+        ceiling = 100 * max(rates) / max(min(busy), 1e-6) * cores
+
+        def idle_core(rate: float, label: str = label) -> bool:
+            return rate * cost(label, rate) < usable(label)
+
+        def fast(rate: float, label: str = label) -> bool:
+            return model(label, rate).p95(rate) < TARGET_P95_MS / 1000
+
+        def admitted(rate: float, label: str = label) -> bool:
+            return model(label, rate).mean_in_system(rate) < MAX_IN_FLIGHT
+
+        saturation = _bisect(idle_core, ceiling)
+        p95, shed = _bisect(fast, saturation), _bisect(admitted, saturation)
         predictions.append(
             Prediction(
-                label=label,
-                cpu_per_request=cost,
-                cores=usable,
-                p95_rate=model.rate_at_p95(TARGET_P95_MS / 1000),
-                shed_rate=model.rate_at_concurrency(MAX_IN_FLIGHT),
+                label=f"{label}" if label != "power law" else f"power law b={power:.2f}",
+                cpu_per_request=cost(label, saturation),
+                cores=usable(label),
+                saturation_rate=saturation,
+                p95_rate=p95,
+                shed_rate=shed,
             )
         )
     return predictions
@@ -144,16 +192,21 @@ def measure(steps: list[Step]) -> Measured:
             share = (math.log(TARGET_P95_MS) - math.log(max(before.p95, 0.1))) / (
                 math.log(after.p95) - math.log(max(before.p95, 0.1))
             )
-            p95_rate = before.rps + share * (after.rps - before.rps)
+            p95_rate = served(before) + share * (served(after) - served(before))
             p95_users = before.users + share * (after.users - before.users)
             break
     shed_rate = shed_users = None
     for step in steps:
         answers = step.rps * STEP_SECONDS
         if answers and step.shed >= SHED_SHARE * answers:
-            shed_rate, shed_users = step.rps - step.shed / STEP_SECONDS, step.users
+            shed_rate, shed_users = served(step), step.users
             break
-    return Measured(p95_rate, p95_users, shed_rate, shed_users)
+    return Measured(max(served(s) for s in steps), p95_rate, p95_users, shed_rate, shed_users)
+
+
+def served(step: Step) -> float:
+    """Answers per second that were not 503s."""
+    return step.rps - step.shed / STEP_SECONDS
 
 
 def _error(predicted: float, measured: float | None) -> str:
@@ -167,20 +220,22 @@ def _rate(value: float | None) -> str:
 
 
 def print_table(rows: list[tuple[int, Prediction, Measured, float]]) -> None:
-    print("\nPredicted (from the light steps only) vs measured, per worker count")
-    header = (
-        f"{'workers':>7}  {'model':<20} {'CPU/req':>8} {'cores':>5}  {'p95>200ms pred':>14}"
-        f" {'measured':>11} {'error':>6}  {'shed pred':>9} {'measured':>11} {'error':>6}"
-        f"  {'server CPU/req':>14}"
+    print("\nPredicted from the light steps only vs measured on the ladder, per worker count")
+    print(
+        f"{'workers':>7}  {'model':<18} {'CPU/req':>8} {'cores':>5}"
+        f"  {'saturation':>10} {'max served':>10} {'error':>6}"
+        f"  {'p95>200ms':>9} {'measured':>11} {'error':>6}"
+        f"  {'shedding':>8} {'measured':>11} {'error':>6}  {'server CPU/req':>14}"
     )
-    print(header)
-    for workers, prediction, measured, server_us in rows:
+    for workers, p, m, server_us in rows:
         print(
-            f"{workers:>7}  {prediction.label:<20} {prediction.cpu_per_request * 1e3:>6.2f}ms"
-            f" {prediction.cores:>5.2f}  {prediction.p95_rate:>12.0f}/s"
-            f" {_rate(measured.p95_rate):>11} {_error(prediction.p95_rate, measured.p95_rate):>6}"
-            f"  {prediction.shed_rate:>7.0f}/s {_rate(measured.shed_rate):>11}"
-            f" {_error(prediction.shed_rate, measured.shed_rate):>6}  {server_us:>12.0f}µs"
+            f"{workers:>7}  {p.label:<18} {p.cpu_per_request * 1e3:>6.2f}ms {p.cores:>5.2f}"
+            f"  {p.saturation_rate:>8.0f}/s {m.max_served:>8.0f}/s"
+            f" {_error(p.saturation_rate, m.max_served):>6}"
+            f"  {p.p95_rate:>7.0f}/s {_rate(m.p95_rate):>11} {_error(p.p95_rate, m.p95_rate):>6}"
+            f"  {p.shed_rate:>6.0f}/s {_rate(m.shed_rate):>11}"
+            f" {_error(p.shed_rate, m.shed_rate):>6}"
+            f"  {server_us:>12.0f}µs"
         )
 
 
@@ -223,7 +278,7 @@ def main() -> None:
                     for u in light_users
                 ]
                 predictions = predict(lights)
-                first = predictions[0]
+                first = predictions[0]  # the lowest: the ladder climbs from below it
                 # Users are requests per second times a user's cycle (think plus answer).
                 users_at = first.p95_rate * (THINK_SECONDS + TARGET_P95_MS / 2000)
                 steps_users = fixed or sorted({max(1, round(f * users_at)) for f in ladder})
@@ -252,9 +307,11 @@ def main() -> None:
             rows.extend((count, prediction, measured, server_us) for prediction in predictions)
     print_table(rows)
     print(
-        "\nmeasured p95: wrk's, all answers, interpolated between the steps around 200 ms;"
-        " shedding: the served rate at the first step with >= 1 % 503s; server CPU/req:"
-        " /proc CPU time over answers, median of the steps without shedding."
+        "\nsaturation: predicted rate with every core busy, against the most answers (not"
+        " 503) a step served; p95: wrk's, all answers, at the served rate interpolated"
+        " between the steps around 200 ms; shedding: the served rate at the first step with"
+        " >= 1 % 503s; CPU/req: the model's, at its saturation; server CPU/req: /proc CPU"
+        " time over answers, median of the ladder's steps without shedding."
     )
 
 
