@@ -5,9 +5,11 @@ The same setting as ``bench/capacity.py`` (production mode on PostgreSQL and Red
 listings, wrk users who think 0.5 to 1.5 s between requests; one worker pinned to CPU 1, two
 workers on both CPUs sharing CPU 0 with wrk). For each worker count:
 
-1. the first steps (``BENCH_LOW_USERS``, light load) measure, from the API's own metrics,
-   CPU seconds per request (``process_cpu_seconds_total`` over requests served), the usable
-   cores (``dynoscope_instance_cores``) and the p95 at light load; the model
+1. the first steps (``BENCH_LOW_USERS``, light load) measure CPU seconds per request (the
+   server's CPU time from ``/proc``, what ``process_cpu_seconds_total`` reports, over the
+   requests its metrics counted: with two workers the metric moves in 5 s steps, too coarse
+   for a step), the usable cores (``dynoscope_instance_cores``) and the p95 at light load;
+   the model
    (``ops/capacity_model.py``: M/M/c with c = cores, service time = CPU per request, plus the
    light-load p95 as the time spent off the CPU) then predicts the request rate at which the
    p95 crosses 200 ms, and the one at which ``MAX_IN_FLIGHT`` requests are in flight
@@ -17,13 +19,13 @@ workers on both CPUs sharing CPU 0 with wrk). For each worker count:
    work as a constant apart);
 2. the ladder (``BENCH_LADDER``: fractions of the predicted users) measures where the wrk
    p95 crosses 200 ms (interpolated between the two steps around it, in log p95) and the
-   first step where 1 % or more of the answers are 503 (its served rate), and stops once it
-   has seen both.
+   step from which 1 % or more of the answers are 503s (its served rate), and stops once a
+   step sheds 5 %.
 
 It prints the steps, then predicted vs measured with the error, and the server's CPU time per
 request. Predictions are made before the ladder starts.
 
-    make bench BENCH=capacity_model                               # ~7 minutes
+    make bench BENCH=capacity_model                               # ~4 to 7 minutes
     BENCH_STEP_SECONDS=8 BENCH_WORKERS=1 python -m bench capacity_model
 """
 
@@ -36,7 +38,6 @@ import os
 import shutil
 import tempfile
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -47,6 +48,7 @@ from bench.cache import database
 from bench.capacity import (
     Step,
     _raise_fd_limit,
+    cpu_seconds,
     print_steps,
     production_environ,
     run_step,
@@ -78,7 +80,6 @@ class Light:
 class Prediction:
     label: str
     cpu_per_request: float
-    """At the predicted saturation (the power-law cost changes with the rate)."""
     cores: float
     saturation_rate: float
     p95_rate: float
@@ -99,14 +100,13 @@ def _metric(samples: load.Samples, name: str) -> float:
 
 
 def light_step(url: str, pid: int, *, users: int, seconds: int, workdir: Path) -> Light:
-    before, started = load.scrape(url), time.monotonic()
+    before, started, cpu = load.scrape(url), time.monotonic(), cpu_seconds(pid)
     step = run_step(url, pid, users=users, seconds=seconds, workdir=workdir)
     after, elapsed = load.scrape(url), time.monotonic() - started
     counted = "http_server_request_duration_seconds_count"  # scrapes are not counted
-    cpu = "process_cpu_seconds_total"
     return Light(
         requests=_metric(after, counted) - _metric(before, counted),
-        cpu_seconds=_metric(after, cpu) - _metric(before, cpu),
+        cpu_seconds=cpu_seconds(pid) - cpu,
         seconds=elapsed,
         cores=_metric(after, "dynoscope_instance_cores"),
         p95_ms=step.p95,
@@ -121,65 +121,33 @@ def _fit(xs: list[float], ys: list[float]) -> tuple[float, float]:
     return slope, my - slope * mx
 
 
-def _bisect(below: Callable[[float], bool], high: float) -> float:
-    """The largest rate in (0, high) for which ``below`` still holds (it holds at 0)."""
-    low = 0.0
-    for _ in range(100):
-        middle = (low + high) / 2
-        low, high = (middle, high) if below(middle) else (low, middle)
-    return low
-
-
 def predict(lights: list[Light]) -> list[Prediction]:
-    """Three readings of the light steps: the mean CPU per request (what the signals compute
-    over a window), the marginal one (CPU rate linear in the request rate, idle work apart),
-    and a power law (CPU rate = k * rate^b, log-log fit: the event loop handles more requests
-    per wake-up as they come faster, so each costs less)."""
+    """Two readings of the light steps: the mean CPU per request (what the signals compute
+    over a window: CPU time over requests, the process's idle work included), and the
+    marginal one (CPU rate linear in the request rate, the idle work a constant apart)."""
     cores = lights[-1].cores
     base = sorted(light.p95_ms for light in lights)[len(lights) // 2] / 1000
     rates = [light.requests / light.seconds for light in lights]
     busy = [light.cpu_seconds / light.seconds for light in lights]
     mean = sum(light.cpu_seconds for light in lights) / sum(light.requests for light in lights)
     marginal, idle = _fit(rates, busy)
-    power, log_k = _fit([math.log(r) for r in rates], [math.log(b) for b in busy])
-
-    def cost(label: str, rate: float) -> float:
-        if label == "mean":
-            return mean
-        if label == "marginal":
-            return marginal
-        return float(math.exp(log_k) * rate ** (power - 1))
-
-    def usable(label: str) -> float:
-        return max(cores - max(idle, 0.0), 0.05) if label == "marginal" else cores
-
-    def model(label: str, rate: float) -> Model:
-        each = cost(label, rate)
-        return Model(cores=usable(label), cpu_per_request=each, base=max(base - each, 0.0))
-
     predictions = []
-    for label in ("mean", "marginal", "power law"):
-        ceiling = 100 * max(rates) / max(min(busy), 1e-6) * cores
-
-        def idle_core(rate: float, label: str = label) -> bool:
-            return rate * cost(label, rate) < usable(label)
-
-        def fast(rate: float, label: str = label) -> bool:
-            return model(label, rate).p95(rate) < TARGET_P95_MS / 1000
-
-        def admitted(rate: float, label: str = label) -> bool:
-            return model(label, rate).mean_in_system(rate) < MAX_IN_FLIGHT
-
-        saturation = _bisect(idle_core, ceiling)
-        p95, shed = _bisect(fast, saturation), _bisect(admitted, saturation)
+    for label, cost, usable in (
+        ("mean", mean, cores),
+        ("marginal", marginal, max(cores - max(idle, 0.0), 0.05)),
+    ):
+        if cost <= 0:
+            print(f"  {label} CPU per request: {cost * 1e3:.2f} ms, no prediction")
+            continue
+        model = Model(cores=usable, cpu_per_request=cost, base=max(base - cost, 0.0))
         predictions.append(
             Prediction(
-                label=f"{label}" if label != "power law" else f"power law b={power:.2f}",
-                cpu_per_request=cost(label, saturation),
-                cores=usable(label),
-                saturation_rate=saturation,
-                p95_rate=p95,
-                shed_rate=shed,
+                label=label,
+                cpu_per_request=cost,
+                cores=usable,
+                saturation_rate=model.saturation_rate,
+                p95_rate=model.rate_at_p95(TARGET_P95_MS / 1000),
+                shed_rate=model.rate_at_concurrency(MAX_IN_FLIGHT),
             )
         )
     return predictions
@@ -196,9 +164,9 @@ def measure(steps: list[Step]) -> Measured:
             p95_users = before.users + share * (after.users - before.users)
             break
     shed_rate = shed_users = None
-    for step in steps:
-        answers = step.rps * STEP_SECONDS
-        if answers and step.shed >= SHED_SHARE * answers:
+    # Where shedding starts for good: a stall on a busy machine sheds a burst at any load.
+    for index, step in enumerate(steps):
+        if all(later.shed >= SHED_SHARE * later.rps * STEP_SECONDS for later in steps[index:]):
             shed_rate, shed_users = served(step), step.users
             break
     return Measured(max(served(s) for s in steps), p95_rate, p95_users, shed_rate, shed_users)
@@ -222,14 +190,14 @@ def _rate(value: float | None) -> str:
 def print_table(rows: list[tuple[int, Prediction, Measured, float]]) -> None:
     print("\nPredicted from the light steps only vs measured on the ladder, per worker count")
     print(
-        f"{'workers':>7}  {'model':<18} {'CPU/req':>8} {'cores':>5}"
+        f"{'workers':>7}  {'model':<9} {'CPU/req':>8} {'cores':>5}"
         f"  {'saturation':>10} {'max served':>10} {'error':>6}"
         f"  {'p95>200ms':>9} {'measured':>11} {'error':>6}"
         f"  {'shedding':>8} {'measured':>11} {'error':>6}  {'server CPU/req':>14}"
     )
     for workers, p, m, server_us in rows:
         print(
-            f"{workers:>7}  {p.label:<18} {p.cpu_per_request * 1e3:>6.2f}ms {p.cores:>5.2f}"
+            f"{workers:>7}  {p.label:<9} {p.cpu_per_request * 1e3:>6.2f}ms {p.cores:>5.2f}"
             f"  {p.saturation_rate:>8.0f}/s {m.max_served:>8.0f}/s"
             f" {_error(p.saturation_rate, m.max_served):>6}"
             f"  {p.p95_rate:>7.0f}/s {_rate(m.p95_rate):>11} {_error(p.p95_rate, m.p95_rate):>6}"
@@ -309,9 +277,9 @@ def main() -> None:
     print(
         "\nsaturation: predicted rate with every core busy, against the most answers (not"
         " 503) a step served; p95: wrk's, all answers, at the served rate interpolated"
-        " between the steps around 200 ms; shedding: the served rate at the first step with"
-        " >= 1 % 503s; CPU/req: the model's, at its saturation; server CPU/req: /proc CPU"
-        " time over answers, median of the ladder's steps without shedding."
+        " between the steps around 200 ms; shedding: the served rate at the first step from"
+        " which every step has >= 1 % 503s; CPU/req: from the light steps; server CPU/req:"
+        " /proc CPU time over answers, median of the ladder's steps without shedding."
     )
 
 
