@@ -264,3 +264,27 @@ async def test_snapshots_older_than_every_short_window_keep_only_what_trends_rea
     forecast = query("capacity_hours_to_saturation", window=timedelta(hours=6))
     # At 6 h the utilisation is 22 %: 29 h to 80 % at 2 points an hour.
     assert (await answer(local, forecast, now))[()] == pytest.approx(29.0, abs=0.1)
+
+
+async def test_every_shipped_rule_computes_locally_on_a_real_registry(metrics: Catalogue) -> None:
+    from alerts.engine.monitor import retention
+    from alerts.rules.loader import DEFAULT_RULES, load_rules
+    from instrumentation.process import register_process_collector, set_instance_cores
+
+    register_process_collector(metrics.registry)
+    set_instance_cores(metrics, workers=1, cores=1.0)
+    metrics.http_request_duration.labels(method="GET", route="/p", status_code="200").observe(0.1)
+    rules = load_rules([DEFAULT_RULES])
+    local = LocalSource(
+        collectors=[metrics.registry],
+        retention=retention(rules),
+        whole=retention(rules, trends=False),
+        target={"instance": "i1", "job": "api"},
+    )
+    queries = [rule.query for rule in rules.rules]
+    for minute in range(3):
+        results = await local.run(queries, now=T0 + minute * MINUTE)
+    failed = {query: result for query, result in results.items() if isinstance(result, QueryFailed)}
+    assert failed == {}
+    utilisation = await answer(local, query("capacity_utilization"), T0 + 2 * MINUTE)
+    assert set(utilisation) == {()}
