@@ -16,8 +16,8 @@ so the exported file asks Prometheus the same shared questions the engine asks:
             ...
 
 A signal may also publish series of fixed names (``dynoscope:capacity_utilization`` and
-``dynoscope:instances_needed`` from the capacity forecast's rule, sized by its parameters):
-they are written once, before the group's other records.
+``dynoscope:instances_needed`` from the capacity forecast's rules, sized by their parameters):
+each is written once, by the first rule publishing it, before that rule's own record.
 
 ``no_data: alerting`` becomes ``or on () absent(...)``; ``no_data: keep`` has no Prometheus
 equivalent and exports as ``ok``.
@@ -85,15 +85,16 @@ def _record(record: Record) -> dict[str, Any]:
 def export_rules(rules: RuleSet) -> dict[str, Any]:
     """The Prometheus rule file for ``rules`` as plain data."""
     recorded: set[str] = set()
-    published: set[Record] = set()
+    published: set[tuple[str, tuple[tuple[str, str], ...]]] = set()
     groups = []
     for group in rules.groups:
         entries: list[dict[str, Any]] = []
         for rule in group.rules:
             if isinstance(rule.query, SignalQuery):
                 for record in rule.query.published:
-                    if record not in published:
-                        published.add(record)
+                    # One series per name and labels: the first rule publishing it sizes it.
+                    if (record.name, record.labels) not in published:
+                        published.add((record.name, record.labels))
                         entries.append(_record(record))
                 name = record_name(rule.query)
                 if name not in recorded:

@@ -379,6 +379,22 @@ def test_the_capacity_series_autoscalers_read_are_published_once() -> None:
     assert utilization == [{"scope": "instance"}, {"scope": "fleet"}]
 
 
+def test_the_first_forecast_rule_sizes_the_published_series(tmp_path: Path) -> None:
+    overrides = tmp_path / "overrides.yml"
+    overrides.write_text(
+        "overrides:\n"
+        "  CapacityExhaustionImminent: {params: {rate_window: 10m, target_utilization: 0.5}}\n"
+    )
+    exported = tmp_path / "rules.yml"
+    command = ["rules", "export", "--rules", str(DEFAULT_RULES), str(overrides), "-o"]
+    assert cli([*command, str(exported)]) == 0
+    text = exported.read_text()
+    assert text.count("record: dynoscope:instances_needed") == 1
+    assert "(0.7 * avg by ()" in text and "(0.5 * avg by ()" not in text
+    result = promtool("check", "rules", str(exported))
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
 def test_rules_sharing_a_question_share_one_recording_rule() -> None:
     rules = load_rules([DEFAULT_RULES])
     records = [
