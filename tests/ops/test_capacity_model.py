@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import doctest
 import math
+from types import ModuleType
 
 import pytest
 
+from ops import capacity_model, scorecard
 from ops.capacity_model import Model, erlang_c
 
 
@@ -49,3 +52,9 @@ def test_admission_control_sheds_near_saturation_for_cheap_requests() -> None:
     shedding = model.rate_at_concurrency(128)
     assert model.mean_in_system(shedding) == pytest.approx(128, rel=1e-3)
     assert model.rate_at_p95(0.2) < shedding < model.saturation_rate
+
+
+@pytest.mark.parametrize("module", [capacity_model, scorecard])
+def test_docstring_examples(module: ModuleType) -> None:
+    result = doctest.testmod(module, verbose=False)
+    assert result.attempted > 0 and result.failed == 0
