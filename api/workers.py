@@ -18,6 +18,8 @@ import tempfile
 from collections.abc import Iterator, MutableMapping
 from pathlib import Path
 
+from instrumentation.process import WORKERS_ENV
+
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
 
@@ -92,3 +94,27 @@ def check_port_free(host: str, port: int) -> None:
                 f"METRICS_PORT: cannot listen on {host}:{port} ({exc.strerror or exc}); "
                 "free it or choose another port"
             ) from None
+
+
+@contextlib.contextmanager
+def workers_environ(workers: int, environ: MutableMapping[str, str]) -> Iterator[None]:
+    """``WEB_CONCURRENCY`` set to ``workers`` in ``environ`` while the server runs, so each
+    worker reports the instance's worker count (``dynoscope_instance_cores``); the previous
+    value is put back after.
+
+    >>> environ = {}
+    >>> with workers_environ(2, environ):
+    ...     environ["WEB_CONCURRENCY"]
+    '2'
+    >>> environ
+    {}
+    """
+    before = environ.get(WORKERS_ENV)
+    environ[WORKERS_ENV] = str(workers)
+    try:
+        yield
+    finally:
+        if before is None:
+            environ.pop(WORKERS_ENV, None)
+        else:
+            environ[WORKERS_ENV] = before

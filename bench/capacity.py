@@ -246,6 +246,36 @@ def compare_cpu(environ: dict[str, str], workdir: Path, *, seconds: int) -> dict
     return {name: sorted(values)[1] for name, values in costs.items()}
 
 
+def production_environ(environ: dict[str, str], workdir: Path) -> dict[str, str]:
+    """The servers' environment: production mode on ``environ``'s database and Redis,
+    nothing of this shell's dynoscope or OpenTelemetry settings."""
+    base = {k: v for k, v in os.environ.items() if not k.startswith(("DYNOSCOPE", "OTEL"))}
+    for name in ("PROMETHEUS_MULTIPROC_DIR", "WEB_CONCURRENCY"):
+        base.pop(name, None)
+    return {
+        **base,
+        **environ,
+        "DYNOSCOPE_ENV": "production",
+        "JWT_SECRET": "capacity-bench-" + "x" * 32,
+        "LOG_LEVEL": "WARNING",
+        "DYNOSCOPE_TRACES_FILE": str(workdir / "traces.jsonl"),
+    }
+
+
+def serving(
+    count: int, env: dict[str, str], workdir: Path
+) -> tuple[list[str], dict[str, str], str]:
+    """``dynoscope serve`` with ``count`` workers: its command, environment and CPUs (one
+    worker on CPU 1; more on both CPUs, sharing CPU 0 with wrk)."""
+    serve = [sys.executable, "-m", "dynoscope", "serve", "--workers", str(count)]
+    worker_env = dict(env)
+    if count > 1:
+        multiproc = workdir / f"metrics-{count}"
+        multiproc.mkdir(exist_ok=True)
+        worker_env["PROMETHEUS_MULTIPROC_DIR"] = str(multiproc)
+    return serve, worker_env, SERVER_CPU if count == 1 else "0,1"
+
+
 def main() -> None:
     if shutil.which("wrk") is None:
         print("wrk is not installed (deploy/native/ensure-bench-tools.sh); skipping")
@@ -264,16 +294,7 @@ def main() -> None:
 
         workdir = Path(tmp)
         asyncio.run(prepare(environ))
-        base = {k: v for k, v in os.environ.items() if not k.startswith(("DYNOSCOPE", "OTEL"))}
-        base.pop("PROMETHEUS_MULTIPROC_DIR", None)
-        env = {
-            **base,
-            **environ,
-            "DYNOSCOPE_ENV": "production",
-            "JWT_SECRET": "capacity-bench-" + "x" * 32,
-            "LOG_LEVEL": "WARNING",
-            "DYNOSCOPE_TRACES_FILE": str(workdir / "traces.jsonl"),
-        }
+        env = production_environ(environ, workdir)
         cost = compare_cpu(env, workdir, seconds=min(seconds, 5))
         bare = cost["bare"]
         print(
@@ -283,13 +304,7 @@ def main() -> None:
             f" {cost['default']:.0f} µs ({cost['default'] / bare:.2f}x bare)"
         )
         for count in workers:
-            serve = [sys.executable, "-m", "dynoscope", "serve", "--workers", str(count)]
-            worker_env = dict(env)
-            if count > 1:
-                multiproc = workdir / f"metrics-{count}"
-                multiproc.mkdir()
-                worker_env["PROMETHEUS_MULTIPROC_DIR"] = str(multiproc)
-            cpus = SERVER_CPU if count == 1 else "0,1"
+            serve, worker_env, cpus = serving(count, env, workdir)
             with server(serve, env=worker_env, cpus=cpus) as (url, pid):
                 warm(url)
                 results[count] = []

@@ -1,15 +1,21 @@
 """The "Scaling health" dashboard: is the API keeping up, and where would more instances help?
 
 Thresholds are the ones the rules and the capacity plan use: 200 ms p95 target and 500 ms
-alert, 70 % cache hit target and 60 % alert, ~100 concurrent users per instance.
+alert, 70 % cache hit target and 60 % alert, ~100 concurrent users per instance, 70 % CPU
+utilisation sized for and 80 % forecast.
 """
 
 from __future__ import annotations
+
+from datetime import timedelta
 
 from grafana_foundation_sdk.builders import dashboard as builders
 from grafana_foundation_sdk.cog.builder import Builder
 from grafana_foundation_sdk.models.dashboard import Panel
 
+from alerts.rules.capacity import ForecastParams
+from alerts.rules.signal import SignalArgs
+from alerts.rules.signals import signal_named
 from dashboards.panels import (
     Line,
     Query,
@@ -26,6 +32,7 @@ from instrumentation.names import (
     DB_CLIENT_OPERATION_DURATION,
     HTTP_SERVER_ACTIVE_REQUESTS,
     HTTP_SERVER_REQUEST_DURATION,
+    INSTANCE_CORES,
     PROCESS_CPU,
     PROCESS_RESIDENT_MEMORY,
 )
@@ -33,6 +40,8 @@ from instrumentation.names import (
 UID = "dynoscope-scaling-health"
 DURATION = HTTP_SERVER_REQUEST_DURATION
 PLANNED_USERS_PER_INSTANCE = 100
+TREND_WINDOW = timedelta(hours=6)
+"""The forecast's trend window, as the shipped CapacityExhaustionForecast rule has it."""
 """The capacity plan's figure; concurrency above it on every instance means scale out."""
 
 
@@ -152,6 +161,54 @@ def _instances() -> list[Builder[Panel]]:
     ]
 
 
+def _capacity() -> list[Builder[Panel]]:
+    forecast = signal_named("capacity_hours_to_saturation")
+    hours = forecast.promql(SignalArgs(window=TREND_WINDOW, params=ForecastParams()))
+    running = f"count(sum by (instance, job) ({INSTANCE_CORES} > 0))"
+    return [
+        series(
+            "CPU utilisation per instance",
+            Query(signal("capacity_utilization", by=("instance",)), "{{instance}}"),
+            Query(signal("capacity_utilization"), "fleet"),
+            unit="percentunit",
+            description="CPU seconds per second over the cores each instance's workers can use "
+            "(dynoscope_instance_cores); the fleet's is busy cores over all cores. Dashed: the "
+            "70 % the instances needed are sized for and the 80 % the forecast warns of.",
+            lines=[Line(0.7, "orange"), Line(0.8, "red")],
+        ),
+        series(
+            "Instances needed vs running",
+            Query(signal("instances_needed"), "needed (70 % of cores)"),
+            Query(running, "running"),
+            unit="none",
+            description="Instances the CPU demand needs to keep each under 70 % of its cores "
+            "(what KEDA or the HPA scales on, as dynoscope:instances_needed), against the "
+            "instances reporting their cores.",
+        ),
+        series(
+            "Saturation rate vs request rate per instance",
+            Query(
+                signal("capacity_saturation_requests_per_second", by=("instance",)),
+                "saturation {{instance}}",
+            ),
+            Query(signal("http_requests_per_second", by=("instance",)), "requests {{instance}}"),
+            unit="reqps",
+            description="Requests per second at which an instance's cores would be fully busy "
+            "(cores over CPU seconds per request), against what it serves; the p95 reaches "
+            "200 ms a few per cent below saturation (docs/capacity.md).",
+        ),
+        single(
+            "Hours to 80 % utilisation",
+            Query(hours, "hours"),
+            unit="h",
+            description="When the fleet's utilisation, on its least-squares trend over the last "
+            "6 h, reaches 80 % (CapacityExhaustionForecast warns under 24 h, "
+            "CapacityExhaustionImminent pages under 2 h); empty while it does not rise.",
+            span=12,
+        ),
+    ]
+
+
 def _access() -> list[Builder[Panel]]:
     return [
         series(
@@ -239,6 +296,7 @@ def scaling_health() -> builders.Dashboard:
     for title, panels in (
         ("Traffic and latency", _traffic()),
         ("Instances", _instances()),
+        ("Capacity", _capacity()),
         ("Database and cache", _database()),
         ("Authentication", _access()),
     ):

@@ -22,7 +22,7 @@ from api import __version__
 from api.db import create_engine, create_sessionmaker
 from api.logs import configure_logging
 from api.settings import Mode, Settings, SettingsError
-from api.workers import WorkersError, check_port_free, metrics_directory
+from api.workers import WorkersError, check_port_free, metrics_directory, workers_environ
 from dynoscope.session import adopt_session_token, session_token
 
 if TYPE_CHECKING:
@@ -84,6 +84,7 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
                 environ=os.environ,
                 metrics_enabled=telemetry.metrics_enabled,
             ) as directory,
+            workers_environ(args.workers, os.environ),
         ):
             token_file = getattr(args, "token_file", None)
             log.info(

@@ -45,10 +45,13 @@ from instrumentation.db import QueryListener, instrument_engine
 from instrumentation.middleware import HttpMetrics, TelemetryMiddleware
 from instrumentation.process import (
     ProcessSampler,
+    configured_workers,
     default_instance_id,
     enable_multiprocess,
     register_process_collector,
+    set_instance_cores,
     set_instance_info,
+    usable_cores,
 )
 from instrumentation.redis import instrument_redis
 from instrumentation.settings import TelemetrySettings
@@ -128,6 +131,8 @@ class Telemetry:
         else:
             self._sampler = ProcessSampler(ProcessMetrics(registry))
         set_instance_info(self.metrics, instance_id=self.instance_id, version=self.version)
+        workers = configured_workers(os.environ)
+        set_instance_cores(self.metrics, workers=workers, cores=usable_cores(workers))
         self.scrape_source = scrape_registry(registry, directory)
 
     async def start(

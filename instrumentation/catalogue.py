@@ -145,6 +145,15 @@ class Catalogue:
             multiprocess_mode="livemax",
             registry=registry,
         )
+        # Capacity: what the instance's CPU time is measured against
+        self.instance_cores = Gauge(
+            names.INSTANCE_CORES,
+            "CPU cores the instance's workers can use: its workers, capped by the CPUs it may "
+            "run on (affinity and CPU quota).",
+            ["workers"],
+            multiprocess_mode="livemax",
+            registry=registry,
+        )
 
 
 class ProcessMetrics:

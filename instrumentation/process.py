@@ -1,4 +1,5 @@
-"""Process identity and resources: ``dynoscope_instance_info`` and per-worker memory and CPU.
+"""Process identity and resources: ``dynoscope_instance_info``, ``dynoscope_instance_cores``
+and per-worker memory and CPU.
 
 In single-process mode the client library's ``ProcessCollector`` reads ``/proc`` at scrape
 time. In multiprocess mode that would describe only the worker answering the scrape, so each
@@ -10,8 +11,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import os
 import socket
+from collections.abc import Mapping
+from pathlib import Path
 
 import psutil
 from prometheus_client import CollectorRegistry, ProcessCollector, values
@@ -21,6 +25,10 @@ from instrumentation.catalogue import Catalogue, ProcessMetrics
 log = logging.getLogger("dynoscope.metrics")
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+WORKERS_ENV = "WEB_CONCURRENCY"
+"""The instance's worker processes: set by ``dynoscope serve --workers N`` for its workers
+(uvicorn reads the same variable as its default worker count); 1 when unset."""
+CPU_MAX = Path("/sys/fs/cgroup/cpu.max")
 
 
 def default_instance_id() -> str:
@@ -97,3 +105,46 @@ class ProcessSampler:
 def set_instance_info(catalogue: Catalogue, *, instance_id: str, version: str) -> None:
     """``dynoscope_instance_info{instance_id, version} 1``."""
     catalogue.instance_info.labels(instance_id=instance_id, version=version).set(1)
+
+
+def configured_workers(environ: Mapping[str, str]) -> int:
+    """The worker count ``WEB_CONCURRENCY`` names; 1 when unset or not a positive number."""
+    try:
+        workers = int(environ.get(WORKERS_ENV, "1"))
+    except ValueError:
+        return 1
+    return max(1, workers)
+
+
+def cpu_quota(cpu_max: Path = CPU_MAX) -> float | None:
+    """Cores the cgroup's CPU quota allows (``cpu.max``: ``quota period``), ``None`` without
+    a quota (``max``) or outside a cgroup v2.
+
+    >>> import tempfile
+    >>> with tempfile.NamedTemporaryFile("w", suffix=".max") as f:
+    ...     _ = f.write("150000 100000\\n"); f.flush(); cpu_quota(Path(f.name))
+    1.5
+    """
+    try:
+        quota, period = cpu_max.read_text().split()[:2]
+        return None if quota == "max" else int(quota) / int(period)
+    except (OSError, ValueError):
+        return None
+
+
+def usable_cores(workers: int, *, cpu_max: Path = CPU_MAX) -> float:
+    """Cores ``workers`` processes can keep busy: at most one each, at most the CPUs this
+    process may run on (its affinity, as ``taskset`` or a cpuset sets it) and the cgroup's
+    CPU quota (a container's CPU limit)."""
+    try:
+        allowed = float(len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):  # pragma: no cover - not Linux
+        allowed = float(os.cpu_count() or 1)
+    quota = cpu_quota(cpu_max)
+    cores = min(float(workers), allowed, quota if quota is not None else math.inf)
+    return max(cores, 0.01)
+
+
+def set_instance_cores(catalogue: Catalogue, *, workers: int, cores: float) -> None:
+    """``dynoscope_instance_cores{workers} cores``: what utilisation is measured against."""
+    catalogue.instance_cores.labels(workers=str(workers)).set(cores)

@@ -9,7 +9,10 @@ Every number is one alert signal (``alerts/rules/signals.py``) over the last ``s
 at one instant of a ``Source``: Prometheus runs the signals' PromQL, the engine computes them
 from its sampled window (``POST /alerts/query``). The capacity estimate takes the request rate
 and the busy seconds per second (the rate of the request-duration sum) per instance of the
-``api`` scrape job: their ratio is the mean latency, the latter Little's concurrency. A query
+``api`` scrape job: their ratio is the mean latency, the latter Little's concurrency. The CPU
+model (``ops/capacity_model.py``) takes each instance's utilisation, usable cores and request
+rate: CPU per request, the saturation rate and the rate at which the p95 reaches 200 ms; and
+the fleet's instances needed at 70 % utilisation (the ``instances_needed`` signal). A query
 with no series is a line saying "no data"; a source that does not answer is a
 ``ReportError``.
 """
@@ -26,6 +29,7 @@ import httpx
 from alerts.engine.query import QueryFailed, QueryResult, Vector
 from alerts.engine.sources import PrometheusSource, Source
 from alerts.errors import QueryError, ReportError
+from alerts.rules.capacity import CapacityTarget
 from alerts.rules.duration import format_duration
 from alerts.rules.rule import SignalQuery
 from alerts.rules.signal import RestartGuard, SignalArgs, TrafficGuard
@@ -37,12 +41,15 @@ from ops.scorecard import (
     P95_LATENCY,
     QUERIES_PER_REQUEST,
     Capacity,
+    CapacityModel,
     Line,
     Target,
     capacity,
     capacity_lines,
+    capacity_model,
     format_value,
     line,
+    model_lines,
 )
 
 API_JOB = "api"
@@ -86,6 +93,7 @@ class Report:
     at: datetime
     lines: tuple[Line, ...]
     capacity: Capacity
+    model: CapacityModel
     origin: str = "Prometheus"
     """Where the numbers come from: ``Prometheus at URL``, ``the engine of URL``."""
 
@@ -98,6 +106,7 @@ class Report:
             "origin": self.origin,
             "lines": [asdict(each) for each in self.lines],
             "capacity": asdict(self.capacity),
+            "model": asdict(self.model),
         }
 
 
@@ -108,7 +117,11 @@ async def read_report(source: Source, *, since: timedelta, origin: str) -> Repor
     queries = {check: _query(check, since) for check in CHECKS}
     rates = _query(Check("", "http_requests_per_second", "", None, by=TARGET), since)
     busy = _query(Check("", "http_busy_seconds_per_second", "", None, by=TARGET), since)
-    answers = await source.run([*queries.values(), rates, busy], now=now)
+    utilisation = _query(Check("", "capacity_utilization", "", None, by=TARGET), since)
+    cores = _query(Check("", "instance_cores", "", None, by=TARGET), since)
+    needed = _query(Check("", "instances_needed", "", None, CapacityTarget()), since)
+    model_queries = [utilisation, cores, needed]
+    answers = await source.run([*queries.values(), rates, busy, *model_queries], now=now)
     for answer in answers.values():
         if isinstance(answer, QueryFailed):
             raise ReportError(f"{origin} did not answer: {answer.reason}")
@@ -117,7 +130,17 @@ async def read_report(source: Source, *, since: timedelta, origin: str) -> Repor
         lines.extend(_check_lines(check, _vector(answers[query])))
     plan = capacity(rates=_api(answers[rates]), busy=_api(answers[busy]))
     lines.extend(capacity_lines(plan))
-    return Report(since=since, at=now, lines=tuple(lines), capacity=plan, origin=origin)
+    fleet = _vector(answers[needed]).samples
+    model = capacity_model(
+        utilisation=_api(answers[utilisation]),
+        cores=_api(answers[cores]),
+        rates=_api(answers[rates]),
+        needed=fleet[0].value if fleet else None,
+    )
+    lines.extend(model_lines(model))
+    return Report(
+        since=since, at=now, lines=tuple(lines), capacity=plan, model=model, origin=origin
+    )
 
 
 async def read_report_from(url: str, *, since: timedelta) -> Report:
@@ -210,11 +233,26 @@ def format_report(report: Report) -> str:
             f" headroom {load.headroom:.1f}"
             for load in plan.instances
         ),
+        "",
+        "CPU model (M/M/c, docs/capacity.md): cores busy per core usable; an instance saturates",
+        "at cores / CPU per request, and its p95 reaches the 200 ms target a little before:",
+        *(
+            f"  {each.instance}: {each.cores:g} core(s), {each.cpu_per_request_seconds * 1000:.2f}"
+            f" ms CPU per request: saturation {each.saturation_rate:.0f}/s, p95 200 ms at"
+            f" ~{each.rate_at_target_p95:.0f}/s (now {each.requests_per_second:.2f}/s)"
+            for each in report.model.instances
+            if each.cpu_per_request_seconds is not None
+            and each.cores is not None
+            and each.saturation_rate is not None
+            and each.rate_at_target_p95 is not None
+        ),
+        f"instances needed (CPU): busy cores over {report.model.target_utilisation:.0%} of"
+        " each instance's cores, at least 1",
     ]
     return "\n".join(notes)
 
 
 def _shown(each: Line) -> str:
-    if each.check == "instances needed" and each.value is not None:
+    if each.check.startswith("instances needed") and each.value is not None:
         return f"{each.value:g}"
     return format_value(each.value, each.unit)

@@ -20,6 +20,8 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from ops.capacity_model import Model
+
 PLANNED_USERS_PER_INSTANCE = 100
 """The capacity plan's figure: concurrent requests one instance is sized for."""
 BUSY_SHARE = 0.7
@@ -165,6 +167,98 @@ def capacity_lines(plan: Capacity) -> list[Line]:
         )
     )
     return rows
+
+
+UTILISATION = Target(good=BUSY_SHARE, bad=0.8)
+"""CPU utilisation: the target the instances needed are sized for, and the forecast's level."""
+
+
+@dataclass(frozen=True)
+class InstanceModel:
+    """The capacity model of one instance (``ops/capacity_model.py``, docs/capacity.md)."""
+
+    instance: str
+    requests_per_second: float
+    utilisation: float
+    cores: float | None
+    cpu_per_request_seconds: float | None
+    saturation_rate: float | None
+    """Requests per second with every core busy."""
+    rate_at_target_p95: float | None
+    """Requests per second at which the M/M/c p95 reaches the 200 ms target."""
+
+
+@dataclass(frozen=True)
+class CapacityModel:
+    target_utilisation: float
+    instances: tuple[InstanceModel, ...]
+    instances_needed: int | None
+    """From the instances_needed signal: CPU demand over the target share of the cores."""
+
+
+def capacity_model(
+    *,
+    utilisation: Mapping[str, float],
+    cores: Mapping[str, float],
+    rates: Mapping[str, float],
+    needed: float | None,
+    target: float = BUSY_SHARE,
+) -> CapacityModel:
+    """Per instance: ``utilisation`` (busy CPU over usable cores), ``cores`` and ``rates``
+    (requests/s); ``needed``: the fleet's instances needed, as the signal computed it.
+
+    >>> model = capacity_model(
+    ...     utilisation={"a:1": 0.5}, cores={"a:1": 1.0}, rates={"a:1": 250.0}, needed=1.0)
+    >>> each = model.instances[0]
+    >>> each.cpu_per_request_seconds, each.saturation_rate, round(each.rate_at_target_p95 or 0)
+    (0.002, 500.0, 485)
+    """
+    instances = []
+    for instance, busy in sorted(utilisation.items()):
+        rate, usable = rates.get(instance, 0.0), cores.get(instance)
+        cost = busy * usable / rate if usable and rate > 0 and busy > 0 else None
+        model = Model(cores=usable, cpu_per_request=cost) if usable and cost else None
+        instances.append(
+            InstanceModel(
+                instance=instance,
+                requests_per_second=rate,
+                utilisation=busy,
+                cores=usable,
+                cpu_per_request_seconds=cost,
+                saturation_rate=model.saturation_rate if model else None,
+                rate_at_target_p95=model.rate_at_p95(P95_LATENCY.good) if model else None,
+            )
+        )
+    return CapacityModel(
+        target_utilisation=target,
+        instances=tuple(instances),
+        instances_needed=None if needed is None or math.isnan(needed) else int(needed),
+    )
+
+
+def model_lines(model: CapacityModel) -> list[Line]:
+    rows = [
+        line("CPU utilisation", each.utilisation, unit="ratio", target=UTILISATION,
+             instance=each.instance)
+        for each in model.instances
+    ] or [line("CPU utilisation", None, unit="ratio", target=UTILISATION)]  # fmt: skip
+    rows += [
+        line("saturation rate", each.saturation_rate, unit="/s", target=None,
+             instance=each.instance)
+        for each in model.instances
+    ] or [line("saturation rate", None, unit="/s", target=None)]  # fmt: skip
+    if model.instances_needed is None:
+        return [*rows, line("instances needed (CPU)", None, unit="", target=None)]
+    now = len(model.instances)
+    verdict = PASS if model.instances_needed <= now else FAIL
+    needed = Line(
+        check="instances needed (CPU)",
+        value=float(model.instances_needed),
+        unit="",
+        target=f"<= {now} running",
+        verdict=verdict,
+    )
+    return [*rows, needed]
 
 
 def format_value(value: float | None, unit: str) -> str:

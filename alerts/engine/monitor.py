@@ -53,6 +53,7 @@ from alerts.engine.ledger import Ledger
 from alerts.engine.peers import Peers
 from alerts.engine.scheduler import Clock, Scheduler, utc_now
 from alerts.engine.sources import LocalSource, PrometheusSource, Source
+from alerts.engine.sources.local import TREND_METRICS
 from alerts.engine.state import Alert, AlertState
 from alerts.metrics import EngineMetrics
 from alerts.rules.loader import load_rules, rule_paths
@@ -69,9 +70,15 @@ from instrumentation.catalogue import Catalogue
 log = logging.getLogger("dynoscope.alerts")
 
 
-def retention(rules: RuleSet) -> timedelta:
-    """How long the local source keeps samples: the longest window plus a margin."""
-    windows = [r.query.args.window for r in rules.rules if isinstance(r.query, SignalQuery)]
+def retention(rules: RuleSet, *, trends: bool = True) -> timedelta:
+    """How long the local source keeps samples: the longest window plus a margin
+    (``trends=False``: of the rules on other signals than the trends of ``TREND_METRICS``,
+    which is how long snapshots keep every metric)."""
+    windows = [
+        r.query.args.window
+        for r in rules.rules
+        if isinstance(r.query, SignalQuery) and (trends or r.query.signal not in TREND_METRICS)
+    ]
     intervals = [g.interval for g in rules.groups]
     return max(windows, default=timedelta(minutes=5)) + 2 * max(intervals, default=timedelta(0))
 
@@ -138,6 +145,7 @@ class Monitor:
             metrics=own,
             collectors=collectors,
             keep=retention(rules),
+            whole=retention(rules, trends=False),
             target={"instance": instance, "job": job},
             client=client,
         )
@@ -283,6 +291,7 @@ def _sources(
     metrics: EngineMetrics,
     collectors: Iterable[Collector],
     keep: timedelta,
+    whole: timedelta,
     target: dict[str, str],
     client: httpx.AsyncClient,
 ) -> tuple[Source, LocalSource, ExemplarSource]:
@@ -291,10 +300,10 @@ def _sources(
     _quiet_httpx()
     if settings.prometheus_url:
         prometheus = PrometheusSource(url=settings.prometheus_url, client=client)
-        own = LocalSource(collectors=[metrics.registry], retention=keep, target=target)
+        own = LocalSource(collectors=[metrics.registry], retention=keep, target=target, whole=whole)
         return prometheus, own, prometheus
     sampled = list(collectors) or [metrics.registry]
-    local = LocalSource(collectors=sampled, retention=keep, target=target)
+    local = LocalSource(collectors=sampled, retention=keep, target=target, whole=whole)
     return local, local, local
 
 

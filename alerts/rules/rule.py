@@ -39,7 +39,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 from alerts.engine.query import Labels
 from alerts.rules.duration import format_duration, parse_duration
-from alerts.rules.signal import SignalArgs, number
+from alerts.rules.signal import Record, SignalArgs, number
 from alerts.rules.signals import signal_named
 
 
@@ -152,6 +152,12 @@ class SignalQuery:
     @property
     def self_monitoring(self) -> bool:
         return signal_named(self.signal).self_monitoring
+
+    @property
+    def published(self) -> tuple[Record, ...]:
+        """The named series the signal publishes for this use of it."""
+        records = signal_named(self.signal).records
+        return records(self.args) if records is not None else ()
 
 
 @dataclass(frozen=True)

@@ -50,6 +50,15 @@ class SignalArgs:
 
 
 @dataclass(frozen=True)
+class Record:
+    """A named series a signal publishes in the exported rule file."""
+
+    name: str
+    expr: str
+    labels: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True)
 class Signal:
     """A named quantity, computable by Prometheus (``promql``) and in-process (``compute``)."""
 
@@ -61,6 +70,9 @@ class Signal:
     params: type[BaseModel] = NoParams
     self_monitoring: bool = False
     """Computed from the engine's own registry, also when the rules run on Prometheus."""
+    records: Callable[[SignalArgs], tuple[Record, ...]] | None = None
+    """Named series a rule on this signal publishes in the exported rule file (name,
+    PromQL), sized by the rule's parameters: what autoscalers and dashboards read."""
 
     def samples(self, window: Window, args: SignalArgs) -> tuple[Sample, ...]:
         computed = self.compute(window, args)

@@ -18,6 +18,7 @@ from functools import lru_cache
 from alerts.engine.query import Labels
 from alerts.engine.window import Window, bucket_quantiles, project
 from alerts.rules.access import ACCESS_SIGNALS
+from alerts.rules.capacity import CAPACITY_SIGNALS
 from alerts.rules.promql import by_clause, guarded_ratio, param, rate_of, ratio
 from alerts.rules.signal import (
     RestartGuard,
@@ -234,6 +235,7 @@ SIGNALS: Mapping[str, Signal] = {
     for signal in (
         *(_latency(q) for q in (0.5, 0.9, 0.95, 0.99)),
         *ACCESS_SIGNALS,
+        *CAPACITY_SIGNALS,
         Signal(
             name="http_error_ratio",
             help="Share of HTTP responses with a 5xx status.",

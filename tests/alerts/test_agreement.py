@@ -8,7 +8,9 @@ registry every second; after 22 s of steady mixed traffic both answer every sign
   ``rate`` to the window's edges and its scrapes are not at the local sampling instants;
 - ratios (errors, cache hits): within 0.02 absolute;
 - p95 latency: within 10 % or 1 ms — the same buckets, interpolated the same way;
-- instance up: equal.
+- instance up: equal;
+- capacity utilisation (per instance and fleet) and the saturation rate: as rates, since
+  both are CPU-time rates over the usable cores.
 
 Measured on the development machine: every signal within 1 % (rates 0.1 to 0.9 %, ratios
 within 0.0005, p95 within 0.5 %).
@@ -60,6 +62,9 @@ SIGNALS = [
     ("db_queries_per_request", ("instance",), RATE),
     ("cache_hit_ratio", ("cache",), RATIO),
     ("instance_up", ("instance", "job"), EXACT),
+    ("capacity_utilization", ("instance",), RATE),
+    ("capacity_utilization", (), RATE),
+    ("capacity_saturation_requests_per_second", ("instance",), RATE),
 ]
 
 
@@ -116,7 +121,7 @@ async def test_local_and_prometheus_sources_agree(sqlite_environ: dict[str, str]
             retention=2 * WINDOW,
             target={"instance": api.target, "job": "api"},
         )
-        queries = {name: query(name, by) for name, by, _ in SIGNALS}
+        queries = {(name, by): query(name, by) for name, by, _ in SIGNALS}
         with running_prometheus({"api": [api.target]}) as prometheus:
             async with (
                 traffic(api.client, sqlite_environ["DATABASE_URL"]),
@@ -138,8 +143,8 @@ async def test_local_and_prometheus_sources_agree(sqlite_environ: dict[str, str]
                 here = await local.run(list(queries.values()), now=now)
 
     report, problems = [], []
-    for name, _, kind in SIGNALS:
-        q = queries[name]
+    for name, by, kind in SIGNALS:
+        q = queries[(name, by)]
         theirs, ours = remote[q], here[q]
         assert isinstance(theirs, Vector) and isinstance(ours, Vector), (name, theirs, ours)
         ours_by = {s.labels: s.value for s in ours.samples}

@@ -27,6 +27,7 @@ MODULES = [
     "alerts.settings",
     "alerts.rules.signal",
     "alerts.rules.signals",
+    "alerts.rules.capacity",
     "alerts.engine.sources.prometheus",
     "alerts.engine.state",
     "alerts.rules.template",

@@ -348,7 +348,9 @@ def test_every_shipped_alert_fires_on_bad_data_and_not_on_healthy(
     exported: Path, tmp_path: Path
 ) -> None:
     rules = load_rules([DEFAULT_RULES])
-    assert {case.alert for case in CASES} | {"Watchdog"} == SHIPPED
+    # The capacity forecast needs hours of series: tests/alerts/test_forecast.py has its own.
+    forecast = {"CapacityExhaustionForecast", "CapacityExhaustionImminent"}
+    assert {case.alert for case in CASES} | {"Watchdog"} | forecast == SHIPPED
     tests = tmp_path / "tests.yml"
     tests.write_text(
         yaml.safe_dump(
@@ -364,13 +366,42 @@ def test_every_shipped_alert_fires_on_bad_data_and_not_on_healthy(
     assert result.returncode == 0, result.stdout + result.stderr
 
 
+def test_the_capacity_series_autoscalers_read_are_published_once() -> None:
+    exported = export_rules(load_rules([DEFAULT_RULES]))
+    records = [
+        (entry["record"], entry.get("labels", {}))
+        for group in exported["groups"]
+        for entry in group["rules"]
+        if "record" in entry
+    ]
+    assert records.count(("dynoscope:instances_needed", {})) == 1
+    utilization = [labels for name, labels in records if name == "dynoscope:capacity_utilization"]
+    assert utilization == [{"scope": "instance"}, {"scope": "fleet"}]
+
+
+def test_the_first_forecast_rule_sizes_the_published_series(tmp_path: Path) -> None:
+    overrides = tmp_path / "overrides.yml"
+    overrides.write_text(
+        "overrides:\n"
+        "  CapacityExhaustionImminent: {params: {rate_window: 10m, target_utilization: 0.5}}\n"
+    )
+    exported = tmp_path / "rules.yml"
+    command = ["rules", "export", "--rules", str(DEFAULT_RULES), str(overrides), "-o"]
+    assert cli([*command, str(exported)]) == 0
+    text = exported.read_text()
+    assert text.count("record: dynoscope:instances_needed") == 1
+    assert "(0.7 * avg by ()" in text and "(0.5 * avg by ()" not in text
+    result = promtool("check", "rules", str(exported))
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
 def test_rules_sharing_a_question_share_one_recording_rule() -> None:
     rules = load_rules([DEFAULT_RULES])
     records = [
         entry["record"]
         for group in export_rules(rules)["groups"]
         for entry in group["rules"]
-        if "record" in entry
+        if "record" in entry and "labels" not in entry
     ]
     assert len(records) == len(set(records))
     page, warning = rules.rule("ApiLatencyP95High"), rules.rule("ApiLatencyP95AboveTarget")

@@ -17,6 +17,8 @@ SHIPPED = {
     "CacheHitRateLow",
     "MemoryLeakSuspected",
     "ApiErrorRateHigh",
+    "CapacityExhaustionForecast",
+    "CapacityExhaustionImminent",
     "ApiOverloaded",
     "AuthenticationAbuse",
     "InstanceDown",

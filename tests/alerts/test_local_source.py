@@ -207,3 +207,84 @@ async def test_an_hour_of_snapshots_is_thinned_beyond_the_short_windows() -> Non
     assert times == sorted(times)
     values = await answer(local, q, T0 + 240 * step + timedelta(seconds=7))
     assert values[(("instance", "i1"),)] == pytest.approx(60e6, rel=0.02)
+
+
+async def test_capacity_signals_from_cpu_time_and_cores(metrics: Catalogue) -> None:
+    from prometheus_client import Counter
+
+    cpu = Counter("process_cpu_seconds", "cpu", registry=metrics.registry)
+    metrics.instance_cores.labels(workers="2").set(2)
+    requests = metrics.http_request_duration.labels(method="GET", route="/p", status_code="200")
+    local = source(metrics)
+    local.sample(T0)
+    cpu.inc(36)  # 0.6 core over the minute
+    for _ in range(6000):  # 100 requests/s: 6 ms of CPU each
+        requests.observe(0.01)
+    now = T0 + MINUTE
+    target = (("instance", "i1"), ("job", "api"))
+    assert await answer(local, query("capacity_utilization", by=("instance", "job")), now) == {
+        target: pytest.approx(0.3)
+    }
+    assert await answer(local, query("capacity_utilization"), now) == {(): pytest.approx(0.3)}
+    saturation = query("capacity_saturation_requests_per_second", by=("instance",))
+    assert await answer(local, saturation, now) == {(("instance", "i1"),): pytest.approx(2 / 0.006)}
+    # 0.6 busy cores at 70 % of 2 cores an instance: one is enough; at 50 %, still one; at
+    # 20 % of 2 cores (0.4 a instance), two.
+    needed = query("instances_needed", target_utilization=0.7)
+    assert await answer(local, needed, now) == {(): 1.0}
+    assert await answer(local, query("instances_needed", target_utilization=0.2), now) == {(): 2.0}
+
+
+async def test_snapshots_older_than_every_short_window_keep_only_what_trends_read(
+    metrics: Catalogue,
+) -> None:
+    from prometheus_client import Counter
+
+    cpu = Counter("process_cpu_seconds", "cpu", registry=metrics.registry)
+    metrics.instance_cores.labels(workers="1").set(1)
+    requests = metrics.http_request_duration.labels(method="GET", route="/p", status_code="200")
+    local = LocalSource(
+        collectors=[metrics.registry],
+        retention=timedelta(hours=6, minutes=1),
+        whole=timedelta(minutes=20),
+        target={"instance": "i1", "job": "api"},
+    )
+    for minute in range(6 * 60 + 1):
+        cpu.inc(60 * (0.1 + 0.02 * minute / 60))  # 2 points an hour from 10 %
+        requests.observe(0.01)
+        local.sample(T0 + minute * MINUTE)
+    now = T0 + 6 * 60 * MINUTE
+    old = [s for s in local.snapshots if s.at < (now - timedelta(minutes=20)).timestamp()]
+    assert len(old) > 300
+    assert all(
+        set(s.values) == {"process_cpu_seconds_total", "dynoscope_instance_cores"} for s in old
+    )
+    recent = local.snapshots[-1].values
+    assert "http_server_request_duration_seconds_bucket" in recent
+    forecast = query("capacity_hours_to_saturation", window=timedelta(hours=6))
+    # At 6 h the utilisation is 22 %: 29 h to 80 % at 2 points an hour.
+    assert (await answer(local, forecast, now))[()] == pytest.approx(29.0, abs=0.1)
+
+
+async def test_every_shipped_rule_computes_locally_on_a_real_registry(metrics: Catalogue) -> None:
+    from alerts.engine.monitor import retention
+    from alerts.rules.loader import DEFAULT_RULES, load_rules
+    from instrumentation.process import register_process_collector, set_instance_cores
+
+    register_process_collector(metrics.registry)
+    set_instance_cores(metrics, workers=1, cores=1.0)
+    metrics.http_request_duration.labels(method="GET", route="/p", status_code="200").observe(0.1)
+    rules = load_rules([DEFAULT_RULES])
+    local = LocalSource(
+        collectors=[metrics.registry],
+        retention=retention(rules),
+        whole=retention(rules, trends=False),
+        target={"instance": "i1", "job": "api"},
+    )
+    queries = [rule.query for rule in rules.rules]
+    for minute in range(3):
+        results = await local.run(queries, now=T0 + minute * MINUTE)
+    failed = {query: result for query, result in results.items() if isinstance(result, QueryFailed)}
+    assert failed == {}
+    utilisation = await answer(local, query("capacity_utilization"), T0 + 2 * MINUTE)
+    assert set(utilisation) == {()}

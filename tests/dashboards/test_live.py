@@ -56,10 +56,13 @@ MAX_IN_FLIGHT = 6
 EMPTY_PANELS = {
     ("scaling-health", "Memory growth per instance", "A"): "instances younger than the 5 m "
     "window are left out (as the leak rule does), and this one is seconds old",
+    ("scaling-health", "Hours to 80 % utilisation", "A"): "absent while the fleet's "
+    "utilisation does not rise, and the traffic here is steady",
 }
 EMPTY_RECORDS = {
     # by signal: a record is named level:signal:window[:params]
     "memory_growth_bytes_per_hour": "the rule ignores instances up for less than an hour",
+    "capacity_hours_to_saturation": "absent while the fleet's utilisation does not rise",
 }
 __doc__ += "".join(
     f"\n- {' / '.join(key) if isinstance(key, tuple) else f'rule record of {key}'}: {why}"
@@ -92,7 +95,10 @@ async def traffic(client: httpx.AsyncClient, database_url: str) -> AsyncIterator
             await client.get("/properties/999999")
             if step % 5 == 0:
                 await client.get(ERROR_ROUTE)
-                # a wrong password now and then (soon refused by the rate limits: both count)
+            if step % 2 == 0:
+                # a wrong password now and then (soon refused by the rate limits: both count),
+                # often enough that the seconds of data Prometheus holds reach the guard of
+                # 0.2 attempts/s over 5 m
                 await client.post(
                     "/auth/login", json={"email": "x@example.com", "password": "x" * 12}
                 )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -17,6 +18,7 @@ from instrumentation.catalogue import (
     Catalogue,
     ProcessMetrics,
 )
+from instrumentation.process import configured_workers, usable_cores
 from tests.instrumentation.support import parse_text
 from tests.support.stack import running_app
 
@@ -140,6 +142,8 @@ async def test_the_running_api_exposes_the_catalogue(metrics_only: dict[str, str
     info = families["dynoscope_instance_info"].samples
     assert [(s.labels["instance_id"], s.value) for s in info] == [("api-7", 1.0)]
     assert info[0].labels["version"]
+    cores = families["dynoscope_instance_cores"].samples
+    assert [(s.labels["workers"], s.value) for s in cores] == [("1", 1.0)]
     for name in (
         "process_resident_memory_bytes",
         "process_start_time_seconds",
@@ -149,3 +153,17 @@ async def test_the_running_api_exposes_the_catalogue(metrics_only: dict[str, str
     used = {s.labels["state"]: s.value for s in families["db_client_connections"].samples}
     assert set(used) == {"used", "idle"}
     assert used["used"] == 0
+
+
+def test_usable_cores_are_the_workers_capped_by_affinity_and_quota(tmp_path: Path) -> None:
+    allowed = len(os.sched_getaffinity(0))
+    unlimited = tmp_path / "cpu.max"
+    unlimited.write_text("max 100000\n")
+    assert usable_cores(1, cpu_max=unlimited) == 1.0
+    assert usable_cores(64, cpu_max=unlimited) == float(allowed)
+    half = tmp_path / "half.max"
+    half.write_text("50000 100000\n")
+    assert usable_cores(4, cpu_max=half) == 0.5
+    assert usable_cores(2, cpu_max=tmp_path / "absent") == min(2.0, allowed)
+    assert configured_workers({"WEB_CONCURRENCY": "3"}) == 3
+    assert configured_workers({"WEB_CONCURRENCY": "lots"}) == configured_workers({}) == 1

@@ -24,7 +24,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from api.seed import seed
 from ops.load import LoadOptions, run_load
-from ops.report import Report, read_report_from
+from ops.report import Report, format_report, read_report_from
 from ops.scorecard import (
     CACHE_HIT_RATIO,
     FAIL,
@@ -47,7 +47,7 @@ LOAD = LoadOptions(url="", users=4, seconds=3.0, think=(0.02, 0.08), seed=5)
 
 async def own_counters(client: httpx.AsyncClient) -> dict[str, float]:
     """The API's own totals: requests, 5xx answers, request seconds, database statements."""
-    totals = dict.fromkeys(("requests", "errors", "seconds", "queries"), 0.0)
+    totals = dict.fromkeys(("requests", "errors", "seconds", "queries", "cpu"), 0.0)
     text = (await client.get("/metrics")).text
     for family in text_string_to_metric_families(text):
         for sample in family.samples:
@@ -59,6 +59,8 @@ async def own_counters(client: httpx.AsyncClient) -> dict[str, float]:
                 totals["seconds"] += sample.value
             elif sample.name == "db_client_operation_duration_seconds_count":
                 totals["queries"] += sample.value
+            elif sample.name == "process_cpu_seconds_total":
+                totals["cpu"] += sample.value
     return totals
 
 
@@ -160,8 +162,26 @@ async def test_the_report_agrees_with_the_apis_own_counters(
         # The mean latency is the API's own, as far as its counters go.
         own_mean = served["seconds"] / served["requests"]
         assert load.mean_latency_seconds == pytest.approx(own_mean, rel=0.35)
-        assert report.lines[-1].check == "instances needed"
-        assert report.lines[-1].verdict == PASS
+        little = next(each for each in report.lines if each.check == "instances needed")
+        assert little.verdict == PASS
+
+        # The CPU model: this process's CPU time (the API serves in the test's process, so
+        # the load generator's CPU counts too) over its one usable core.
+        (instance,) = report.model.instances
+        cpu = _at(prometheus, "sum(rate(process_cpu_seconds_total", since, at)
+        assert instance.cores == 1.0
+        assert instance.utilisation == pytest.approx(cpu)
+        assert instance.cpu_per_request_seconds == pytest.approx(cpu / rate)
+        assert instance.cpu_per_request_seconds == pytest.approx(
+            served["cpu"] / served["requests"], rel=0.35
+        )
+        assert instance.saturation_rate == pytest.approx(rate / cpu)
+        assert instance.rate_at_target_p95 is not None
+        assert 0 < instance.rate_at_target_p95 < instance.saturation_rate
+        assert report.model.instances_needed == max(1, math.ceil(cpu / 0.7))
+        assert report.lines[-1].check == "instances needed (CPU)"
+        text = format_report(report)
+        assert f"{api.target}: 1 core(s), " in text and "p95 200 ms at ~" in text
 
 
 def _at(prometheus: Prometheus, prefix: str, since: timedelta, at: float) -> float:
@@ -186,7 +206,12 @@ async def test_without_traffic_every_line_says_no_data_and_the_json_keeps_its_sh
         code, out, err = await dynoscope("--prometheus", prometheus.url, "--json")
     assert code == 0, err
     report = json.loads(out)
-    assert set(report) == {"since", "at", "origin", "lines", "capacity"}
+    assert set(report) == {"since", "at", "origin", "lines", "capacity", "model"}
+    assert report["model"] == {
+        "target_utilisation": 0.7,
+        "instances": [],
+        "instances_needed": None,
+    }
     assert report["origin"] == f"Prometheus at {prometheus.url}"
     assert report["since"] == "1h"
     assert set(report["capacity"]) == {
@@ -205,6 +230,9 @@ async def test_without_traffic_every_line_says_no_data_and_the_json_keeps_its_sh
         "queries per request",
         "memory growth",
         "instances needed",
+        "CPU utilisation",
+        "saturation rate",
+        "instances needed (CPU)",
     ]
     for line in report["lines"]:
         assert set(line) == {"check", "value", "unit", "target", "verdict", "instance"}

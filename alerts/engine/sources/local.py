@@ -22,12 +22,26 @@ from alerts.engine.query import Exemplar, Labels, QueryFailed, QueryResult, Vect
 from alerts.engine.window import Snapshot, Window
 from alerts.rules.rule import Query, RawQuery, SignalQuery
 from alerts.rules.signals import signal_named
+from instrumentation.names import (
+    INSTANCE_CORES,
+    PROCESS_CPU,
+    PROCESS_RESIDENT_MEMORY,
+    PROCESS_START_TIME,
+)
 
 # Snapshots older than FINE_SECONDS are thinned to one per COARSE_SECONDS: rates over the
 # short windows keep full resolution, while an hour of memory-growth history costs ~100
 # snapshots instead of one per group per interval.
 FINE_SECONDS = 15 * 60
 COARSE_SECONDS = 60.0
+TREND_METRICS: Mapping[str, frozenset[str]] = {
+    "memory_growth_bytes_per_hour": frozenset({PROCESS_RESIDENT_MEMORY, PROCESS_START_TIME}),
+    "capacity_hours_to_saturation": frozenset({PROCESS_CPU, INSTANCE_CORES}),
+}
+"""The trend signals, which look back hours, and the only metrics they read: snapshots older
+than every other rule's window keep just these (six hours of forecast history is then ~360
+snapshots of a handful of series, not of every histogram bucket)."""
+KEPT_FOR_TRENDS = frozenset().union(*TREND_METRICS.values())
 
 
 class LocalSource:
@@ -41,9 +55,13 @@ class LocalSource:
         collectors: Iterable[Collector],
         retention: timedelta,
         target: Mapping[str, str] | None = None,
+        whole: timedelta | None = None,
     ) -> None:
+        """``retention``: how long snapshots are kept; ``whole``: how long they keep every
+        metric (``None``: all along), older ones only those of ``TREND_METRICS``."""
         self._collectors = tuple(collectors)
         self._retention = retention.total_seconds()
+        self._whole = None if whole is None else whole.total_seconds()
         self._target = dict(target if target is not None else {"instance": "local", "job": "api"})
         self._snapshots: deque[Snapshot] = deque()
 
@@ -67,9 +85,9 @@ class LocalSource:
         self._snapshots.append(Snapshot(at=at, values=values))
         while self._snapshots and self._snapshots[0].at < at - self._retention:
             self._snapshots.popleft()
-        self._thin(at - FINE_SECONDS)
+        self._thin(at - FINE_SECONDS, whole=None if self._whole is None else at - self._whole)
 
-    def _thin(self, cutoff: float) -> None:
+    def _thin(self, cutoff: float, *, whole: float | None) -> None:
         kept: deque[Snapshot] = deque()
         last_bucket: float | None = None
         for snapshot in self._snapshots:
@@ -78,6 +96,13 @@ class LocalSource:
                 continue
             bucket = snapshot.at // COARSE_SECONDS
             if bucket != last_bucket:
+                if (
+                    whole is not None
+                    and snapshot.at < whole
+                    and snapshot.values.keys() - KEPT_FOR_TRENDS
+                ):
+                    values = {k: v for k, v in snapshot.values.items() if k in KEPT_FOR_TRENDS}
+                    snapshot = Snapshot(at=snapshot.at, values=values)
                 kept.append(snapshot)
                 last_bucket = bucket
         self._snapshots = kept
