@@ -10,7 +10,7 @@ range query.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -36,7 +36,6 @@ from alerts.rules.signal import SignalArgs
 from alerts.rules.signals import signal_named
 from alerts.settings import AlertSettings
 from alerts.silences.matchers import Matcher, parse_matcher
-from alerts.silences.silence import Silence
 from alerts.store.store import HistoryEntry, Store
 from exporters.tracefile import SpanRecord, read_spans
 from instrumentation.traceview import TraceSummary, find_trace, slowest
@@ -308,10 +307,6 @@ def matcher_errors(text: str) -> list[str]:
         except ValueError as exc:
             errors.append(f"matchers.{number}: {exc}")
     return errors
-
-
-def silence_rows(silences: Iterable[Silence]) -> list[Silence]:
-    return sorted(silences, key=lambda s: s.starts_at)
 
 
 # --- history -------------------------------------------------------------------------------
