@@ -143,8 +143,11 @@ def mount_console(
             async def route(request: Request) -> Response:
                 session = console.session(request)
                 if session is None:
-                    if request.method != "GET":
-                        raise HTTPException(401, "sign in to the console first")
+                    if request.method != "GET":  # a form sent after the session ended
+                        return console.render(
+                            request, "error.html", session=None, status_code=401,
+                            detail="Your console session has ended: sign in again.",
+                        )  # fmt: skip
                     target = quote(str(request.url.path) + _query(request), safe="")
                     return RedirectResponse(f"{PREFIX}/login?next={target}", status_code=303)
                 try:
