@@ -16,6 +16,7 @@ import contextlib
 import fcntl
 import json
 import os
+import random
 import signal
 import socket
 import sys
@@ -59,11 +60,35 @@ class StackConfig:
         return data
 
 
+EPHEMERAL = Path("/proc/sys/net/ipv4/ip_local_port_range")
+_handed_out: set[int] = set()
+
+
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
+    """A free loopback port below the kernel's ephemeral range. A port from that range (what
+    binding port 0 gives) can be taken, between being picked and being listened on, as the
+    source port of any outgoing connection, and the stack's processes make many: the one
+    meant to listen there would fail to start. Each port is handed out once per process."""
+    try:
+        low = int(EPHEMERAL.read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        low = 32768
+    start = max(1024, low - 10_000)
+    for _ in range(500):
+        port = random.randrange(start, low)  # noqa: S311 (not a secret)
+        if port in _handed_out:
+            continue
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _handed_out.add(port)
         return port
+    with socket.socket() as sock:  # every try taken: the kernel's choice, as before
+        sock.bind(("127.0.0.1", 0))
+        chosen: int = sock.getsockname()[1]
+        return chosen
 
 
 def write_private(path: Path, text: str) -> None:

@@ -104,3 +104,12 @@ def test_private_files_are_mode_600_even_when_they_existed(tmp_path: Path) -> No
     write_private(path, "JWT_SECRET=x\n")
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     assert path.read_text() == "JWT_SECRET=x\n"
+
+
+def test_stack_ports_stay_out_of_the_range_outgoing_connections_take() -> None:
+    from deploy.native.topology import EPHEMERAL, free_port
+
+    low = int(EPHEMERAL.read_text().split()[0])
+    ports = [free_port() for _ in range(50)]
+    assert len(set(ports)) == len(ports)  # never handed out twice
+    assert all(1024 <= port < low for port in ports), ports
