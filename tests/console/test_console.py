@@ -21,6 +21,7 @@ from pathlib import Path
 
 import pytest
 from playwright.async_api import Browser, BrowserContext, Page, expect
+from playwright.async_api import Error as PlaywrightError
 
 from tests.alerts.harness import served_api
 from tests.console.conftest import TOKEN
@@ -37,7 +38,17 @@ async def until(check: Callable[[], Awaitable[bool]], *, seconds: float, what: s
     while not await check():
         if time.monotonic() > deadline:
             raise AssertionError(f"not within {seconds:g} s: {what}")
-        await asyncio.sleep(0.25)
+        await asyncio.sleep(0.5)
+
+
+async def again(page: Page) -> None:
+    """Load the page anew (a browser's reload can find the previous load still going on a
+    busy machine: the load is simply asked for again)."""
+    try:
+        await page.goto(page.url, wait_until="domcontentloaded")
+    except PlaywrightError:
+        await asyncio.sleep(0.5)
+        await page.goto(page.url, wait_until="domcontentloaded")
 
 
 def csp_watch(page: Page) -> list[str]:
@@ -102,7 +113,7 @@ async def test_the_console_from_sign_in_to_history(
         slow_writes = on_writes.get_by_role("link", name="ApiLatencyP95High")
 
         async def latency_alert() -> bool:
-            await page.reload()
+            await again(page)
             return await slow_writes.count() > 0
 
         await until(latency_alert, seconds=20, what="ApiLatencyP95High on /properties")
@@ -120,7 +131,7 @@ async def test_the_console_from_sign_in_to_history(
         async def waterfall() -> bool:
             if await page.get_by_role("heading", name=re.compile("^Trace ")).count():
                 return True
-            await page.reload()  # the trace file is written a second after the request
+            await again(page)  # the trace file is written a second after the request
             return False
 
         await until(waterfall, seconds=10, what="the example trace's waterfall")
@@ -174,7 +185,7 @@ async def test_the_console_from_sign_in_to_history(
         transitions = page.get_by_role("table").first
 
         async def resolved() -> bool:
-            await page.reload()
+            await again(page)
             return await transitions.get_by_text("resolved").count() > 0
 
         await until(resolved, seconds=60, what="ApiLatencyP95High resolved in the history")
